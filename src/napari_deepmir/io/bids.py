@@ -1,0 +1,56 @@
+"""BIDS-like discovery: find a subject's files by their suffixes (sub-X_swi.nii.gz, ...)."""
+
+import re
+from pathlib import Path
+
+from ..conventions import BIDS_SUFFIXES
+from .errors import InputError
+from .nifti import NIFTI_SUFFIXES
+
+SUBJECT_PATTERN = re.compile(r"sub-[A-Za-z0-9]+")
+
+
+def subject_id(path: str | Path) -> str | None:
+    """The ``sub-XXX`` name found anywhere in ``path`` (the last one), or None."""
+    found = SUBJECT_PATTERN.findall(str(path))
+    return found[-1] if found else None
+
+
+def _strip_nifti(name: str) -> str | None:
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def find_subject_files(folder: str | Path) -> dict[str, Path]:
+    """Map file kind (``swi``, ``qsm``, ``t2``, ``labels``, ``locations``) to its file in ``folder``.
+
+    A file matches a kind when its name (without .nii/.nii.gz) ends with ``_<suffix>``; the
+    ``labels`` kind (``_dseg``) excludes ``desc-`` variants such as the location map. Files are
+    searched in ``folder`` and, BIDS-style, in its ``anat/`` subfolder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "subject folder not found")
+    found: dict[str, Path] = {}
+    candidates = sorted(folder.glob("*.nii*")) + sorted(folder.glob("anat/*.nii*"))
+    for kind, suffix in sorted(BIDS_SUFFIXES.items(), key=lambda item: -len(item[1])):
+        for path in candidates:
+            stem = _strip_nifti(path.name)
+            if stem is None or path in found.values():
+                continue
+            if stem.endswith("_" + suffix) and not (kind == "labels" and "_desc-" in stem):
+                if kind in found:
+                    raise InputError(folder, f"two files for {kind}: {found[kind].name} and {path.name}")
+                found[kind] = path
+    return found
+
+
+def find_subject_folders(root: str | Path) -> list[Path]:
+    """Every folder under ``root`` (root included) that holds an SWI file, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "folder not found")
+    folders = {p.parent.parent if p.parent.name == "anat" else p.parent for p in root.rglob("*_swi.nii*")}
+    return sorted(folders)

@@ -1,0 +1,124 @@
+"""A participant's T2, SWI and QSM on one grid (the SWI grid), with their units and warnings."""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import BIDS_SUFFIXES, MODALITIES
+from .bids import find_subject_files, subject_id
+from .errors import InputError
+from .mask import brain_mask
+from .nifti import Volume, load_volume, voxel_sizes
+from .qsm_units import detect_qsm_units, to_ppb
+from .resample import resample_volume_to
+
+
+@dataclass
+class Subject:
+    """Co-registered modalities on the SWI grid.
+
+    ``qsm`` is always in ppb. Missing modalities are None. ``affine`` is the SWI voxel-to-world affine.
+    """
+
+    swi: np.ndarray
+    affine: np.ndarray
+    qsm: np.ndarray | None = None
+    t2: np.ndarray | None = None
+    name: str = "subject"
+    paths: dict[str, Path] = field(default_factory=dict)
+    qsm_units: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.swi.shape)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm along each array axis."""
+        return voxel_sizes(self.affine)
+
+    @property
+    def available(self) -> tuple[str, ...]:
+        """Modalities present, in canonical order."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+
+    def modality(self, name: str) -> np.ndarray:
+        """The array of modality ``name``; a clear error if the subject lacks it."""
+        if name not in MODALITIES:
+            raise ValueError(f"unknown modality {name!r}; expected one of {', '.join(MODALITIES)}")
+        data = getattr(self, name)
+        if data is None:
+            raise InputError(self.paths.get("swi"), f"subject {self.name} has no {name.upper()} image")
+        return data
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """Brain mask on the SWI grid (estimated, see :func:`brain_mask`)."""
+        return brain_mask(self.swi, self.qsm)
+
+
+def load_subject(
+    swi: str | Path,
+    qsm: str | Path | None = None,
+    t2: str | Path | None = None,
+    *,
+    qsm_units: str = "auto",
+    name: str | None = None,
+) -> Subject:
+    """Load SWI (required), QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
+
+    ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm`` or ``ppb``.
+    NaNs are set to 0 and reported in ``Subject.warnings``; NaNs inside the brain are reported too.
+    """
+    if qsm_units not in ("auto", "ppm", "ppb"):
+        raise ValueError(f"qsm_units must be auto, ppm or ppb, not {qsm_units!r}")
+    reference = load_volume(swi)
+    subject = Subject(
+        swi=reference.data,
+        affine=reference.affine,
+        name=name or subject_id(swi) or Path(swi).name.split(".")[0],
+        paths={"swi": Path(swi)},
+        warnings=list(reference.warnings),
+    )
+    invalid = [reference] if reference.invalid is not None else []
+    for modality, path in (("qsm", qsm), ("t2", t2)):
+        if path is None:
+            continue
+        volume = load_volume(path)
+        if volume.invalid is not None:
+            invalid.append(volume)
+        setattr(subject, modality, resample_volume_to(volume, reference).astype(np.float32))
+        subject.paths[modality] = Path(path)
+        subject.warnings.extend(volume.warnings)
+    if subject.qsm is not None:
+        units = detect_qsm_units(subject.qsm, subject.qsm != 0) if qsm_units == "auto" else qsm_units
+        subject.qsm = to_ppb(subject.qsm, units)
+        subject.qsm_units = units
+    for volume in invalid:
+        _report_invalid_in_brain(subject, volume, reference)
+    return subject
+
+
+def _report_invalid_in_brain(subject: Subject, volume: Volume, reference: Volume) -> None:
+    """Add a warning if NaN/inf voxels of ``volume`` fall inside the brain (they were set to 0)."""
+    on_grid = resample_volume_to(Volume(volume.invalid.astype(np.uint8), volume.affine, volume.path), reference, order=0)
+    n_inside = int((on_grid.astype(bool) & subject.mask).sum())
+    if n_inside:
+        subject.warnings.append(
+            f"{volume.path}: {n_inside} NaN/infinite voxels inside the brain were set to 0; results there are unreliable"
+        )
+
+
+def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tuple[str, ...] = ("swi",)) -> Subject:
+    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``)."""
+    files = find_subject_files(folder)
+    missing = [m for m in require if m not in files]
+    if missing:
+        wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
+        raise InputError(folder, f"no {'/'.join(m.upper() for m in missing)} file found (looked for {wanted})")
+    return load_subject(
+        files["swi"], files.get("qsm"), files.get("t2"), qsm_units=qsm_units, name=subject_id(folder) or Path(folder).name
+    )
