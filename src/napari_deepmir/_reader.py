@@ -1,0 +1,89 @@
+"""npe2 reader: NIfTI files and subject folders -> layers in millimetres (thin; see layers.py)."""
+
+from pathlib import Path
+
+from .conventions import BIDS_SUFFIXES
+from .io import InputError, load_subject_dir, load_volume
+from .io.bids import find_subject_files
+from .io.display import DisplayGeometry
+from .io.nifti import is_nifti_path
+from .layers import image_layer_data, labels_layer_data, locations_layer_data
+
+#: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
+_MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
+
+
+def get_reader(path):
+    """Return a reader for a NIfTI file or a folder holding a subject's SWI, else None."""
+    if isinstance(path, list):
+        return None if not path or any(get_reader(p) is None for p in path) else read_paths
+    path = Path(path)
+    if path.is_dir():
+        try:
+            return read_paths if "swi" in find_subject_files(path) else None
+        except InputError:
+            return None
+    return read_paths if is_nifti_path(path) else None
+
+
+def read_paths(paths):
+    """Read one or several paths; each file or folder gives its layers."""
+    layers = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        layers.extend(read_subject_folder(path) if path.is_dir() else [read_nifti_file(path)])
+    return layers
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def read_nifti_file(path: Path) -> tuple:
+    """One NIfTI file -> an Image layer (modality from the name) or a Labels layer (``_dseg``)."""
+    stem = _stem(path)
+    lower = stem.lower()
+    if lower.endswith("_" + BIDS_SUFFIXES["locations"].lower()):
+        volume = load_volume(path, check_values=False)
+        return locations_layer_data(volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem)
+    if lower.endswith("_dseg"):
+        volume = load_volume(path, check_values=False)
+        return labels_layer_data(
+            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata={"path": str(path)}
+        )
+    volume = load_volume(path)
+    modality = next((m for ending, m in _MODALITY_ENDINGS.items() if lower.endswith(ending)), None)
+    return image_layer_data(
+        volume.data, DisplayGeometry(volume.data.shape, volume.affine), modality=modality, name=stem, metadata={"path": str(path)}
+    )
+
+
+def read_subject_folder(folder: Path) -> list[tuple]:
+    """A subject folder -> T2, SWI, QSM aligned on the SWI grid (+ labels and locations if present)."""
+    subject = load_subject_dir(folder)
+    geometry = DisplayGeometry(subject.shape, subject.affine)
+    layers = [
+        image_layer_data(subject.modality(m), geometry, modality=m, name=f"{subject.name} {m.upper()}", metadata={"path": str(subject.paths[m])})
+        for m in ("t2", "swi", "qsm")
+        if m in subject.available
+    ]
+    if subject.qsm_units:
+        layers[-1][1]["metadata"]["deepmir"]["qsm_units_in_file"] = subject.qsm_units
+    files = find_subject_files(folder)
+    if "locations" in files:
+        layers.append(locations_layer_data(_on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations"))
+    if "labels" in files:
+        layers.append(
+            labels_layer_data(_on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata={"path": str(files["labels"])})
+        )
+    return layers
+
+
+def _on_swi_grid(path: Path, subject):
+    from .io.resample import resample_volume_to
+    from .io.nifti import Volume
+
+    volume = load_volume(path, check_values=False)
+    reference = Volume(subject.swi, subject.affine, subject.paths["swi"])
+    return resample_volume_to(volume, reference, order=0).astype("uint8")

@@ -1,0 +1,73 @@
+"""napari layer data (plain tuples, no napari import) for volumes, label maps and probabilities.
+
+The reader, the sample data and the widgets all build layers here, so every layer of the plugin has
+the same geometry (see :mod:`napari_deepmir.io.display`), display presets and metadata.
+"""
+
+import numpy as np
+
+from .conventions import CLASS_COLORS, CLASS_TITLES, LOCATION_NAMES, MODALITY_TITLES
+from .io.display import DisplayGeometry
+
+AXIS_LABELS = ("z (S)", "y (A)", "x (R)")
+#: Probability maps take the hue of their class colour (CLASS_COLORS): red for CMB, cyan-blue for iron.
+_PROBABILITY_COLORMAPS = {1: "red", 2: "cyan"}
+
+
+def _base_kwargs(name: str, geometry: DisplayGeometry, extra_metadata: dict | None = None) -> dict:
+    metadata = {"deepmir": {**geometry.to_metadata(), **(extra_metadata or {})}}
+    return {
+        "name": name,
+        "affine": geometry.display_affine,
+        "metadata": metadata,
+        "axis_labels": AXIS_LABELS,
+        "units": ("mm", "mm", "mm"),
+    }
+
+
+def robust_limits(data: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:
+    """Contrast limits from percentiles of the non-zero voxels (robust to a few outliers)."""
+    values = data[data != 0]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values[:: max(1, values.size // 1_000_000)], [low, high])
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def image_layer_data(
+    data: np.ndarray, geometry: DisplayGeometry, *, modality: str | None = None, name: str | None = None, metadata: dict | None = None
+) -> tuple:
+    """Image layer in mm with modality-aware display: QSM diverging about 0, SWI/T2 grey."""
+    kwargs = _base_kwargs(name or MODALITY_TITLES.get(modality, "image"), geometry, {"modality": modality, **(metadata or {})})
+    if modality == "qsm":
+        values = np.abs(data[data != 0])
+        limit = float(np.percentile(values, 99)) if values.size else 1.0
+        kwargs.update(colormap="bwr", contrast_limits=(-limit, limit))
+    else:
+        kwargs.update(colormap="gray", contrast_limits=robust_limits(data))
+    return geometry.to_display(data), kwargs, "image"
+
+
+def labels_layer_data(
+    labels: np.ndarray, geometry: DisplayGeometry, *, name: str = "lesions", metadata: dict | None = None
+) -> tuple:
+    """Labels layer (0 background, 1 CMB, 2 iron deposit) with the fixed class colours."""
+    kwargs = _base_kwargs(name, geometry, {"kind": "lesions", **(metadata or {})})
+    kwargs.update(colormap=dict(CLASS_COLORS), opacity=0.7)
+    kwargs["metadata"]["deepmir"]["classes"] = {str(k): v for k, v in CLASS_TITLES.items()}
+    return geometry.to_display(np.asarray(labels, dtype=np.uint8)), kwargs, "labels"
+
+
+def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, name: str = "locations") -> tuple:
+    """Labels layer of location categories (lobar, deep, basal ganglia, infratentorial), hidden by default."""
+    kwargs = _base_kwargs(name, geometry, {"kind": "locations", "names": {str(k): v for k, v in LOCATION_NAMES.items()}})
+    kwargs.update(opacity=0.3, visible=False)
+    return geometry.to_display(np.asarray(locations, dtype=np.uint8)), kwargs, "labels"
+
+
+def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *, class_value: int) -> tuple:
+    """Image layer of one class's probability (0..1), additive over the anatomy."""
+    name = f"P({CLASS_TITLES[class_value]})"
+    kwargs = _base_kwargs(name, geometry, {"kind": "probability", "class": class_value})
+    kwargs.update(colormap=_PROBABILITY_COLORMAPS[class_value], contrast_limits=(0.0, 1.0), blending="additive", opacity=0.8)
+    return geometry.to_display(np.asarray(probability, dtype=np.float32)), kwargs, "image"

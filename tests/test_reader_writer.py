@@ -1,0 +1,88 @@
+"""The napari reader and writer in a real viewer: layers in millimetres, aligned in world space."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import oblique_affine, sphere_world, write_nifti
+
+CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
+
+
+def _head(shape, affine):
+    head = sphere_world(shape, affine, (0, 0, 0), 45) * 100.0 + 1.0
+    head[sphere_world(shape, affine, CENTRE, 4.0)] = 10.0
+    return head.astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path):
+    swi_affine = oblique_affine((0.8, 0.8, 2.0), 0.0)
+    t2_affine = np.array([[-1.5, 0, 0, 70], [0, 0, 1.5, -75], [0, 3.0, 0, -60], [0, 0, 0, 1]])  # LSA, own grid
+    folder = tmp_path / "sub-07"
+    folder.mkdir()
+    qsm = sphere_world((128, 128, 50), swi_affine, (0, 0, 0), 45) * 5.0
+    qsm[sphere_world((128, 128, 50), swi_affine, CENTRE, 4.0)] = 400.0
+    labels = sphere_world((128, 128, 50), swi_affine, CENTRE, 4.0).astype(np.uint8)
+    return {
+        "swi": write_nifti(folder / "sub-07_swi.nii.gz", _head((128, 128, 50), swi_affine), swi_affine),
+        "t2": write_nifti(folder / "sub-07_T2w.nii.gz", _head((96, 40, 100), t2_affine), t2_affine),
+        "qsm": write_nifti(folder / "sub-07_Chimap.nii.gz", qsm.astype(np.float32), swi_affine),
+        "labels": write_nifti(folder / "sub-07_dseg.nii.gz", labels, swi_affine),
+        "folder": folder,
+    }
+
+
+def _value_at_world(layer, xyz_ras):
+    """Layer value at a scanner RAS point (napari world is (z, y, x))."""
+    index = np.round(layer.world_to_data(np.asarray(xyz_ras)[::-1])).astype(int)
+    return layer.data[tuple(index)]
+
+
+def test_files_on_different_grids_open_aligned_in_world_space(make_napari_viewer, files):
+    viewer = make_napari_viewer()
+    viewer.open([files["swi"], files["t2"]], plugin="napari-deepmir", stack=False)
+    swi, t2 = viewer.layers
+    assert swi.data.shape != t2.data.shape
+    for layer in (swi, t2):
+        assert _value_at_world(layer, CENTRE) == pytest.approx(10.0)  # the sphere, in both layers
+        assert _value_at_world(layer, (CENTRE[0] + 10, CENTRE[1], CENTRE[2])) == pytest.approx(101.0)
+        assert np.allclose(layer.metadata["deepmir"]["affine"], nib.load(layer.metadata["deepmir"]["path"]).affine)
+    assert tuple(swi.units) == ("mm",) * 3 or all(str(u) in ("mm", "millimeter") for u in swi.units)
+
+
+def test_subject_folder_gives_three_aligned_layers_with_modality_display(make_napari_viewer, files):
+    viewer = make_napari_viewer()
+    viewer.open(str(files["folder"]), plugin="napari-deepmir")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["sub-07 T2", "sub-07 SWI", "sub-07 QSM", "sub-07 labels"]
+    t2, swi, qsm, labels = viewer.layers
+    assert t2.data.shape == swi.data.shape == qsm.data.shape == labels.data.shape  # all on the SWI grid
+    low, high = qsm.contrast_limits
+    assert low == pytest.approx(-high) and high > 0  # diverging, symmetric about 0
+    assert qsm.colormap.name != "gray" and swi.colormap.name == "gray"
+    assert _value_at_world(labels, CENTRE) == 1
+    assert labels.get_color(1) is not None and not np.allclose(labels.get_color(1), labels.get_color(2))
+
+
+def test_labels_written_back_exactly_on_the_source_grid(make_napari_viewer, files, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(files["labels"], plugin="napari-deepmir")
+    layer = viewer.layers[0]
+    layer.data[tuple(np.argwhere(layer.data == 1)[0])] = 2  # an edit made in the viewer
+    out = tmp_path / "edited_dseg.nii.gz"
+    layer.save(str(out), plugin="napari-deepmir")
+    original = nib.load(files["labels"])
+    written = nib.load(str(out))
+    assert np.allclose(written.affine, original.affine)
+    expected = np.asarray(original.dataobj).copy()
+    diff = np.argwhere(np.asarray(written.dataobj) != expected)
+    assert len(diff) == 1 and np.asarray(written.dataobj)[tuple(diff[0])] == 2
+
+
+def test_rendered_screenshot_shows_the_image(make_napari_viewer, files):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(files["swi"], plugin="napari-deepmir")
+    viewer.dims.set_point(0, CENTRE[2])
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot[..., :3].max() > 100, "screenshot is not black"
