@@ -6,7 +6,9 @@ from .conventions import BIDS_SUFFIXES
 from .io import InputError, load_subject_dir, load_volume
 from .io.bids import find_subject_files
 from .io.display import DisplayGeometry
-from .io.nifti import is_nifti_path
+from .io.nifti import Volume, is_nifti_path
+from .io.qsm_units import detect_qsm_units, to_ppb
+from .io.resample import resample_volume_to
 from .layers import image_layer_data, labels_layer_data, locations_layer_data
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
@@ -54,9 +56,12 @@ def read_nifti_file(path: Path) -> tuple:
         )
     volume = load_volume(path)
     modality = next((m for ending, m in _MODALITY_ENDINGS.items() if lower.endswith(ending)), None)
-    return image_layer_data(
-        volume.data, DisplayGeometry(volume.data.shape, volume.affine), modality=modality, name=stem, metadata={"path": str(path)}
-    )
+    metadata = {"path": str(path)}
+    data = volume.data
+    if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units
+        units = detect_qsm_units(data, data != 0)
+        data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
+    return image_layer_data(data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata)
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
@@ -81,9 +86,6 @@ def read_subject_folder(folder: Path) -> list[tuple]:
 
 
 def _on_swi_grid(path: Path, subject):
-    from .io.resample import resample_volume_to
-    from .io.nifti import Volume
-
     volume = load_volume(path, check_values=False)
     reference = Volume(subject.swi, subject.affine, subject.paths["swi"])
     return resample_volume_to(volume, reference, order=0).astype("uint8")

@@ -1,6 +1,7 @@
 """npe2 sample data: a synthetic subject with known lesions (File > Open Sample > napari-deepmir)."""
 
 from .io.display import DisplayGeometry
+from .io.resample import resample_to_grid
 from .layers import image_layer_data, labels_layer_data, locations_layer_data
 
 #: Small enough to open in a few seconds, large enough to hold every kind of lesion and mimic.
@@ -14,8 +15,6 @@ def make_synthetic_subject() -> list[tuple]:
 
     subject = generate_subject(seed=7, acquisition=Acquisition(shape=SAMPLE_SHAPE, voxel_mm=SAMPLE_VOXEL_MM), name="sub-sample")
     geometry = DisplayGeometry(subject.swi.shape, subject.affine)
-    from .io.resample import resample_to_grid
-
     t2 = resample_to_grid(subject.t2, subject.t2_affine, subject.swi.shape, subject.affine)
     layers = [image_layer_data(data, geometry, modality=m, name=f"sample {m.upper()}") for m, data in (("t2", t2), ("swi", subject.swi), ("qsm", subject.qsm))]
     layers.append(locations_layer_data(subject.locations, geometry, name="sample locations"))

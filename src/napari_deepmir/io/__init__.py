@@ -2,6 +2,6 @@
 
 from .errors import InputError
 from .nifti import Volume, load_volume, save_labels, save_nifti
-from .subject import Subject, load_subject, load_subject_dir
+from .subject import Subject, assemble_subject, load_subject, load_subject_dir
 
-__all__ = ["InputError", "Subject", "Volume", "load_subject", "load_subject_dir", "load_volume", "save_labels", "save_nifti"]
+__all__ = ["InputError", "Subject", "assemble_subject", "Volume", "load_subject", "load_subject_dir", "load_volume", "save_labels", "save_nifti"]

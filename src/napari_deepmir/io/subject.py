@@ -73,32 +73,40 @@ def load_subject(
     ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm`` or ``ppb``.
     NaNs are set to 0 and reported in ``Subject.warnings``; NaNs inside the brain are reported too.
     """
+    return assemble_subject(
+        load_volume(swi),
+        qsm=None if qsm is None else load_volume(qsm),
+        t2=None if t2 is None else load_volume(t2),
+        qsm_units=qsm_units,
+        name=name or subject_id(swi) or Path(swi).name.split(".")[0],
+    )
+
+
+def assemble_subject(
+    swi: Volume, *, qsm: Volume | None = None, t2: Volume | None = None, qsm_units: str = "auto", name: str = "subject"
+) -> Subject:
+    """Put volumes (each on its own grid) together on the SWI grid; QSM converted to ppb."""
     if qsm_units not in ("auto", "ppm", "ppb"):
         raise ValueError(f"qsm_units must be auto, ppm or ppb, not {qsm_units!r}")
-    reference = load_volume(swi)
-    subject = Subject(
-        swi=reference.data,
-        affine=reference.affine,
-        name=name or subject_id(swi) or Path(swi).name.split(".")[0],
-        paths={"swi": Path(swi)},
-        warnings=list(reference.warnings),
-    )
-    invalid = [reference] if reference.invalid is not None else []
-    for modality, path in (("qsm", qsm), ("t2", t2)):
-        if path is None:
+    subject = Subject(swi=swi.data, affine=swi.affine, name=name, warnings=list(swi.warnings))
+    if swi.path is not None:
+        subject.paths["swi"] = Path(swi.path)
+    invalid = [swi] if swi.invalid is not None else []
+    for modality, volume in (("qsm", qsm), ("t2", t2)):
+        if volume is None:
             continue
-        volume = load_volume(path)
         if volume.invalid is not None:
             invalid.append(volume)
-        setattr(subject, modality, resample_volume_to(volume, reference).astype(np.float32))
-        subject.paths[modality] = Path(path)
+        setattr(subject, modality, resample_volume_to(volume, swi).astype(np.float32))
+        if volume.path is not None:
+            subject.paths[modality] = Path(volume.path)
         subject.warnings.extend(volume.warnings)
     if subject.qsm is not None:
         units = detect_qsm_units(subject.qsm, subject.qsm != 0) if qsm_units == "auto" else qsm_units
         subject.qsm = to_ppb(subject.qsm, units)
         subject.qsm_units = units
     for volume in invalid:
-        _report_invalid_in_brain(subject, volume, reference)
+        _report_invalid_in_brain(subject, volume, swi)
     return subject
 
 

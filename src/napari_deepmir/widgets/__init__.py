@@ -1,0 +1,1 @@
+"""napari widgets: thin faces over the core functions (detect, annotate, fine-tune, lesion table)."""

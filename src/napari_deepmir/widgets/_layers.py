@@ -1,0 +1,68 @@
+"""Between napari layers and the core: geometry, subjects from layers, adding layers, moving the camera."""
+
+import numpy as np
+
+from ..io import Subject, Volume, assemble_subject
+from ..io.display import DisplayGeometry
+
+#: Words in a layer name that tell its modality, when its metadata does not.
+_NAME_HINTS = {"swi": ("swi",), "qsm": ("qsm", "chimap", "chi"), "t2": ("t2",)}
+
+
+def geometry_of(layer) -> DisplayGeometry:
+    """The source grid of a layer: from this plugin's metadata, else from the layer's own affine."""
+    if "deepmir" in layer.metadata:
+        return DisplayGeometry.from_metadata(layer.metadata)
+    reverse = np.eye(4)[[2, 1, 0, 3]]
+    affine = np.asarray(layer.affine.affine_matrix) @ np.diag([*layer.scale, 1.0])
+    affine[:3, 3] = np.asarray(layer.affine.affine_matrix)[:3, 3] + np.asarray(layer.translate)
+    return DisplayGeometry(tuple(layer.data.shape[::-1]), reverse @ affine @ reverse)
+
+
+def modality_of(layer) -> str | None:
+    """``swi``, ``qsm``, ``t2`` from layer metadata or name, else None."""
+    modality = layer.metadata.get("deepmir", {}).get("modality")
+    if modality:
+        return modality
+    name = layer.name.lower()
+    return next((m for m, hints in _NAME_HINTS.items() if any(h in name for h in hints)), None)
+
+
+def volume_of(layer) -> Volume:
+    """A layer's data back on its source grid, with its source affine."""
+    geometry = geometry_of(layer)
+    data = geometry.from_display(np.asarray(layer.data))
+    path = layer.metadata.get("deepmir", {}).get("path")
+    return Volume(data=np.asarray(data, dtype=np.float32), affine=geometry.affine, path=path)
+
+
+def subject_from_layers(swi_layer, qsm_layer=None, t2_layer=None, *, name: str | None = None) -> Subject:
+    """A Subject on the SWI layer's grid; QSM layers of this plugin are already in ppb."""
+    return assemble_subject(
+        volume_of(swi_layer),
+        qsm=None if qsm_layer is None else volume_of(qsm_layer),
+        t2=None if t2_layer is None else volume_of(t2_layer),
+        qsm_units="ppb" if qsm_layer is not None and "deepmir" in qsm_layer.metadata else "auto",
+        name=name or swi_layer.name.replace(" SWI", "").replace("_swi", ""),
+    )
+
+
+def add_layer(viewer, layer_data: tuple, *, replace: bool = True):
+    """Add a (data, kwargs, type) tuple from :mod:`napari_deepmir.layers`; reuse a layer of that name."""
+    data, kwargs, layer_type = layer_data
+    name = kwargs["name"]
+    if replace and name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = data
+        layer.metadata = kwargs["metadata"]
+        return layer
+    return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def centre_on(viewer, xyz_mm, *, zoom: float | None = 4.0) -> None:
+    """Move the viewer to a scanner RAS point: the axial slice through it, camera centred, zoomed."""
+    zyx = np.asarray(xyz_mm, dtype=float)[::-1]
+    viewer.dims.set_point(0, zyx[0])
+    viewer.camera.center = tuple(zyx[-2:]) if viewer.dims.ndisplay == 2 else tuple(zyx)
+    if zoom is not None:
+        viewer.camera.zoom = zoom
