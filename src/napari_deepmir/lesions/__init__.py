@@ -1,0 +1,1 @@
+"""Lesions: per-lesion measurements, lesion-wise evaluation, labelling guidance and the candidate finder."""

@@ -1,0 +1,44 @@
+"""Lesions as 26-connected components of one class, and label maps read from disk."""
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..conventions import CLASS_NAMES
+from ..io import InputError, Volume, load_volume
+
+#: 26-connectivity in 3D: voxels sharing a face, an edge or a corner belong to the same lesion.
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def class_components(labels: np.ndarray, value: int) -> tuple[np.ndarray, int]:
+    """Components of the voxels equal to ``value``: (int32 ids 1..n in scan order, n)."""
+    components, count = ndimage.label(np.asarray(labels) == value, structure=CONNECTIVITY_26)
+    return components.astype(np.int32, copy=False), int(count)
+
+
+def load_label_map(path: str | Path) -> Volume:
+    """Read a label map (0 background, 1 CMB, 2 iron deposit) as an int16 volume; other values are an error."""
+    volume = load_volume(path, check_values=False)
+    data = volume.data
+    if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
+        raise InputError(path, "not a label map: it has non-integer values")
+    allowed = {0, *CLASS_NAMES}
+    found = set(np.unique(data).astype(int).tolist())
+    if not found <= allowed:
+        extra = ", ".join(str(v) for v in sorted(found - allowed))
+        raise InputError(path, f"unexpected label values {extra} (expected 0 background, 1 CMB, 2 iron deposit)")
+    volume.data = data.astype(np.int16)
+    return volume
+
+
+def check_same_grid(reference: Volume, other: Volume, what: str = "label map") -> None:
+    """Raise InputError naming both files unless ``other`` lies on the grid (shape and affine) of ``reference``."""
+    if tuple(other.data.shape) != tuple(reference.data.shape):
+        raise InputError(
+            other.path,
+            f"{what} grid {tuple(other.data.shape)} does not match {reference.path} grid {tuple(reference.data.shape)}",
+        )
+    if not np.allclose(other.affine, reference.affine, atol=1e-3):
+        raise InputError(other.path, f"{what} affine differs from that of {reference.path}: not on the same grid")
