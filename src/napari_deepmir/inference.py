@@ -1,0 +1,284 @@
+"""Prediction: one preparation of the input shared with training, batched slices, post-processing.
+
+The network sees every subject the same way, whatever its acquisition: reoriented to the closest
+canonical (RAS) orientation so axial slices are the last axis, resampled to the model's working
+spacing (``card.spacing_mm``), and normalised by a robust z-score inside the brain (median and MAD),
+which also makes QSM units and SWI scaling irrelevant. Probabilities go back onto the SWI grid, where
+lesions are the connected components of the predicted foreground.
+"""
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .conventions import CLASS_NAMES
+from .io import InputError, Subject
+
+#: 1.4826 * MAD estimates the standard deviation of normally distributed values.
+_MAD_TO_SD = 1.4826
+#: Brain-mask dilation (working voxels) kept around the brain when zeroing the background.
+_MASK_MARGIN = 2
+_LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
+
+
+@dataclass
+class PreparedInput:
+    """A subject on the model's working grid: ``channels`` (modalities, X, Y, Z), normalised."""
+
+    channels: np.ndarray
+    brain: np.ndarray
+    subject_shape: tuple[int, int, int]
+    orientation: np.ndarray
+    canonical_shape: tuple[int, int, int]
+    zoom: np.ndarray  # working voxels per canonical voxel, per axis
+
+    def labels_to_working(self, labels: np.ndarray) -> np.ndarray:
+        """A label map on the SWI grid -> working grid (nearest neighbour)."""
+        return _resample_zoom(_reorient(np.asarray(labels), self.orientation), self.zoom, self.channels.shape[1:], order=0)
+
+    def to_subject_grid(self, volume: np.ndarray, order: int = 1) -> np.ndarray:
+        """A working-grid volume, or a stack of them (C, X, Y, Z), -> the SWI grid, exactly its shape."""
+        if volume.ndim == 4:
+            return np.stack([self.to_subject_grid(v, order) for v in volume])
+        canonical = _resample_zoom(np.asarray(volume, dtype=np.float32 if order else volume.dtype), 1 / self.zoom, self.canonical_shape, order=order)
+        return _reorient(canonical, self.orientation, inverse=True)
+
+
+def _reorient(array: np.ndarray, orientation: np.ndarray, inverse: bool = False) -> np.ndarray:
+    from nibabel.orientations import apply_orientation, ornt_transform
+
+    identity = np.array([[0, 1], [1, 1], [2, 1]])
+    transform = ornt_transform(identity, orientation) if inverse else orientation
+    return np.ascontiguousarray(apply_orientation(array, transform))
+
+
+def _resample_zoom(array: np.ndarray, zoom: np.ndarray, shape, order: int) -> np.ndarray:
+    """Resample by per-axis ``zoom`` keeping the grid's outer edges aligned (voxel-centre convention)."""
+    zoom = np.asarray(zoom, dtype=float)
+    if tuple(array.shape) == tuple(shape) and np.allclose(zoom, 1):
+        return array
+    matrix = 1.0 / zoom
+    offset = 0.5 * matrix - 0.5
+    return ndimage.affine_transform(array, matrix, offset=offset, output_shape=tuple(shape), order=order, mode="nearest")
+
+
+def prepare_input(subject: Subject, card) -> PreparedInput:
+    """Reorient, resample to ``card.spacing_mm`` and normalise the modalities the model needs."""
+    from nibabel.orientations import io_orientation
+
+    missing = [m for m in card.modalities if getattr(subject, m) is None]
+    if missing:
+        raise InputError(
+            subject.paths.get("swi"),
+            f"model {card.name!r} needs {'+'.join(m.upper() for m in card.modalities)} but subject {subject.name} has no "
+            f"{'/'.join(m.upper() for m in missing)} image",
+        )
+    orientation = io_orientation(subject.affine)
+    canonical_spacing = np.abs(subject.spacing[orientation[:, 0].astype(int).argsort()])
+    canonical_shape = tuple(_reorient(np.empty(subject.shape, np.uint8), orientation).shape)
+    zoom = canonical_spacing / np.asarray(card.spacing_mm, dtype=float)
+    working_shape = tuple(max(1, int(round(n * z))) for n, z in zip(canonical_shape, zoom))
+    zoom = np.array(working_shape) / np.array(canonical_shape)
+
+    def to_working(data: np.ndarray, order: int) -> np.ndarray:
+        return _resample_zoom(_reorient(np.asarray(data, np.float32), orientation), zoom, working_shape, order)
+
+    brain = to_working(subject.mask, 1) > 0.5
+    if not brain.any():
+        raise InputError(subject.paths.get("swi"), "no brain found in the SWI image (the brain mask is empty)")
+    keep = ndimage.binary_dilation(brain, iterations=_MASK_MARGIN)
+    clip = float(card.normalisation.get("clip", 8.0))
+    channels = np.empty((len(card.modalities), *working_shape), np.float32)
+    for index, modality in enumerate(card.modalities):
+        image = to_working(subject.modality(modality), 1)
+        channels[index] = robust_z(image, brain, clip)
+        channels[index][~keep] = 0
+    return PreparedInput(channels, brain, subject.shape, orientation, canonical_shape, zoom)
+
+
+def robust_z(image: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
+    """(image - median) / (1.4826 * MAD) over ``mask``, clipped to +-``clip``."""
+    values = image[mask]
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median))) * _MAD_TO_SD
+    if mad <= 0:
+        mad = float(values.std()) or 1.0
+    return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
+
+
+@dataclass
+class Prediction:
+    """Labels (uint8 0/1/2 on the SWI grid) and optionally class probabilities (3, X, Y, Z) there."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        """Number of lesions per class name."""
+        from .lesions.components import class_components
+
+        return {name: class_components(self.labels, value)[1] for value, name in CLASS_NAMES.items()}
+
+    def summary(self) -> str:
+        """'7 CMBs, 2 iron deposits'."""
+        cmb, iron = self.counts["cmb"], self.counts["iron"]
+        return f"{cmb} CMB{'s' if cmb != 1 else ''}, {iron} iron deposit{'s' if iron != 1 else ''}"
+
+
+def select_device(name: str = "auto"):
+    """A torch device: ``auto`` picks CUDA, then Apple MPS, then CPU; a named one must be available."""
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(None, f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise InputError(None, f"device {name!r} is not available here (CUDA devices: {torch.cuda.device_count()})")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(None, "device 'mps' is not available here")
+    return device
+
+
+def _loaded(model, device):
+    from .model.files import LoadedModel, load_model
+    from .model.registry import resolve_model
+
+    if isinstance(model, LoadedModel):
+        model.module.to(device).eval()
+        return model
+    return load_model(resolve_model(model), device)
+
+
+def _slice_batches(prepared: PreparedInput, context: int, batch_size: int):
+    """Indices of the axial slices that hold brain, in batches."""
+    slices = np.flatnonzero(prepared.brain.any(axis=(0, 1)))
+    return [slices[i : i + batch_size] for i in range(0, len(slices), batch_size)]
+
+
+def _stack_context(channels: np.ndarray, slices: np.ndarray, context: int, multiple: int) -> np.ndarray:
+    """(B, modalities*(2k+1), H, W) inputs: each modality with its neighbouring slices (edge-padded), padded in-plane."""
+    depth = channels.shape[-1]
+    offsets = np.arange(-context, context + 1)
+    index = np.clip(slices[:, None] + offsets[None, :], 0, depth - 1)  # (B, 2k+1)
+    stack = channels[:, :, :, index]  # (M, X, Y, B, 2k+1)
+    stack = np.moveaxis(stack, 3, 0)  # (B, M, X, Y, 2k+1)
+    stack = np.moveaxis(stack, -1, 2)  # (B, M, 2k+1, X, Y)
+    batch = stack.reshape(stack.shape[0], -1, *stack.shape[-2:])
+    pad = [(0, 0), (0, 0)] + [(0, (-n) % multiple) for n in batch.shape[-2:]]
+    return np.pad(batch, pad)
+
+
+def iter_predict(
+    subject: Subject,
+    model=None,
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    return_probabilities: bool = False,
+    bf16: bool = False,
+) -> Generator[tuple[int, int], None, Prediction]:
+    """Predict a subject; yields ``(done, total)`` slice batches, returns a :class:`Prediction`.
+
+    ``model``: None (the shipped default), a model folder/file, or a LoadedModel. Closing the
+    generator cancels between batches. ``bf16`` runs the network under bfloat16 autocast.
+    """
+    import torch
+
+    torch_device = select_device(device) if isinstance(device, str) else device
+    loaded = _loaded(model, torch_device)
+    card, module = loaded.card, loaded.module
+    prepared = prepare_input(subject, card)
+    batches = _slice_batches(prepared, card.context_slices, batch_size)
+    n_classes = card.n_classes
+    working = np.zeros((n_classes, *prepared.channels.shape[1:]), np.float16)
+    working[0] = 1.0
+    yield 0, len(batches)
+    width, height = prepared.channels.shape[1:3]
+    for done, slices in enumerate(batches, start=1):
+        batch = torch.from_numpy(_stack_context(prepared.channels, slices, card.context_slices, module.size_multiple)).to(torch_device)
+        with torch.inference_mode(), torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=bf16):
+            probabilities = torch.softmax(module(batch).float(), dim=1)[:, :, :width, :height]
+        working[:, :, :, slices] = probabilities.permute(1, 2, 3, 0).cpu().numpy().astype(np.float16)
+        yield done, len(batches)
+    probabilities = _as_three_classes(prepared.to_subject_grid(working.astype(np.float32), order=1), card)
+    labels = apply_postprocess(probabilities, subject, card)
+    return Prediction(labels, probabilities if return_probabilities else None)
+
+
+def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:
+    """Probabilities in the (background, CMB, iron) layout, whatever classes the model has."""
+    if probabilities.shape[0] == 3 and card.classes.get("1") == "cmb":
+        return probabilities
+    out = np.zeros((3, *probabilities.shape[1:]), np.float32)
+    for index, name in card.classes.items():
+        out[0 if name == "background" else _LABEL_OF_CLASS[name]] += probabilities[int(index)]
+    return out
+
+
+def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_probability: float | None = None) -> np.ndarray:
+    """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected), each given
+    the class with the larger summed probability; components below ``min_volume_mm3`` or whose peak
+    lesion probability is below ``min_probability`` are dropped."""
+    from .lesions.components import CONNECTIVITY_26
+
+    if min_probability is None:
+        min_probability = float(card.postprocess.get("min_probability", 0.5))
+    min_voxels = float(card.postprocess.get("min_volume_mm3", 0.0)) / float(np.prod(subject.spacing))
+    foreground = probabilities.argmax(axis=0) > 0
+    components, count = ndimage.label(foreground, structure=CONNECTIVITY_26)
+    labels = np.zeros(foreground.shape, np.uint8)
+    if count == 0:
+        return labels
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(foreground, components, index)
+    peaks = ndimage.maximum(1.0 - probabilities[0], components, index)
+    cmb = ndimage.sum_labels(probabilities[1], components, index)
+    iron = ndimage.sum_labels(probabilities[2], components, index)
+    keep = (sizes >= min_voxels) & (np.asarray(peaks) >= min_probability)
+    classes = np.where(iron > cmb, 2, 1).astype(np.uint8) * keep
+    lookup = np.concatenate([[0], classes]).astype(np.uint8)
+    return lookup[components]
+
+
+def predict_subject(
+    subject: Subject,
+    model=None,
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    return_probabilities: bool = False,
+    bf16: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Prediction:
+    """Run :func:`iter_predict` to the end, reporting ``progress(done, total)`` if given."""
+    steps = iter_predict(subject, model, device=device, batch_size=batch_size, return_probabilities=return_probabilities, bf16=bf16)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(done, total)
+
+
+def model_summary(path: str | Path | None) -> str:
+    """'name (SWI+QSM+T2, 1.0 x 1.0 x 2.0 mm)' for messages."""
+    from .model.files import read_card
+    from .model.registry import resolve_model
+
+    card = read_card(resolve_model(path))
+    spacing = " x ".join(f"{s:g}" for s in card.spacing_mm)
+    return f"{card.name} ({'+'.join(m.upper() for m in card.modalities)}, {spacing} mm)"
