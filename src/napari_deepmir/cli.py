@@ -37,6 +37,23 @@ def _load_subject_from_args(args: argparse.Namespace):
     return load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
 
 
+def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
+    group.add_argument("--lr", type=float, default=lr, help=f"peak learning rate, AdamW with warm-up + cosine (default {lr:g})")
+    group.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
+    group.add_argument("--patch-size", type=int, default=64, help="patch width in voxels (default 64)")
+    group.add_argument("--val-share", type=float, default=0.25, help="share of subjects kept for validation (default 0.25)")
+    group.add_argument("--eval-every", type=int, default=50, help="validate every N steps (default 50)")
+    group.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (default 0: never)")
+    group.add_argument("--max-minutes", type=float, default=None, help="wall-time budget; the best model so far is kept")
+    group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same model)")
+    group.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    group.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass")
+    group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
+    group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepmir",
@@ -53,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out_dir", type=Path)
     synth.add_argument("--subjects", type=int, default=1, help="number of subjects (default 1)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    synth.add_argument("--shape", type=int, nargs=3, default=(176, 208, 64), metavar=("X", "Y", "Z"), help="SWI/QSM matrix")
+    synth.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 2.0), metavar=("X", "Y", "Z"), help="mm")
+    synth.add_argument("--te", type=float, default=20.0, help="echo time in ms (default 20)")
+    synth.add_argument("--snr", type=float, default=40.0, help="magnitude SNR in white matter (default 40)")
+    synth.add_argument("--b0", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="B0 direction (world)")
+    synth.add_argument("--qsm-units", choices=("ppb", "ppm"), default="ppb", help="units of the written QSM")
+    synth.add_argument("--t2-voxel-size", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="T2 on its own grid")
+    synth.add_argument("--oblique", type=float, default=0.0, help="tilt of the slice stack in degrees")
+    synth.add_argument("--randomize", action="store_true", help="a different random acquisition per subject (training data)")
     synth.set_defaults(handler=_cmd_synth)
 
     predict = commands.add_parser("predict", help="detect lesions in one subject; writes labels.nii.gz and lesions.csv")
@@ -64,25 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from scratch on annotated subjects")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--base-filters", type=int, default=16, help="filters of the first U-Net level (default 16)")
+    train.add_argument("--depth", type=int, default=5, help="U-Net resolution levels (default 5)")
+    train.add_argument("--context-slices", type=int, default=1, help="neighbouring slices either side given as input (default 1)")
+    train.add_argument("--modalities", nargs="+", choices=("swi", "qsm", "t2"), default=["swi", "qsm", "t2"], help="input modalities (default: swi qsm t2)")
+    train.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="working grid in mm (default: the model card's)")
+    _add_training_args(train, steps=2000, lr=2e-3)
     train.set_defaults(handler=_cmd_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune a model on annotated subjects")
     finetune.add_argument("--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)")
     finetune.add_argument("--out", type=Path, required=True, help="model folder to write")
     finetune.add_argument("--base", type=Path, default=None, help="model to start from (default: the shipped model)")
-    finetune.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    _add_training_args(finetune, steps=300, lr=3e-4)
     finetune.set_defaults(handler=_cmd_finetune)
 
     candidates = commands.add_parser("candidates", help="rank likely lesions for review; writes a CSV, best first")
     _add_subject_args(candidates)
     candidates.add_argument("--model", type=Path, default=None, help="also use this model's probabilities")
+    candidates.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
+    candidates.add_argument("--max", type=int, default=200, help="at most this many candidates (default 200)")
     candidates.add_argument("--out", type=Path, required=True, help="candidates.csv")
     candidates.set_defaults(handler=_cmd_candidates)
 
     table = commands.add_parser("table", help="measure every lesion of a label map; writes CSV or TSV")
     _add_subject_args(table)
-    table.add_argument("--labels", type=Path, required=True, help="label map on the SWI grid (1 CMB, 2 iron)")
-    table.add_argument("--out", type=Path, required=True, help="lesions.csv or lesions.tsv")
+    table.add_argument("--labels", type=Path, default=None, help="label map on the SWI grid (1 CMB, 2 iron); default with --subject: its *_dseg file")
+    table.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
+    table.add_argument("--out", type=Path, required=True, help="lesions.csv or lesions.tsv (a JSON sidecar describing the columns is written beside it)")
     table.set_defaults(handler=_cmd_table)
 
     evaluate = commands.add_parser("evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject")
@@ -123,31 +158,191 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir synth: phantom issue")
+    from tqdm import tqdm
+
+    from .phantom import Acquisition, generate_cohort
+
+    acquisition = Acquisition(
+        shape=tuple(args.shape),
+        voxel_mm=tuple(args.voxel_size),
+        te_ms=args.te,
+        snr=args.snr,
+        b0_direction=tuple(args.b0),
+        qsm_units=args.qsm_units,
+        t2_voxel_mm=None if args.t2_voxel_size is None else tuple(args.t2_voxel_size),
+        oblique_deg=args.oblique,
+    )
+    with tqdm(total=args.subjects, desc="synth", unit="subject", file=sys.stderr) as bar:
+        folders = generate_cohort(
+            args.out_dir, args.subjects, args.seed, acquisition, randomize=args.randomize, progress=lambda done, total: bar.update(1)
+        )
+    print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")
+    return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir predict: model issue")
+    from tqdm import tqdm
+
+    from .io.derivatives import write_dseg_lookup, write_table
+    from .inference import predict_subject
+    from .io import save_labels
+    from .lesions.measure import measure_lesions
+
+    subject = _load_subject_from_args(args)
+    for warning in subject.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    with tqdm(desc=f"predict {subject.name}", unit="batch", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        prediction = predict_subject(subject, args.model, device=args.device, return_probabilities=True, progress=progress)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_labels(args.out / "labels.nii.gz", prediction.labels, subject.affine)
+    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities)
+    write_table(args.out / "lesions.csv", table)
+    write_dseg_lookup(args.out / "dseg.tsv")
+    print(f"{subject.name}: {prediction.summary()} -> {args.out}")
+    return 0
+
+
+def _training_config(args: argparse.Namespace, **extra):
+    from .training.trainer import TrainingConfig
+
+    return TrainingConfig(
+        out=args.out, data=list(args.data), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+        patch_size=args.patch_size, val_share=args.val_share, eval_every=args.eval_every, patience=args.patience, max_minutes=args.max_minutes,
+        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume,
+        command="deepmir " + " ".join(sys.argv[1:]), **extra,
+    )
+
+
+def _run_training(config, title: str) -> int:
+    from tqdm import tqdm
+
+    from .training.trainer import train
+
+    with tqdm(total=config.steps, desc=title, unit="step", file=sys.stderr) as bar:
+        def progress(report):
+            bar.n = report.step
+            if report.loss is not None:
+                bar.set_postfix(loss=f"{report.loss:.3f}", best_f1=f"{max(report.best_score or 0, 0):.3f}")
+            if report.metrics is not None:
+                scores = " ".join(f"{n} F1 {report.metrics[n]['f1']:.3f}" for n in ("cmb", "iron"))
+                bar.write(f"step {report.step}: validation {scores}" + (" (saved)" if report.saved else ""), file=sys.stderr)
+            bar.refresh()
+
+        result = train(config, progress)
+    columns = ("base", "tuned") if getattr(result.card, "parent", None) else ("trained",)
+    if result.best_metrics:
+        print(f"validation ({len(result.card.training['validation_subjects'])} subjects), lesion-wise:")
+        print(f"{'class':6s} {'model':8s} {'sens':>6s} {'prec':>6s} {'F1':>6s} {'FP/subj':>8s}")
+        for name in ("cmb", "iron"):
+            for column, metrics in zip(columns, (result.base_metrics, result.best_metrics)[-len(columns):], strict=True):
+                m = metrics[name]
+                print(f"{name:6s} {column:8s} {m['sensitivity']:6.3f} {m['precision']:6.3f} {m['f1']:6.3f} {m['fp_per_subject']:8.2f}")
+    print(f"{title}: {result.steps_run} steps, best at step {result.best_step} -> {result.model_path}")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir train: training issue")
+    config = _training_config(
+        args, base_filters=args.base_filters, depth=args.depth, context_slices=args.context_slices,
+        modalities=tuple(m for m in ("swi", "qsm", "t2") if m in args.modalities),
+        spacing_mm=None if args.spacing is None else tuple(args.spacing),
+    )
+    return _run_training(config, "deepmir train")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir finetune: training issue")
+    from .model.registry import default_model_path
+
+    base = args.base if args.base is not None else default_model_path()
+    return _run_training(_training_config(args, base=base), "deepmir finetune")
+
+
+def _subject_label_map(args: argparse.Namespace, subject, given: Path | None, kind: str):
+    """A label-like map (``labels`` or ``locations``) on the subject's SWI grid: the file given, else the
+    subject folder's own file, else None. A map on another grid is an error naming both files."""
+    from .io import Volume
+    from .io.bids import find_subject_files
+    from .lesions.components import check_same_grid, load_label_map
+
+    if given is None and args.subject is not None:
+        given = find_subject_files(args.subject).get(kind)
+    if given is None:
+        return None
+    if kind == "labels":
+        volume = load_label_map(given)
+    else:
+        from .io import load_volume
+
+        volume = load_volume(given, check_values=False)
+        volume.data = volume.data.astype(int)
+    check_same_grid(Volume(subject.swi, subject.affine, subject.paths.get("swi")), volume, what=f"{kind} map")
+    return volume.data
 
 
 def _cmd_candidates(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir candidates: labelling issue")
+    from .io.derivatives import write_table_with_sidecar
+    from .lesions.candidates import find_candidates, table_descriptions
+
+    subject = _load_subject_from_args(args)
+    locations = _subject_label_map(args, subject, args.locations, "locations")
+    probabilities = None
+    if args.model is not None:
+        from .inference import predict_subject
+
+        probabilities = predict_subject(subject, model=args.model, return_probabilities=True).probabilities
+    print(f"deepmir candidates: searching {subject.name}", file=sys.stderr)
+    table = find_candidates(subject, probabilities=probabilities, locations=locations, max_candidates=args.max)
+    write_table_with_sidecar(args.out, table, table_descriptions())
+    counts = table["suggested_class"].value_counts().to_dict()
+    summary = ", ".join(f"{counts.get(name, 0)} {name}" for name in ("cmb", "iron", "reject"))
+    print(f"{subject.name}: {len(table)} candidates ({summary} suggested) -> {args.out}")
+    return 0
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir table: lesion table issue")
+    from .io import InputError
+    from .io.derivatives import write_table_with_sidecar
+    from .lesions.measure import COLUMNS, measure_lesions, summarize_lesions
+
+    subject = _load_subject_from_args(args)
+    labels = _subject_label_map(args, subject, args.labels, "labels")
+    if labels is None:
+        raise InputError(args.subject or args.swi, "no label map: give --labels FILE (or a subject folder with *_dseg.nii.gz)")
+    locations = _subject_label_map(args, subject, args.locations, "locations")
+    table = measure_lesions(labels, subject, locations=locations)
+    write_table_with_sidecar(args.out, table, COLUMNS)
+    summary = summarize_lesions(table, subject.name)
+    volumes = ", ".join(f"{summary['n_' + n]} {n} ({summary[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
+    print(f"{subject.name}: {len(table)} lesions: {volumes} -> {args.out}")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir evaluate: lesion table issue")
+    from .io.derivatives import write_json
+    from .lesions.evaluate import evaluate
+
+    report = evaluate(args.truth, args.pred, progress=True)
+    for side in ("truth", "pred"):
+        if report[f"unpaired_{side}"]:
+            print(f"warning: only in --{side}: {', '.join(report[f'unpaired_{side}'])}", file=sys.stderr)
+    print(f"{'class':6s} {'truth':>6s} {'found':>6s} {'pred':>6s} {'TP':>6s} {'sens':>6s} {'prec':>6s} {'F1':>6s} {'FP/subj':>8s}")
+    for name in ("cmb", "iron"):
+        r = report[name]
+        print(
+            f"{name:6s} {r['n_truth']:6d} {r['n_truth_found']:6d} {r['n_pred']:6d} {r['n_pred_true']:6d} "
+            f"{r['sensitivity']:6.3f} {r['precision']:6.3f} {r['f1']:6.3f} {r['fp_per_subject']:8.2f}"
+        )
+    if args.out is not None:
+        write_json(args.out, report)
+    destination = f" -> {args.out}" if args.out is not None else ""
+    print(f"evaluated {report['n_subjects']} subject(s){destination}")
+    return 0
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:

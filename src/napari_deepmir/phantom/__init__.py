@@ -1,0 +1,6 @@
+"""Physics-based synthetic subjects (T2, SWI, QSM with known microbleeds, iron deposits and mimics)."""
+
+from .acquisition import Acquisition
+from .generate import SyntheticSubject, generate_cohort, generate_subject, write_subject
+
+__all__ = ["Acquisition", "SyntheticSubject", "generate_cohort", "generate_subject", "write_subject"]

@@ -1,0 +1,190 @@
+"""Assemble a synthetic subject (anatomy -> lesions -> physics -> images) and write it as BIDS-like files."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..io import save_labels, save_nifti
+from ..io.atomic import write_text_atomic
+from ..io.nifti import voxel_sizes
+from ..io.resample import resample_to_grid
+from .acquisition import Acquisition, grid_affine
+from .anatomy import brain_mask, draw_head, property_map
+from .lesions import Maps, place_all
+from .physics import block_mean, dipole_field, rad_per_ppb, swi_from_signal, tkd_inversion
+
+#: Finest simulation voxel (mm): the acquisition grid is subdivided until its voxels are at most this.
+FINE_VOXEL_MM = (0.55, 0.55, 0.8)
+
+
+@dataclass
+class SyntheticSubject:
+    """Images, truth and lesion list of one synthetic subject. QSM is in ``acquisition.qsm_units``."""
+
+    name: str
+    swi: np.ndarray
+    qsm: np.ndarray
+    t2: np.ndarray
+    t2_affine: np.ndarray
+    affine: np.ndarray
+    labels: np.ndarray
+    locations: np.ndarray
+    lesions: list[dict]
+    acquisition: Acquisition
+    seed: int = 0
+    magnitude: np.ndarray | None = field(default=None, repr=False)
+
+
+def _fine_grid(acquisition: Acquisition):
+    factors = tuple(int(np.ceil(v / f - 1e-6)) for v, f in zip(acquisition.voxel_mm, FINE_VOXEL_MM))
+    shape = tuple(n * f for n, f in zip(acquisition.shape, factors))
+    to_acquisition = np.eye(4)
+    to_acquisition[:3, :3] = np.diag(1 / np.array(factors))
+    to_acquisition[:3, 3] = (1 / np.array(factors) - 1) / 2
+    return factors, shape, acquisition.affine @ to_acquisition
+
+
+def _world_coordinates(shape, affine) -> np.ndarray:
+    grid = np.indices(shape, dtype=np.float32)
+    return np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), grid) + affine[:3, 3].astype(np.float32)[:, None, None, None]
+
+
+def _background_field(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Smooth field of sources outside the brain (air/bone interfaces, shim): low order + a sinus blob (ppb)."""
+    x, y, z = xyz / 100.0
+    c = rng.normal(0, 1, 6)
+    sinus = np.exp(-((xyz[0] / 25) ** 2 + ((xyz[1] - 60) / 20) ** 2 + ((xyz[2] + 30) / 20) ** 2))
+    return (40 * (c[0] * x + c[1] * y + c[2] * z) + 30 * (c[3] * x * y + c[4] * z**2) + rng.uniform(200, 600) * sinus).astype(np.float32)
+
+
+def generate_subject(seed: int = 0, acquisition: Acquisition | None = None, *, name: str | None = None) -> SyntheticSubject:
+    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``."""
+    acquisition = acquisition or Acquisition()
+    rng = np.random.default_rng(seed)
+    factors, fine_shape, fine_affine = _fine_grid(acquisition)
+    fine_voxel = voxel_sizes(fine_affine)
+    xyz = _world_coordinates(fine_shape, fine_affine)
+    head = draw_head(xyz, rng, fine_voxel)
+    tissue = head.tissue
+    inside = brain_mask(tissue)
+    maps = Maps(
+        affine=fine_affine,
+        voxel_mm=fine_voxel,
+        tissue=tissue,
+        location=property_map(tissue, "location").astype(np.uint8),
+        chi=(head.chi_ppb[tissue] + 6.0 * head.texture * inside).astype(np.float32),
+        proton_density=(property_map(tissue, "proton_density") * (1 + 0.04 * head.texture)).astype(np.float32),
+        r2star=(property_map(tissue, "r2star") + 2.0 * head.texture).astype(np.float32),
+        t2w=(property_map(tissue, "t2w") * (1 + 0.05 * head.texture)).astype(np.float32),
+        truth=np.zeros(fine_shape, np.uint8),
+    )
+    lesions = place_all(maps, rng)
+
+    rotation = acquisition.affine[:3, :3] / voxel_sizes(acquisition.affine)
+    b0_voxel = rotation.T @ acquisition.b0_unit
+    field = dipole_field(maps.chi, fine_voxel, b0_voxel)
+    phase_per_ppb = rad_per_ppb(acquisition.field_t, acquisition.te_ms)
+    total = field + _background_field(xyz, rng)
+    del xyz
+    fine_signal = (maps.proton_density * np.exp(-acquisition.te_ms * 1e-3 * np.clip(maps.r2star, 0, None))).astype(np.complex64)
+    fine_signal *= np.exp(-1j * acquisition.phase_sign * phase_per_ppb * total).astype(np.complex64)
+    del total
+    signal = block_mean(fine_signal, factors).astype(np.complex64)  # intravoxel dephasing: blooming
+    del fine_signal
+    brain = block_mean(inside.astype(np.float32), factors) > 0.5
+    white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
+    sigma = float(np.median(np.abs(signal[white]))) / acquisition.snr
+    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(np.complex64)
+    magnitude = np.abs(signal)
+
+    filter_px = max(16, int(round(64 * acquisition.shape[0] / 176)))
+    swi = swi_from_signal(signal, acquisition.phase_sign, filter_px=filter_px)
+
+    # QSM: the local (background-free) field as a pipeline would estimate it, noisy where signal is low
+    local = block_mean(field, factors)
+    noise_sd = np.clip(sigma / (np.maximum(magnitude, 1e-6) * phase_per_ppb), 0, 300.0)
+    local = (local + noise_sd * rng.standard_normal(local.shape)).astype(np.float32)
+    qsm_mask = ndimage.binary_erosion(brain, iterations=1)
+    qsm = tkd_inversion(local * qsm_mask, acquisition.voxel_mm, b0_voxel) * qsm_mask
+    qsm -= np.median(qsm[qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)]) if qsm_mask.any() else 0
+    qsm = (qsm * qsm_mask).astype(np.float32)
+    if acquisition.qsm_units == "ppm":
+        qsm = qsm / np.float32(1000.0)
+
+    bias = 1 + 0.15 * np.sin(np.linspace(0, np.pi, fine_shape[1]))[None, :, None] * rng.uniform(0.5, 1)
+    t2_fine = (maps.t2w * bias).astype(np.float32)
+    if acquisition.t2_voxel_mm is None:
+        t2_affine = acquisition.affine
+        t2 = block_mean(t2_fine, factors)
+    else:
+        extent = np.array(acquisition.shape) * np.array(acquisition.voxel_mm)
+        t2_shape = tuple(int(np.ceil(e / v)) for e, v in zip(extent, acquisition.t2_voxel_mm))
+        t2_affine = grid_affine(t2_shape, acquisition.t2_voxel_mm, rng.uniform(-4, 4), rng.uniform(-3, 3, 3))
+        smoothing = np.array(acquisition.t2_voxel_mm) / fine_voxel / 2.355
+        t2 = resample_to_grid(ndimage.gaussian_filter(t2_fine, smoothing), fine_affine, t2_shape, t2_affine, order=1)
+    t2 = (t2 + rng.normal(0, 0.6 / acquisition.snr, t2.shape)).astype(np.float32) * 1000
+
+    labels = np.zeros(acquisition.shape, np.uint8)
+    for value in (1, 2):
+        labels[block_mean((maps.truth == value).astype(np.float32), factors) >= 0.5] = value
+    for lesion in lesions:  # no lesion vanishes: the voxel holding its centre is always labelled
+        if lesion["label"]:
+            index = np.round(np.linalg.inv(acquisition.affine) @ np.append(lesion["centre_mm"], 1))[:3].astype(int)
+            if np.all(index >= 0) and np.all(index < acquisition.shape):
+                labels[tuple(index)] = lesion["label"]
+                lesion["centre_voxel"] = index.tolist()
+    centres = tuple(slice(f // 2, None, f) for f in factors)
+    locations = maps.location[centres][tuple(slice(0, n) for n in acquisition.shape)]
+    return SyntheticSubject(
+        name=name or f"sub-{seed:03d}",
+        swi=(swi * 1000).astype(np.float32),
+        qsm=qsm,
+        t2=t2,
+        t2_affine=t2_affine,
+        affine=acquisition.affine,
+        labels=labels,
+        locations=np.ascontiguousarray(locations),
+        lesions=lesions,
+        acquisition=acquisition,
+        seed=seed,
+        magnitude=(magnitude * 1000).astype(np.float32),
+    )
+
+
+def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz`` and ``_lesions.json``."""
+    folder = Path(out_dir) / subject.name
+    stem = folder / subject.name
+    paths = {
+        "t2": save_nifti(f"{stem}_T2w.nii.gz", subject.t2, subject.t2_affine),
+        "swi": save_nifti(f"{stem}_swi.nii.gz", subject.swi, subject.affine),
+        "qsm": save_nifti(f"{stem}_Chimap.nii.gz", subject.qsm, subject.affine),
+        "labels": save_labels(f"{stem}_dseg.nii.gz", subject.labels, subject.affine),
+        "locations": save_labels(f"{stem}_desc-locations_dseg.nii.gz", subject.locations, subject.affine),
+    }
+    acquisition = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(subject.acquisition).items()}
+    record = {"subject": subject.name, "seed": subject.seed, "qsm_units": subject.acquisition.qsm_units, "acquisition": acquisition, "lesions": subject.lesions}
+    paths["lesions"] = write_text_atomic(f"{stem}_lesions.json", json.dumps(record, indent=1))
+    return paths
+
+
+def generate_cohort(
+    out_dir: str | Path, n_subjects: int, seed: int = 0, acquisition: Acquisition | None = None, *, randomize: bool = False, progress=None
+) -> list[Path]:
+    """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
+
+    ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition.
+    ``progress(done, total)`` is called after each subject.
+    """
+    folders = []
+    for i in range(n_subjects):
+        subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        this = Acquisition.randomized(np.random.default_rng(subject_seed + 1)) if randomize else acquisition
+        subject = generate_subject(subject_seed, this, name=f"sub-{i + 1:03d}")
+        folders.append(write_subject(subject, out_dir)["swi"].parent)
+        if progress is not None:
+            progress(i + 1, n_subjects)
+    return folders
