@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--t2-voxel-size", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="T2 on its own grid")
     synth.add_argument("--oblique", type=float, default=0.0, help="tilt of the slice stack in degrees")
     synth.add_argument("--randomize", action="store_true", help="a different random acquisition per subject (training data)")
+    synth.add_argument("--fine-voxel", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                       help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)")
     synth.set_defaults(handler=_cmd_synth)
 
     predict = commands.add_parser("predict", help="detect lesions in one subject; writes labels.nii.gz and lesions.csv")
@@ -174,7 +176,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     )
     with tqdm(total=args.subjects, desc="synth", unit="subject", file=sys.stderr) as bar:
         folders = generate_cohort(
-            args.out_dir, args.subjects, args.seed, acquisition, randomize=args.randomize, progress=lambda done, total: bar.update(1)
+            args.out_dir, args.subjects, args.seed, acquisition, randomize=args.randomize,
+            progress=lambda done, total: bar.update(1), **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)})
         )
     print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")
     return 0

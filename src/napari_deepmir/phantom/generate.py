@@ -38,8 +38,8 @@ class SyntheticSubject:
     magnitude: np.ndarray | None = field(default=None, repr=False)
 
 
-def _fine_grid(acquisition: Acquisition):
-    factors = tuple(int(np.ceil(v / f - 1e-6)) for v, f in zip(acquisition.voxel_mm, FINE_VOXEL_MM))
+def _fine_grid(acquisition: Acquisition, fine_voxel_mm):
+    factors = tuple(int(np.ceil(v / f - 1e-6)) for v, f in zip(acquisition.voxel_mm, fine_voxel_mm))
     shape = tuple(n * f for n, f in zip(acquisition.shape, factors))
     to_acquisition = np.eye(4)
     to_acquisition[:3, :3] = np.diag(1 / np.array(factors))
@@ -60,11 +60,17 @@ def _background_field(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (40 * (c[0] * x + c[1] * y + c[2] * z) + 30 * (c[3] * x * y + c[4] * z**2) + rng.uniform(200, 600) * sinus).astype(np.float32)
 
 
-def generate_subject(seed: int = 0, acquisition: Acquisition | None = None, *, name: str | None = None) -> SyntheticSubject:
-    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``."""
+def generate_subject(
+    seed: int = 0, acquisition: Acquisition | None = None, *, name: str | None = None, fine_voxel_mm=FINE_VOXEL_MM
+) -> SyntheticSubject:
+    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
+
+    The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
+    field variation); coarser values are faster and bloom less.
+    """
     acquisition = acquisition or Acquisition()
     rng = np.random.default_rng(seed)
-    factors, fine_shape, fine_affine = _fine_grid(acquisition)
+    factors, fine_shape, fine_affine = _fine_grid(acquisition, fine_voxel_mm)
     fine_voxel = voxel_sizes(fine_affine)
     xyz = _world_coordinates(fine_shape, fine_affine)
     head = draw_head(xyz, rng, fine_voxel)
@@ -172,7 +178,14 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
 
 
 def generate_cohort(
-    out_dir: str | Path, n_subjects: int, seed: int = 0, acquisition: Acquisition | None = None, *, randomize: bool = False, progress=None
+    out_dir: str | Path,
+    n_subjects: int,
+    seed: int = 0,
+    acquisition: Acquisition | None = None,
+    *,
+    randomize: bool = False,
+    progress=None,
+    fine_voxel_mm=FINE_VOXEL_MM,
 ) -> list[Path]:
     """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
 
@@ -183,7 +196,7 @@ def generate_cohort(
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
         this = Acquisition.randomized(np.random.default_rng(subject_seed + 1)) if randomize else acquisition
-        subject = generate_subject(subject_seed, this, name=f"sub-{i + 1:03d}")
+        subject = generate_subject(subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm)
         folders.append(write_subject(subject, out_dir)["swi"].parent)
         if progress is not None:
             progress(i + 1, n_subjects)
