@@ -1,0 +1,132 @@
+"""Physical measurements of labelled regions: size, extent, shape, QSM and SWI contrast, in mm and ppb.
+
+Shared by the lesion table (:mod:`.measure`) and the labelling guidance (:mod:`.guidance`), so a
+painted lesion and a table row always show the same numbers.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+from skimage.measure import regionprops
+
+from ..io.nifti import voxel_sizes
+
+#: Width of the tissue shell around a lesion that SWI contrast is measured against.
+SHELL_MM = 2.0
+
+FEATURE_COLUMNS = (
+    "voxels", "volume_mm3", "diameter_mm", "extent_mm", "elongation", "i", "j", "k", "x_mm", "y_mm", "z_mm",
+    "qsm_mean_ppb", "qsm_peak_ppb", "swi_contrast",
+)
+
+
+def equivalent_diameter_mm(volume_mm3: float) -> float:
+    """Diameter of the sphere with this volume."""
+    return (6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)
+
+
+def _world(affine: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+    return voxels @ affine[:3, :3].T + affine[:3, 3]
+
+
+def max_extent_mm(points_mm: np.ndarray, edges: np.ndarray) -> float:
+    """Largest physical extent of a set of voxels: the farthest pair of voxel centres plus the voxel's
+    own width along that direction (a single voxel: its longest edge)."""
+    if len(points_mm) == 1:
+        return float(np.linalg.norm(edges, axis=0).max())
+    if len(points_mm) > 500:
+        try:
+            points_mm = points_mm[ConvexHull(points_mm).vertices]
+        except QhullError:  # flat or collinear sets: all points are extreme enough
+            pass
+    distances = pdist(points_mm)
+    first, second = np.triu_indices(len(points_mm), k=1)
+    best = int(np.argmax(distances))
+    direction = (points_mm[second[best]] - points_mm[first[best]]) / distances[best]
+    return float(distances[best] + np.abs(edges.T @ direction).sum())
+
+
+def elongation(points_mm: np.ndarray, edges: np.ndarray) -> float:
+    """Ratio of the longest to the middle principal axis (inertia of the voxel boxes, in mm).
+
+    About 1 for spheres and discs, large for tubes (vessels)."""
+    covariance = np.cov(points_mm.T, bias=True) if len(points_mm) > 1 else np.zeros((3, 3))
+    covariance = covariance + edges @ edges.T / 12.0  # a voxel is a box, not a point
+    eigenvalues = np.sort(np.linalg.eigvalsh(covariance))[::-1]
+    return float(np.sqrt(eigenvalues[0] / max(eigenvalues[1], 1e-12)))
+
+
+def signed_peak(values: np.ndarray) -> float:
+    """The extreme value on the side of the mean: the maximum of a paramagnetic region, the minimum otherwise."""
+    return float(values.max() if values.mean() >= 0 else values.min())
+
+
+def _shell(region_mask: np.ndarray, spacing: np.ndarray, shell_mm: float) -> np.ndarray:
+    radius = np.maximum(np.round(shell_mm / spacing), 1).astype(int)
+    grid = np.indices(2 * radius + 1).reshape(3, -1).T - radius
+    ball = ((grid * spacing) ** 2).sum(axis=1) <= max(shell_mm, spacing.max()) ** 2
+    structure = ball.reshape(tuple(2 * radius + 1))
+    return ndimage.binary_dilation(region_mask, structure=structure) & ~region_mask
+
+
+def swi_contrast(swi: np.ndarray, coords: np.ndarray, spacing: np.ndarray, *, exclude: np.ndarray | None = None,
+                 shell_mm: float = SHELL_MM) -> float:
+    """How much darker the voxels ``coords`` (N x 3) are than a tissue shell around them.
+
+    Contrast = 1 - mean(region) / mean(shell).
+    0 means no contrast, 0.5 half as bright, negative brighter. Shell voxels in ``exclude`` (other
+    lesions) or at 0 (outside the image) are left out; NaN without a usable shell."""
+    pad = np.ceil(shell_mm / spacing).astype(int) + 1
+    low = np.maximum(coords.min(axis=0) - pad, 0)
+    high = np.minimum(coords.max(axis=0) + pad + 1, swi.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    region = np.zeros(high - low, dtype=bool)
+    region[tuple((coords - low).T)] = True
+    shell = _shell(region, spacing, shell_mm) & (swi[box] > 0)
+    if exclude is not None:
+        shell &= ~exclude[box]
+    if not shell.any():
+        return math.nan
+    background = float(swi[box][shell].mean())
+    return 1.0 - float(swi[box][region].mean()) / background if background > 0 else math.nan
+
+
+def region_features(lesion_ids: np.ndarray, affine: np.ndarray, *, swi: np.ndarray | None = None,
+                    qsm: np.ndarray | None = None, exclude: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per id of ``lesion_ids`` (index ``lesion_id``) with :data:`FEATURE_COLUMNS`.
+
+    Centroids in voxels (i, j, k) and world mm (scanner RAS through ``affine``); QSM in the units of
+    ``qsm`` (ppb on a Subject); SWI contrast against a 2 mm shell, leaving ``exclude`` out of the shell."""
+    affine = np.asarray(affine, dtype=float)
+    edges = affine[:3, :3]
+    spacing = voxel_sizes(affine)
+    voxel_mm3 = float(abs(np.linalg.det(edges)))
+    exclude = lesion_ids > 0 if exclude is None else exclude
+    rows = []
+    for region in regionprops(lesion_ids):
+        coords = region.coords
+        points = _world(affine, coords.astype(float))
+        centroid = np.asarray(region.centroid)
+        volume = region.area * voxel_mm3
+        row = {
+            "lesion_id": region.label,
+            "voxels": int(region.area),
+            "volume_mm3": volume,
+            "diameter_mm": equivalent_diameter_mm(volume),
+            "extent_mm": max_extent_mm(points, edges),
+            "elongation": elongation(points, edges),
+            "i": centroid[0], "j": centroid[1], "k": centroid[2],
+        }
+        row.update(zip(("x_mm", "y_mm", "z_mm"), _world(affine, centroid[None])[0]))
+        values = None if qsm is None else qsm[tuple(coords.T)]
+        if values is not None and not np.any(values):  # NaNs in a QSM file are read as 0: no data here
+            values = None
+        row["qsm_mean_ppb"] = math.nan if values is None else float(values.mean())
+        row["qsm_peak_ppb"] = math.nan if values is None else signed_peak(values)
+        row["swi_contrast"] = math.nan if swi is None else swi_contrast(swi, coords, spacing, exclude=exclude)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=("lesion_id", *FEATURE_COLUMNS)).set_index("lesion_id")

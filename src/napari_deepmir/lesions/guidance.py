@@ -1,0 +1,132 @@
+"""The two-class labelling protocol as code: measure a region, flag contradictions, suggest a class.
+
+Rules (docs/labelling-protocol.md), after DEEPMIR (Rashid et al. 2021), MARS (Gregoire et al. 2009)
+and Liu et al. 2012: a CMB is small (diameter <= 10 mm), round and paramagnetic (positive QSM); a
+non-haemorrhage iron deposit lies in the basal ganglia, may be irregular and larger, and is
+paramagnetic; calcifications are diamagnetic (negative QSM); veins are paramagnetic tubes. The
+suggestion is advice: the rater decides.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..conventions import LOCATION_NAMES
+from .features import region_features
+
+#: Equivalent-sphere diameter above which a region is too large for a CMB (DEEPMIR: "ten millimeters or less").
+MAX_CMB_DIAMETER_MM = 10.0
+#: QSM (ppb) beyond which a region counts as clearly paramagnetic / diamagnetic (tissue is within about +-50).
+PARAMAGNETIC_PPB = 40.0
+DIAMAGNETIC_PPB = -40.0
+#: A region is tubular (a vessel) when its longest axis is this many times its middle axis and it is this long.
+TUBULAR_ELONGATION = 2.5
+TUBULAR_MIN_EXTENT_MM = 8.0
+#: Irregular (not round) when the longest axis exceeds the middle one by this factor.
+IRREGULAR_ELONGATION = 1.5
+BASAL_GANGLIA = next(value for value, name in LOCATION_NAMES.items() if name == "basal ganglia")
+
+FLAG_DIAMAGNETIC = "diamagnetic: calcification, not a bleed"
+FLAG_TOO_LARGE = "too large for a CMB"
+FLAG_VESSEL = "likely a vessel"
+FLAG_IRON_OUTSIDE_BG = "iron deposit outside the basal ganglia"
+FLAG_NO_QSM = "no QSM: a bleed cannot be told from a calcification"
+FLAG_NOT_PARAMAGNETIC = "not paramagnetic on QSM"
+
+
+@dataclass
+class Assessment:
+    """Evidence about one region and the protocol's verdict on it."""
+
+    diameter_mm: float
+    extent_mm: float
+    qsm_mean_ppb: float
+    qsm_peak_ppb: float
+    swi_contrast: float
+    elongation: float
+    location: str | None
+    flags: list[str] = field(default_factory=list)
+    suggested_class: str = "reject"
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        """Plain dict for tables; ``flags`` joined with ';'."""
+        values = asdict(self)
+        values["flags"] = ";".join(self.flags)
+        return values
+
+
+def location_name(location_values: np.ndarray) -> str:
+    """Location category of a region: the most frequent value of the location map inside it."""
+    counts = np.bincount(np.asarray(location_values, dtype=np.int64).ravel(), minlength=1)
+    return LOCATION_NAMES.get(int(np.argmax(counts)), "unknown")
+
+
+def judge(features: dict, location: str | None, labelled_as: str | None = None) -> tuple[list[str], str, str]:
+    """Protocol flags, suggested class (``cmb``, ``iron`` or ``reject``) and the reason, from measured features.
+
+    ``labelled_as`` (``cmb``/``iron``) is the class a rater gave; class-specific flags (too large for
+    a CMB, iron outside the basal ganglia) then refer to it, otherwise to the suggested class."""
+    diameter, peak, mean = features["diameter_mm"], features["qsm_peak_ppb"], features["qsm_mean_ppb"]
+    shape = features["elongation"]
+    no_qsm = math.isnan(peak) or math.isnan(mean)
+    diamagnetic = not no_qsm and peak <= DIAMAGNETIC_PPB and mean < 0
+    paramagnetic = not no_qsm and peak >= PARAMAGNETIC_PPB and mean > 0
+    tubular = shape >= TUBULAR_ELONGATION and features["extent_mm"] >= TUBULAR_MIN_EXTENT_MM
+    in_basal_ganglia = location == LOCATION_NAMES[BASAL_GANGLIA]
+
+    if diamagnetic:
+        suggestion, reason = "reject", f"negative QSM ({peak:.0f} ppb): a calcification"
+    elif tubular:
+        suggestion, reason = "reject", f"tubular (axis ratio {shape:.1f} over {features['extent_mm']:.0f} mm): a vessel"
+    elif not no_qsm and not paramagnetic:
+        suggestion, reason = "reject", f"no paramagnetic signal on QSM (peak {peak:.0f} ppb)"
+    elif in_basal_ganglia and (diameter > MAX_CMB_DIAMETER_MM or shape >= IRREGULAR_ELONGATION or diameter >= 4.0):
+        suggestion, reason = "iron", "paramagnetic, irregular or large, in the basal ganglia: iron deposit"
+    elif diameter > MAX_CMB_DIAMETER_MM:
+        suggestion, reason = "reject", f"diameter {diameter:.1f} mm is above 10 mm and outside the basal ganglia"
+    else:
+        evidence = "SWI only (no QSM)" if no_qsm else "paramagnetic"
+        suggestion, reason = "cmb", f"small ({diameter:.1f} mm), round, {evidence}: a microbleed"
+
+    as_class = labelled_as or suggestion
+    flags = []
+    if no_qsm:
+        flags.append(FLAG_NO_QSM)
+    if diamagnetic:
+        flags.append(FLAG_DIAMAGNETIC)
+    elif not no_qsm and not paramagnetic and labelled_as is not None:
+        flags.append(FLAG_NOT_PARAMAGNETIC)
+    if diameter > MAX_CMB_DIAMETER_MM and as_class == "cmb":
+        flags.append(FLAG_TOO_LARGE)
+    if tubular:
+        flags.append(FLAG_VESSEL)
+    if as_class == "iron" and location is not None and not in_basal_ganglia:
+        flags.append(FLAG_IRON_OUTSIDE_BG)
+    return flags, suggestion, reason
+
+
+def assess_region(mask: np.ndarray, subject, locations: np.ndarray | None = None, *,
+                  labelled_as: str | None = None) -> Assessment:
+    """Measure the region ``mask`` (on the subject's SWI grid) and judge it against the protocol."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != tuple(subject.shape):
+        raise ValueError(f"mask {mask.shape} is not on the subject's grid {tuple(subject.shape)}")
+    if not mask.any():
+        raise ValueError("empty region: nothing to assess")
+    features = region_features(mask.astype(np.int32), subject.affine, swi=subject.swi, qsm=subject.qsm).iloc[0]
+    location = None if locations is None else location_name(locations[mask])
+    flags, suggestion, reason = judge(features, location, labelled_as)
+    return Assessment(
+        diameter_mm=float(features["diameter_mm"]),
+        extent_mm=float(features["extent_mm"]),
+        qsm_mean_ppb=float(features["qsm_mean_ppb"]),
+        qsm_peak_ppb=float(features["qsm_peak_ppb"]),
+        swi_contrast=float(features["swi_contrast"]),
+        elongation=float(features["elongation"]),
+        location=location,
+        flags=flags,
+        suggested_class=suggestion,
+        reason=reason,
+    )

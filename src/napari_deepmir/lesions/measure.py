@@ -1,0 +1,135 @@
+"""The lesion table: one row per lesion (26-connected component of one class) with physical measurements.
+
+Columns and units are described in :data:`COLUMNS` (and docs/lesion-tables.md); the same
+descriptions go into the BIDS JSON sidecar written next to a table.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..conventions import CLASS_NAMES, LOCATION_NAMES
+from .components import class_components
+from .features import region_features
+from .guidance import judge, location_name
+
+#: Column -> (description, units) for the lesion table and its sidecar.
+COLUMNS: dict[str, tuple[str, str | None]] = {
+    "lesion_id": ("Lesion number (1..N in scan order); the value of the lesion in the lesion-id map", None),
+    "label": ("Label value: 1 cerebral microbleed, 2 iron deposit", None),
+    "class": ("Class name: cmb or iron", None),
+    "voxels": ("Number of voxels", None),
+    "volume_mm3": ("Volume", "mm^3"),
+    "diameter_mm": ("Diameter of the sphere of equal volume", "mm"),
+    "extent_mm": ("Largest physical extent (farthest voxel centres plus the voxel width)", "mm"),
+    "elongation": ("Longest over middle principal axis (1 round, large for tubes)", None),
+    "i": ("Centroid, first array axis", "voxel"),
+    "j": ("Centroid, second array axis", "voxel"),
+    "k": ("Centroid, third array axis", "voxel"),
+    "x_mm": ("Centroid, scanner RAS x (through the SWI affine)", "mm"),
+    "y_mm": ("Centroid, scanner RAS y", "mm"),
+    "z_mm": ("Centroid, scanner RAS z", "mm"),
+    "qsm_mean_ppb": ("Mean magnetic susceptibility in the lesion", "ppb"),
+    "qsm_peak_ppb": ("Extreme susceptibility on the side of the mean (maximum when paramagnetic)", "ppb"),
+    "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
+    "probability_mean": ("Mean model probability of the lesion's class inside it", None),
+    "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
+    "flags": ("Labelling-protocol contradictions, ';'-separated (docs/labelling-protocol.md)", None),
+    "suggested_class": ("Class the labelling protocol suggests from the evidence (cmb, iron or reject)", None),
+}
+
+
+def label_lesions(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+    """Number every lesion: (int32 lesion-id map, {lesion id: label value}).
+
+    Lesions are 26-connected components of one class; ids run 1..N in scan (C) order of each
+    lesion's first voxel, so the same label map always gives the same ids."""
+    labels = np.asarray(labels)
+    combined = np.zeros(labels.shape, dtype=np.int32)
+    classes: dict[int, int] = {}
+    offset = 0
+    for value in CLASS_NAMES:
+        components, count = class_components(labels, value)
+        combined[components > 0] = components[components > 0] + offset
+        classes.update({offset + n: value for n in range(1, count + 1)})
+        offset += count
+    if offset == 0:
+        return combined, {}
+    ids, first = np.unique(combined.ravel(), return_index=True)
+    order = ids[ids > 0][np.argsort(first[ids > 0], kind="stable")]
+    renumber = np.zeros(offset + 1, dtype=np.int32)
+    renumber[order] = np.arange(1, offset + 1, dtype=np.int32)
+    return renumber[combined], dict(sorted((int(renumber[old]), value) for old, value in classes.items()))
+
+
+def measure_lesions(labels: np.ndarray, subject=None, *, affine: np.ndarray | None = None,
+                    probabilities: np.ndarray | None = None, locations: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per lesion of ``labels`` (on the SWI grid) with the columns of :data:`COLUMNS`.
+
+    ``subject`` (a :class:`~napari_deepmir.io.Subject`) gives the affine, SWI and QSM (ppb); without it
+    ``affine`` is used (identity if None: voxels are then reported as mm) and the image columns are NaN.
+    ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map (conventions)."""
+    labels = np.asarray(labels)
+    if subject is not None:
+        if labels.shape != tuple(subject.shape):
+            raise ValueError(f"label map {labels.shape} is not on the subject's SWI grid {tuple(subject.shape)}")
+        affine = subject.affine
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    lesion_ids, classes = label_lesions(labels)
+    features = region_features(
+        lesion_ids, affine,
+        swi=None if subject is None else subject.swi,
+        qsm=None if subject is None else subject.qsm,
+        exclude=labels > 0,
+    )
+    table = features.reset_index()
+    table.insert(1, "label", [classes[i] for i in table["lesion_id"]])
+    table.insert(2, "class", [CLASS_NAMES[v] for v in table["label"]])
+    table["label"] = table["label"].astype(int)
+    objects = _slices(lesion_ids, len(classes))
+    if probabilities is not None:
+        table["probability_mean"] = [
+            float(probabilities[value][box][lesion_ids[box] == lesion].mean())
+            for lesion, value, box in zip(table["lesion_id"], table["label"], objects)
+        ]
+    if locations is not None:
+        table["location"] = [
+            location_name(locations[box][lesion_ids[box] == lesion]) for lesion, box in zip(table["lesion_id"], objects)
+        ]
+    verdicts = [
+        judge(row, row.get("location") if locations is not None else None, labelled_as=row["class"])
+        for _, row in table.iterrows()
+    ]
+    table["flags"] = [";".join(flags) for flags, _, _ in verdicts]
+    table["suggested_class"] = [suggestion for _, suggestion, _ in verdicts]
+    return table
+
+
+def _slices(lesion_ids: np.ndarray, count: int) -> list[tuple[slice, ...]]:
+    from scipy import ndimage
+
+    return ndimage.find_objects(lesion_ids, max_label=count)
+
+
+def summarize_lesions(table: pd.DataFrame, subject_name: str) -> dict:
+    """Per-subject summary row: lesion count and total volume (mm3) per class, and counts per class and location."""
+    summary: dict = {"subject": subject_name, "n_lesions": len(table)}
+    for name in CLASS_NAMES.values():
+        rows = table[table["class"] == name] if len(table) else table
+        summary[f"n_{name}"] = int(len(rows))
+        summary[f"{name}_volume_mm3"] = float(rows["volume_mm3"].sum()) if len(rows) else 0.0
+        if "location" in table.columns:
+            for location in LOCATION_NAMES.values():
+                key = f"n_{name}_{location.replace(' ', '_')}"
+                summary[key] = int((rows["location"] == location).sum()) if len(rows) else 0
+    return summary
+
+
+def lesion_table_features(table: pd.DataFrame) -> pd.DataFrame:
+    """The table shaped for a napari Labels layer of lesion ids: one row per label value 0..max id,
+    with an ``index`` column (row 0 is the background, NaN/empty)."""
+    size = int(table["lesion_id"].max()) + 1 if len(table) else 1
+    features = pd.DataFrame({"index": np.arange(size)})
+    features = features.merge(table, how="left", left_on="index", right_on="lesion_id")
+    return features.drop(columns="lesion_id")
