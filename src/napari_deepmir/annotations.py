@@ -1,0 +1,309 @@
+"""Annotation store for guided labelling: labels, candidate decisions and review position per subject.
+
+One folder per subject under an annotation root (by default ``deepmir-annotations/`` beside the
+subject's SWI file) holds ``sub-X_dseg.nii.gz`` (labels on the SWI grid, SWI affine),
+``sub-X_decisions.json`` (who accepted or rejected which candidate, when, and where the review
+stopped), ``sub-X_candidates.csv`` (the candidate list under review) and the subject's modality
+files (hard links when possible, else copies). The root is thus a data folder that
+``deepmir finetune --data ROOT`` reads. Every write is atomic; a file that cannot be read is
+renamed aside with a warning, never overwritten.
+"""
+
+import getpass
+import json
+import os
+import re
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .conventions import BIDS_SUFFIXES, CLASS_NAMES
+from .io import InputError, Subject, save_labels, save_nifti
+from .io.atomic import atomic_path, write_text_atomic
+from .io.bids import find_subject_files, subject_id
+
+#: Folder made beside a subject's SWI file when no annotation root is given.
+DEFAULT_FOLDER_NAME = "deepmir-annotations"
+#: A candidate's decision: accepted as a class (``accepted-cmb``, ``accepted-iron``) or rejected.
+ACCEPTED = {value: f"accepted-{name}" for value, name in CLASS_NAMES.items()}
+REJECTED = "rejected"
+DECISIONS = (*ACCEPTED.values(), REJECTED)
+#: A saved decision belongs to a candidate whose centre lies within this distance (mm).
+SAME_CANDIDATE_MM = 1.0
+_FORMAT = "deepmir-annotation-decisions"
+
+
+def default_rater() -> str:
+    """The login name of the current user (the rater), or ``unknown``."""
+    try:
+        return getpass.getuser()
+    except Exception:  # getpass raises various errors when no user name is set
+        return "unknown"
+
+
+def annotation_name(name: str) -> str:
+    """A BIDS subject name (``sub-<alphanumerics>``) for a subject called ``name``."""
+    return subject_id(name) or "sub-" + (re.sub(r"[^A-Za-z0-9]", "", name) or "unnamed")
+
+
+@dataclass
+class Decision:
+    """A rater's verdict on one candidate."""
+
+    rank: int
+    x_mm: float
+    y_mm: float
+    z_mm: float
+    decision: str
+    rater: str
+    time: str
+
+    def __post_init__(self):
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}")
+
+    @property
+    def centre(self) -> np.ndarray:
+        return np.array([self.x_mm, self.y_mm, self.z_mm], dtype=float)
+
+
+def _set_aside(path: Path, problem: str) -> str:
+    """Rename an unreadable file to ``<name>.corrupt-<time>`` and return the warning about it."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.rename(aside)
+    message = f"{path}: {problem}; kept aside as {aside.name}, starting afresh"
+    warnings.warn(message, stacklevel=3)
+    return message
+
+
+@dataclass
+class AnnotationSession:
+    """An open subject: its labels (SWI grid), candidates, decisions and review position, saved atomically."""
+
+    folder: Path
+    name: str
+    affine: np.ndarray
+    labels: np.ndarray
+    rater: str
+    candidates: pd.DataFrame | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    position: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def labels_path(self) -> Path:
+        return self.folder / f"{self.name}_{BIDS_SUFFIXES['labels']}.nii.gz"
+
+    @property
+    def decisions_path(self) -> Path:
+        return self.folder / f"{self.name}_decisions.json"
+
+    @property
+    def candidates_path(self) -> Path:
+        return self.folder / f"{self.name}_candidates.csv"
+
+    def save_labels(self, labels: np.ndarray) -> bool:
+        """Write ``labels`` (SWI grid) if they differ from the last saved ones; True when written."""
+        labels = np.asarray(labels, dtype=np.uint8)
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"labels {labels.shape} are not on the subject's grid {self.labels.shape}")
+        if self.labels_path.exists() and np.array_equal(labels, self.labels):
+            return False
+        save_labels(self.labels_path, labels, self.affine)
+        self.labels = labels.copy()
+        return True
+
+    def set_candidates(self, table: pd.DataFrame) -> None:
+        """Keep and save the candidate list under review (decisions already made stay recorded)."""
+        self.candidates = table.reset_index(drop=True)
+        with atomic_path(self.candidates_path) as tmp:
+            self.candidates.to_csv(tmp, index=False)
+        self.position = min(self.position, max(len(self.candidates) - 1, 0))
+        self.save_decisions()
+
+    def decision_for(self, candidate) -> Decision | None:
+        """The latest decision on ``candidate`` (a candidate table row), or None."""
+        centre = np.array([candidate["x_mm"], candidate["y_mm"], candidate["z_mm"]], dtype=float)
+        for decision in reversed(self.decisions):
+            if np.linalg.norm(decision.centre - centre) <= SAME_CANDIDATE_MM:
+                return decision
+        return None
+
+    def record(self, candidate, decision: str) -> Decision:
+        """Record ``decision`` on ``candidate`` (a candidate table row) by the rater, now; saved at once."""
+        made = Decision(
+            rank=int(candidate["rank"]),
+            x_mm=float(candidate["x_mm"]),
+            y_mm=float(candidate["y_mm"]),
+            z_mm=float(candidate["z_mm"]),
+            decision=decision,
+            rater=self.rater,
+            time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        previous = self.decision_for(candidate)
+        if previous is not None:
+            self.decisions.remove(previous)
+        self.decisions.append(made)
+        self.save_decisions()
+        return made
+
+    @property
+    def reviewed(self) -> int:
+        """How many candidates of the current list have a decision."""
+        if self.candidates is None:
+            return 0
+        return sum(self.decision_for(row) is not None for _, row in self.candidates.iterrows())
+
+    def set_position(self, position: int) -> None:
+        """Remember the candidate under review (index into the candidate list); saved at once."""
+        self.position = int(position)
+        self.save_decisions()
+
+    def save_decisions(self) -> None:
+        content = {
+            "format": _FORMAT,
+            "version": 1,
+            "subject": self.name,
+            "rater": self.rater,
+            "position": self.position,
+            "candidates": self.candidates_path.name if self.candidates is not None else None,
+            "decisions": [asdict(d) for d in self.decisions],
+        }
+        write_text_atomic(self.decisions_path, json.dumps(content, indent=1) + "\n")
+
+    def counts(self) -> dict[int, int]:
+        """Number of lesions (26-connected components) of each class in the saved-or-given labels."""
+        from .lesions.components import class_components
+
+        return {value: class_components(self.labels, value)[1] for value in CLASS_NAMES}
+
+
+class AnnotationStore:
+    """Where annotation sessions live: ``root/<sub-X>/``, or beside each subject's SWI file when no root is set."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = None if root in (None, "") else Path(root)
+
+    def folder_for(self, subject: Subject) -> Path:
+        """The annotation folder of ``subject``."""
+        name = annotation_name(subject.name)
+        if self.root is not None:
+            return self.root / name
+        swi = subject.paths.get("swi")
+        if swi is None:
+            raise InputError(None, f"subject {subject.name} was not read from a file: choose an annotation folder")
+        return Path(swi).resolve().parent / DEFAULT_FOLDER_NAME / name
+
+    def open(self, subject: Subject, *, rater: str | None = None) -> AnnotationSession:
+        """Create or reopen the annotation session of ``subject`` (labels, candidates, decisions, position)."""
+        folder = self.folder_for(subject)
+        folder.mkdir(parents=True, exist_ok=True)
+        session = AnnotationSession(
+            folder=folder,
+            name=annotation_name(subject.name),
+            affine=np.asarray(subject.affine, dtype=float),
+            labels=np.zeros(subject.shape, dtype=np.uint8),
+            rater=rater or default_rater(),
+        )
+        _write_modalities(subject, folder, session.name)
+        _load_labels(session)
+        _load_decisions(session, rater)
+        return session
+
+
+def _load_labels(session: AnnotationSession) -> None:
+    path = session.labels_path
+    if not path.exists():
+        return
+    from .lesions.components import load_label_map
+
+    try:
+        volume = load_label_map(path)
+        if volume.data.shape != session.labels.shape or not np.allclose(volume.affine, session.affine, atol=1e-3):
+            problem = f"labels grid {volume.data.shape} is not the subject's SWI grid {session.labels.shape}"
+            raise InputError(path, problem)
+    except (InputError, OSError, EOFError, ValueError) as error:
+        session.warnings.append(_set_aside(path, f"unreadable labels ({getattr(error, 'problem', error)})"))
+        return
+    session.labels = volume.data.astype(np.uint8)
+
+
+def _load_decisions(session: AnnotationSession, rater: str | None) -> None:
+    path = session.decisions_path
+    if not path.exists():
+        return
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+        if content.get("format") != _FORMAT:
+            raise ValueError("not a decisions file")
+        decisions = [Decision(**entry) for entry in content["decisions"]]
+        position = int(content.get("position", 0))
+        candidates = None
+        if content.get("candidates"):
+            candidates = _read_candidates(session.folder / content["candidates"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, pd.errors.ParserError) as error:
+        session.warnings.append(_set_aside(path, f"unreadable decisions ({error})"))
+        return
+    session.decisions, session.position, session.candidates = decisions, position, candidates
+    if rater is None and content.get("rater"):
+        session.rater = content["rater"]
+
+
+def _read_candidates(path: Path) -> pd.DataFrame:
+    """The saved candidate list; empty text cells (no flags, no location) read back as ''."""
+    table = pd.read_csv(path)
+    text_columns = table.columns[table.dtypes == object].union(["flags", "reason", "location"])
+    for column in text_columns.intersection(table.columns):
+        table[column] = table[column].fillna("")
+    return table
+
+
+def _write_modalities(subject: Subject, folder: Path, name: str) -> None:
+    """Put the subject's modality (and location map) files in ``folder`` once: hard links, else copies.
+
+    Modalities not read from a file are written from the subject's arrays (SWI grid, QSM in ppb)."""
+    sources = dict(subject.paths)
+    swi = subject.paths.get("swi")
+    if swi is not None:
+        try:
+            sources.setdefault("locations", find_subject_files(Path(swi).parent).get("locations"))
+        except InputError:
+            pass
+    for kind in ("swi", "qsm", "t2", "locations"):
+        source = sources.get(kind)
+        if source is not None:
+            source = Path(source)
+            ending = ".nii.gz" if source.name.lower().endswith(".nii.gz") else ".nii"
+            target = folder / f"{name}_{BIDS_SUFFIXES[kind]}{ending}"
+            if not target.exists() and source.resolve() != target.resolve():
+                _link_or_copy(source, target)
+        elif kind != "locations" and getattr(subject, kind, None) is not None:
+            target = folder / f"{name}_{BIDS_SUFFIXES[kind]}.nii.gz"
+            if not target.exists():
+                save_nifti(target, getattr(subject, kind), subject.affine)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def candidate_centre(candidate) -> tuple[float, float, float]:
+    """World (scanner RAS mm) centre of a candidate table row."""
+    return tuple(float(candidate[c]) for c in ("x_mm", "y_mm", "z_mm"))
+
+
+def candidate_seed(candidate) -> tuple[int, int, int]:
+    """Voxel (SWI grid) from which a candidate's region grows."""
+    columns = ("seed_i", "seed_j", "seed_k") if "seed_i" in candidate else ("i", "j", "k")
+    return tuple(int(round(float(candidate[c]))) for c in columns)
+

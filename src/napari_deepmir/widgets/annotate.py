@@ -1,0 +1,501 @@
+"""Guided two-class labelling: review candidates by key, paint what the detector missed, autosave.
+
+Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.lesions.candidates`
+(candidates, grown regions) and :mod:`napari_deepmir.lesions.guidance` (the protocol's evidence).
+"""
+
+import html
+import math
+
+import numpy as np
+from napari.layers import Image
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..annotations import ACCEPTED, REJECTED, AnnotationStore, candidate_centre, candidate_seed, default_rater
+from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
+from ..layers import labels_layer_data
+from ._layers import add_layer, camera_of, centre_on, geometry_of, modality_of, subject_from_layers
+
+#: Keyboard shortcuts bound on the viewer (napari's own Labels keys — P paint, E erase, F fill,
+#: [ and ] brush size, Ctrl+Z undo — keep working). None of these is a napari default for Labels layers.
+KEYS = {
+    "N": ("next candidate", "next"),
+    "Shift-N": ("previous candidate", "previous"),
+    "C": ("accept as microbleed", "accept_cmb"),
+    "I": ("accept as iron deposit", "accept_iron"),
+    "R": ("reject", "reject"),
+    "G": ("guidance at the cursor", "assess_at_cursor"),
+    "Shift-C": ("paint microbleed", "paint_cmb"),
+    "Shift-I": ("paint iron deposit", "paint_iron"),
+}
+#: Delay (ms) between the last brush stroke and the autosave; unsignalled edits (undo) are saved every few seconds.
+AUTOSAVE_DELAY_MS = 1500
+AUTOSAVE_POLL_MS = 5000
+#: A candidate is shown this many times larger than the whole-brain view.
+CANDIDATE_ZOOM = 2.0
+_DECISION_TEXT = {ACCEPTED[CMB]: "CMB", ACCEPTED[IRON]: "iron", REJECTED: "rejected"}
+_WARNING_COLOUR = "#ff9f1a"
+
+
+def _colour(value: int) -> str:
+    return QColor.fromRgbF(*CLASS_COLORS[value]).name()
+
+
+def _ppb(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.0f} ppb"
+
+
+def guidance_html(evidence: dict, *, title: str) -> str:
+    """The protocol's evidence on one region (an Assessment's or a candidate row's values) as rich text."""
+    qsm_mean = float(evidence["qsm_mean_ppb"])
+    sign = "n/a" if not math.isfinite(qsm_mean) else ("paramagnetic (+)" if qsm_mean > 0 else "diamagnetic (−)")
+    rows = [
+        ("diameter", f"{float(evidence['diameter_mm']):.1f} mm"),
+        ("QSM", f"{sign}; mean {_ppb(qsm_mean)}, peak {_ppb(float(evidence['qsm_peak_ppb']))}"),
+        ("SWI contrast", f"{float(evidence['swi_contrast']):.2f}"),
+        ("elongation", f"{float(evidence['elongation']):.1f}"),
+        ("location", html.escape(str(evidence.get("location") or "unknown"))),
+    ]
+    flags = evidence.get("flags") or []
+    if isinstance(flags, str):
+        flags = [f for f in flags.split(";") if f]
+    text = [f"<b>{html.escape(title)}</b><br>"]
+    text += [f"{name}: {value}<br>" for name, value in rows]
+    text += [f"<span style='color:{_WARNING_COLOUR}'>⚠ {html.escape(flag)}</span><br>" for flag in flags]
+    suggested = str(evidence.get("suggested_class") or "")
+    text.append(f"suggested: <b>{html.escape(suggested)}</b> — {html.escape(str(evidence.get('reason') or ''))}")
+    return "".join(text)
+
+
+def _keys_table() -> str:
+    """The shortcuts (ours, then napari's Labels keys) as a two-column rich-text table."""
+    entries = [(key.replace("-", "+"), text) for key, (text, _) in KEYS.items()]
+    entries += [("P / E / F", "paint / erase / fill"), ("[ / ]", "brush smaller / larger"), ("Ctrl+Z", "undo")]
+    cells = [f"<td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(t)}&nbsp;&nbsp;</td>" for k, t in entries]
+    rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+    return "<table style='font-size:small'>" + "".join(rows) + "</table>"
+
+
+class AnnotateWidget(QWidget):
+    """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = None
+        self.subject = None
+        self.geometry = None
+        self.locations = None
+        self.layer = None
+        self.worker = None
+        self._fit_zoom = None
+        self._display_shape = None
+        self._build()
+        self._autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._poll_timer = QTimer(self, interval=AUTOSAVE_POLL_MS)
+        self._poll_timer.timeout.connect(self.autosave)
+        self._counts_timer = QTimer(self, singleShot=True, interval=300)
+        self._counts_timer.timeout.connect(self._update_counts)
+        self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+        for key, (_, method) in KEYS.items():
+            self.viewer.bind_key(key, self._key_handler(method), overwrite=True)
+
+    # ---- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        inputs = QFormLayout()
+        self.modality_boxes = {m: QComboBox() for m in ("t2", "swi", "qsm")}
+        for modality, title in (("t2", "T2"), ("swi", "SWI"), ("qsm", "QSM")):
+            inputs.addRow(title, self.modality_boxes[modality])
+        self.folder_edit = QLineEdit(placeholderText="beside the SWI file: deepmir-annotations/")
+        inputs.addRow("Save to", self.folder_edit)
+        self.rater_edit = QLineEdit(default_rater())
+        inputs.addRow("Rater", self.rater_edit)
+        layout.addLayout(inputs)
+        self.start_button = QPushButton("Start / resume")
+        self.start_button.clicked.connect(self.start)
+        layout.addWidget(self.start_button)
+
+        classes = QGroupBox("Paint class")
+        class_layout = QGridLayout(classes)
+        self.class_group = QButtonGroup(self)
+        self.class_buttons = {}
+        for row, value in enumerate((CMB, IRON)):
+            button = QRadioButton(CLASS_TITLES[value])
+            button.setStyleSheet(f"color: {_colour(value)}")
+            self.class_group.addButton(button, value)
+            self.class_buttons[value] = button
+            class_layout.addWidget(button, row, 0)
+        self.class_buttons[CMB].setChecked(True)
+        self.class_group.idToggled.connect(lambda value, on: on and self._set_paint_class(value))
+        self.brush_mm = QDoubleSpinBox(minimum=0.5, maximum=20.0, singleStep=0.5, value=2.0, suffix=" mm")
+        self.brush_mm.valueChanged.connect(self._apply_brush_size)
+        class_layout.addWidget(QLabel("brush"), 2, 0)
+        class_layout.addWidget(self.brush_mm, 2, 1)
+        self.counts_label = QLabel()
+        class_layout.addWidget(self.counts_label, 3, 0, 1, 2)
+        layout.addWidget(classes)
+
+        find_row = QHBoxLayout()
+        self.find_button = QPushButton("Find candidates")
+        self.find_button.clicked.connect(self.find_candidates)
+        self.use_model = QCheckBox("use model probabilities")
+        find_row.addWidget(self.find_button)
+        find_row.addWidget(self.use_model)
+        layout.addLayout(find_row)
+        self.busy = QProgressBar(minimum=0, maximum=0, visible=False, textVisible=False)
+        layout.addWidget(self.busy)
+        self.progress_label = QLabel("no candidates yet")
+        layout.addWidget(self.progress_label)
+        self.candidate_list = QListWidget()
+        self.candidate_list.currentRowChanged.connect(self._on_row_selected)
+        self.candidate_list.setMinimumHeight(150)
+        layout.addWidget(self.candidate_list, stretch=1)
+
+        actions = QGridLayout()
+        for column, (label, slot) in enumerate((("◀ Previous", self.previous), ("Next ▶", self.next))):
+            button = QPushButton(label)
+            button.clicked.connect(slot)
+            actions.addWidget(button, 0, column * 2, 1, 2 if column == 0 else 1)
+        for column, (label, slot) in enumerate(
+            (("CMB (C)", self.accept_cmb), ("Iron (I)", self.accept_iron), ("Reject (R)", self.reject))
+        ):
+            button = QPushButton(label)
+            button.clicked.connect(slot)
+            actions.addWidget(button, 1, column)
+        layout.addLayout(actions)
+
+        self.guidance = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
+        self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.guidance.setMinimumHeight(120)
+        layout.addWidget(self.guidance)
+        self.status_label = QLabel(wordWrap=True)
+        layout.addWidget(self.status_label)
+        self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
+        layout.addWidget(self.keys_label)
+
+    def _refresh_layer_choices(self, event=None) -> None:
+        images = [layer for layer in self.viewer.layers if isinstance(layer, Image) and layer.data.ndim == 3]
+        for modality, box in self.modality_boxes.items():
+            current = box.currentData()
+            box.clear()
+            if modality != "swi":
+                box.addItem("(none)", None)
+            for layer in images:
+                box.addItem(layer.name, layer)
+            preferred = current if current in images else next((l for l in images if modality_of(l) == modality), None)
+            if preferred is not None:
+                box.setCurrentIndex(box.findData(preferred))
+        self.use_model.setEnabled(bool(self._probability_layers()))
+        if self.layer is not None and self.layer not in self.viewer.layers:
+            self.autosave()
+            self.layer = None
+
+    def _probability_layers(self) -> dict[int, object]:
+        found = {}
+        for layer in self.viewer.layers:
+            info = layer.metadata.get("deepmir", {})
+            if info.get("kind") == "probability" and tuple(layer.data.shape) == self._display_shape:
+                found[int(info["class"])] = layer
+        return found if set(found) == set(CLASS_NAMES) else {}
+
+    # ---- session ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open (or resume) the annotation of the chosen subject and show its annotation layer."""
+        swi = self.modality_boxes["swi"].currentData()
+        if swi is None:
+            self._status("Open a subject first: an SWI layer is needed.")
+            return
+        qsm, t2 = self.modality_boxes["qsm"].currentData(), self.modality_boxes["t2"].currentData()
+        self.autosave()
+        self.subject = subject_from_layers(swi, qsm, t2)
+        self.geometry = geometry_of(swi)
+        self._display_shape = tuple(swi.data.shape)
+        try:
+            self.session = AnnotationStore(self.folder_edit.text().strip() or None).open(
+                self.subject, rater=self.rater_edit.text().strip() or None
+            )
+        except ValueError as error:  # InputError: no file and no folder chosen
+            self._status(str(error))
+            return
+        self.rater_edit.setText(self.session.rater)
+        self.locations = self._locations()
+        name = f"{self.subject.name} annotation"
+        metadata = {"path": str(self.session.labels_path)}
+        layer_data = labels_layer_data(self.session.labels, self.geometry, name=name, metadata=metadata)
+        if self.layer is not None:
+            self.layer.events.paint.disconnect(self._on_paint)
+        self.layer = add_layer(self.viewer, layer_data)
+        self.layer.events.paint.connect(self._on_paint)
+        self._set_paint_class(self.class_group.checkedId())
+        self._apply_brush_size()
+        self.viewer.reset_view()
+        self._fit_zoom = camera_of(self.viewer).zoom
+        self._activate_layer()
+        self._poll_timer.start()
+        self.use_model.setEnabled(bool(self._probability_layers()))
+        self._show_candidates()
+        self._update_counts()
+        self._status(" ".join([f"Saving to {self.session.folder}", *self.session.warnings]))
+
+    def _locations(self):
+        for layer in self.viewer.layers:
+            kind = layer.metadata.get("deepmir", {}).get("kind")
+            if kind == "locations" and tuple(layer.data.shape) == self._display_shape:
+                return self.geometry.from_display(np.asarray(layer.data))
+        return None
+
+    def autosave(self) -> bool:
+        """Save the annotation layer if it changed since the last save; True when written."""
+        if self.session is None or self.layer is None:
+            return False
+        written = self.session.save_labels(self.geometry.from_display(np.asarray(self.layer.data)))
+        if written:
+            self._update_counts()
+            self._status(f"saved {self.session.labels_path.name}")
+        return written
+
+    def _on_paint(self, event=None) -> None:
+        self._autosave_timer.start()
+        self._counts_timer.start()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock closing or the viewer quitting
+        self.autosave()
+        super().hideEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.autosave()
+        self._poll_timer.stop()
+        for key in KEYS:
+            self.viewer.bind_key(key, None)
+        super().closeEvent(event)
+
+    # ---- painting -----------------------------------------------------------------------------
+    def _set_paint_class(self, value: int) -> None:
+        self.class_buttons[value].setChecked(True)
+        if self.layer is not None:
+            self.layer.selected_label = value
+
+    def _apply_brush_size(self) -> None:
+        if self.layer is not None and self.geometry is not None:
+            self.layer.brush_size = max(1, round(self.brush_mm.value() / float(np.min(self.geometry.spacing))))
+
+    def paint_cmb(self) -> None:
+        self._paint_mode(CMB)
+
+    def paint_iron(self) -> None:
+        self._paint_mode(IRON)
+
+    def _paint_mode(self, value: int) -> None:
+        if self.layer is None:
+            return
+        self._set_paint_class(value)
+        self._activate_layer()
+        self.layer.mode = "paint"
+
+    def _update_counts(self) -> None:
+        if self.layer is None:
+            self.counts_label.setText("")
+            return
+        from ..lesions.components import class_components
+
+        data = np.asarray(self.layer.data)
+        counts = {value: class_components(data, value)[1] for value in (CMB, IRON)}
+        for value, button in self.class_buttons.items():
+            button.setText(f"{CLASS_TITLES[value]}: {counts[value]}")
+        self.counts_label.setText(f"{counts[CMB]} microbleeds, {counts[IRON]} iron deposits painted")
+
+    def _activate_layer(self) -> None:
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.viewer.layers.selection.active = self.layer
+
+    # ---- candidates ---------------------------------------------------------------------------
+    def find_candidates(self) -> None:
+        """Run the candidate finder in a thread; the list fills when it is done."""
+        if self.session is None:
+            self.start()
+            if self.session is None:
+                return
+        from napari.qt.threading import create_worker
+
+        from ..lesions.candidates import find_candidates
+
+        probabilities = None
+        layers = self._probability_layers()
+        if self.use_model.isChecked() and layers:
+            lesion = [self.geometry.from_display(np.asarray(layers[v].data)) for v in (CMB, IRON)]
+            probabilities = np.stack([np.clip(1.0 - lesion[0] - lesion[1], 0, 1), *lesion])
+        self.worker = create_worker(
+            find_candidates, self.subject, probabilities=probabilities, locations=self.locations
+        )
+        self.worker.returned.connect(self._candidates_found)
+        self.worker.errored.connect(lambda error: self._status(f"candidate search failed: {error}"))
+        self.worker.finished.connect(lambda: (self.busy.setVisible(False), self.find_button.setEnabled(True)))
+        self.busy.setVisible(True)
+        self.find_button.setEnabled(False)
+        self._status("finding candidates…")
+        self.worker.start()
+
+    def _candidates_found(self, table) -> None:
+        self.session.set_candidates(table)
+        self.session.set_position(0)
+        self._show_candidates()
+        self._status(f"{len(table)} candidates, best first")
+
+    def _show_candidates(self) -> None:
+        self.candidate_list.blockSignals(True)
+        self.candidate_list.clear()
+        table = None if self.session is None else self.session.candidates
+        if table is not None:
+            for _, row in table.iterrows():
+                self.candidate_list.addItem(QListWidgetItem())
+                self._describe_row(int(row.name))
+        self.candidate_list.blockSignals(False)
+        if table is not None and len(table):
+            self.go_to(self.session.position)
+        self._update_progress()
+
+    def _describe_row(self, index: int) -> None:
+        row = self.session.candidates.iloc[index]
+        decision = self.session.decision_for(row)
+        verdict = _DECISION_TEXT[decision.decision] if decision else "·"
+        evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row['qsm_mean_ppb']))}"
+        text = f"#{int(row['rank'])}  {row['suggested_class']}  {evidence}  → {verdict}"
+        item = self.candidate_list.item(index)
+        item.setText(text)
+        if decision is not None and decision.decision != REJECTED:
+            item.setForeground(QColor(_colour(CMB if decision.decision == ACCEPTED[CMB] else IRON)))
+        elif decision is not None:
+            item.setForeground(QColor("gray"))
+
+    def _update_progress(self) -> None:
+        table = None if self.session is None else self.session.candidates
+        if table is None:
+            self.progress_label.setText("no candidates yet")
+            return
+        self.progress_label.setText(f"reviewed {self.session.reviewed} / {len(table)}")
+
+    @property
+    def current(self):
+        """The candidate table row under review, or None."""
+        table = None if self.session is None else self.session.candidates
+        if table is None or not len(table):
+            return None
+        return table.iloc[self.session.position]
+
+    def go_to(self, index: int) -> None:
+        """Review candidate ``index``: jump the viewer to it and show its guidance."""
+        table = self.session.candidates
+        index = int(np.clip(index, 0, len(table) - 1))
+        if index != self.session.position:
+            self.session.set_position(index)
+        self.candidate_list.blockSignals(True)
+        self.candidate_list.setCurrentRow(index)
+        self.candidate_list.scrollToItem(self.candidate_list.item(index), QListWidget.ScrollHint.PositionAtCenter)
+        self.candidate_list.blockSignals(False)
+        row = table.iloc[index]
+        zoom = None if self._fit_zoom is None else self._fit_zoom * CANDIDATE_ZOOM
+        centre_on(self.viewer, candidate_centre(row), zoom=zoom)
+        self._activate_layer()
+        self.guidance.setText(guidance_html(row.to_dict(), title=f"Candidate #{int(row['rank'])} of {len(table)}"))
+
+    def _on_row_selected(self, index: int) -> None:
+        if index >= 0 and self.session is not None:
+            self.go_to(index)
+
+    def next(self) -> None:
+        if self.current is not None:
+            self.go_to(self.session.position + 1)
+
+    def previous(self) -> None:
+        if self.current is not None:
+            self.go_to(self.session.position - 1)
+
+    def accept_cmb(self) -> None:
+        self._decide(CMB)
+
+    def accept_iron(self) -> None:
+        self._decide(IRON)
+
+    def reject(self) -> None:
+        self._decide(None)
+
+    def _decide(self, value: int | None) -> None:
+        """Paint (or, when rejecting, unpaint) the candidate's grown region, record the decision, move on."""
+        row = self.current
+        if row is None or self.layer is None:
+            return
+        from ..lesions.candidates import grow_region
+
+        region = np.nonzero(self.geometry.to_display(grow_region(self.subject, candidate_seed(row))))
+        previous = self.session.decision_for(row)
+        if value is not None:
+            self.layer.data_setitem(region, value)  # one step of the layer's undo history
+        elif previous is not None and previous.decision != REJECTED:
+            was = CMB if previous.decision == ACCEPTED[CMB] else IRON
+            painted = np.asarray(self.layer.data)[region] == was
+            self.layer.data_setitem(tuple(axis[painted] for axis in region), 0)
+        self.session.record(row, REJECTED if value is None else ACCEPTED[value])
+        self.autosave()
+        self._describe_row(self.session.position)
+        self._update_progress()
+        self.next()
+
+    # ---- guidance for painted lesions ---------------------------------------------------------
+    def assess_at_cursor(self) -> None:
+        """Show the guidance for the painted lesion (or the SWI blob) under the mouse cursor."""
+        if self.layer is None:
+            return
+        from ..lesions.candidates import grow_region
+        from ..lesions.components import CONNECTIVITY_26
+        from ..lesions.guidance import assess_region
+        from scipy import ndimage
+
+        index = np.round(self.layer.world_to_data(self.viewer.cursor.position)).astype(int)[-3:]
+        data = np.asarray(self.layer.data)
+        if np.any(index < 0) or np.any(index >= data.shape):
+            return
+        value = int(data[tuple(index)])
+        if value:
+            components, _ = ndimage.label(data == value, structure=CONNECTIVITY_26)
+            region = self.geometry.from_display(components == components[tuple(index)])
+            title, labelled_as = f"Painted {CLASS_TITLES[value]}", CLASS_NAMES[value]
+        else:
+            voxel = np.round(self.geometry.napari_to_source_voxel(self.layer.data_to_world(index))).astype(int)
+            region, title, labelled_as = grow_region(self.subject, voxel), "Dark blob under the cursor", None
+        assessment = assess_region(region, self.subject, self.locations, labelled_as=labelled_as)
+        self.guidance.setText(guidance_html(assessment.as_dict() | {"flags": assessment.flags}, title=title))
+
+    # ---- keys and messages --------------------------------------------------------------------
+    def _key_handler(self, method: str):
+        def handler(viewer):
+            getattr(self, method)()
+
+        handler.__doc__ = next(text for text, m in KEYS.values() if m == method)
+        return handler
+
+    def _status(self, text: str) -> None:
+        self.status_label.setText(text)

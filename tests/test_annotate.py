@@ -1,0 +1,183 @@
+"""Guided labelling in a real viewer: candidates by key, paint, autosave, close, reopen and resume."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_deepmir.annotations import AnnotationStore
+from napari_deepmir.io import load_subject_dir
+from napari_deepmir.io.bids import find_subject_files, find_subject_folders
+from napari_deepmir.widgets.annotate import AnnotateWidget
+
+
+@pytest.fixture(scope="module")
+def subject_folder(tmp_path_factory):
+    """A small synthetic subject (phantom) written to disk as BIDS-like NIfTI files."""
+    from napari_deepmir.phantom import Acquisition, generate_cohort
+
+    root = tmp_path_factory.mktemp("cohort")
+    generate_cohort(root, 1, 3, Acquisition(shape=(96, 96, 24), voxel_mm=(1, 1, 2)))
+    (folder,) = find_subject_folders(root)
+    for path in folder.glob("*_dseg.nii.gz"):  # the truth labels are not the rater's
+        if "_desc-" not in path.name:
+            path.unlink()
+    return folder
+
+
+def _open(make_napari_viewer, folder, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(folder), plugin="napari-deepmir")
+    widget = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.start_button.click()
+    return viewer, widget
+
+
+def _press(viewer, qtbot, key, modifier=Qt.KeyboardModifier.NoModifier):
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, key, modifier)
+
+
+def _find(widget, qtbot):
+    widget.find_button.click()
+    qtbot.waitUntil(lambda: widget.session.candidates is not None and widget.find_button.isEnabled(), timeout=60_000)
+    return widget.session.candidates
+
+
+def _saved_labels(widget):
+    return np.asarray(nib.load(str(widget.session.labels_path)).dataobj)
+
+
+def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer, qtbot, subject_folder):
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    candidates = _find(widget, qtbot)
+    n = len(candidates)
+    assert n >= 4 and widget.progress_label.text() == f"reviewed 0 / {n}"
+    geometry, layer = widget.geometry, widget.layer
+    assert layer.name == f"{subject_folder.name} annotation" and viewer.layers.selection.active is layer
+
+    _press(viewer, qtbot, Qt.Key.Key_C)  # accept #1 as CMB
+    _press(viewer, qtbot, Qt.Key.Key_I)  # accept #2 as iron deposit
+    _press(viewer, qtbot, Qt.Key.Key_R)  # reject #3
+    assert widget.progress_label.text() == f"reviewed 3 / {n}"
+    assert widget.session.position == 3
+    # the viewer jumped to candidate #4: its axial slice, camera centred on it
+    x, y, z = candidates.loc[3, ["x_mm", "y_mm", "z_mm"]]
+    assert viewer.dims.point[0] == pytest.approx(z, abs=geometry.spacing.max())
+    assert np.allclose(viewer.scene.camera.center[-2:], (y, x))
+    assert "suggested" in widget.guidance.text()
+    _press(viewer, qtbot, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # back to #3
+    assert widget.session.position == 2
+    _press(viewer, qtbot, Qt.Key.Key_N)
+    assert widget.session.position == 3
+
+    from napari_deepmir.lesions.candidates import grow_region
+
+    painted = geometry.from_display(np.asarray(layer.data))
+    for index, value in ((0, 1), (1, 2)):
+        region = grow_region(widget.subject, candidates.loc[index, ["seed_i", "seed_j", "seed_k"]].to_numpy(int))
+        assert region.any() and np.all(painted[region] == value)
+    assert set(np.unique(painted)) == {0, 1, 2}
+    assert np.array_equal(_saved_labels(widget), painted)  # saved right after each decision
+
+    # a lesion the detector missed, painted with the brush as iron deposit: autosaved after a pause
+    _press(viewer, qtbot, Qt.Key.Key_I, Qt.KeyboardModifier.ShiftModifier)
+    assert layer.mode == "paint" and layer.selected_label == 2
+    x, y, z = candidates.loc[n - 1, ["x_mm", "y_mm", "z_mm"]]
+    layer.paint(np.round(layer.world_to_data((z, y, x))), 2)
+    expected = geometry.from_display(np.asarray(layer.data))
+    assert (expected == 2).sum() > (painted == 2).sum()
+    qtbot.waitUntil(lambda: np.array_equal(_saved_labels(widget), expected), timeout=10_000)
+    folder = widget.session.folder
+    widget.close()
+    viewer.close()
+
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    assert widget.session.folder == folder
+    assert np.array_equal(geometry.from_display(np.asarray(widget.layer.data)), expected)  # voxel for voxel
+    assert widget.session.position == 3 and widget.progress_label.text() == f"reviewed 3 / {n}"
+    assert [d.decision for d in widget.session.decisions] == ["accepted-cmb", "accepted-iron", "rejected"]
+    saved = json.loads(widget.session.decisions_path.read_text())
+    assert saved["position"] == 3 and all(d["rater"] and d["time"] for d in saved["decisions"])
+    assert widget.candidate_list.count() == n and widget.candidate_list.currentRow() == 3
+
+    # the annotation root is a data folder for `deepmir finetune --data ROOT`
+    root = folder.parent
+    (annotated,) = find_subject_folders(root)
+    files = find_subject_files(annotated)
+    assert {"swi", "qsm", "t2", "labels"} <= set(files)
+    subject = load_subject_dir(annotated)
+    assert np.array_equal(np.asarray(nib.load(str(files["labels"])).dataobj), expected)
+    assert subject.shape == expected.shape
+
+
+def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_path):
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.start_button.click()
+    _find(widget, qtbot)
+    before = np.asarray(widget.layer.data).copy()
+    _press(viewer, qtbot, Qt.Key.Key_C)
+    assert (np.asarray(widget.layer.data) == 1).sum() > (before == 1).sum()
+    _press(viewer, qtbot, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(np.asarray(widget.layer.data), before)
+    widget.autosave()
+    assert np.array_equal(_saved_labels(widget), widget.geometry.from_display(before))
+
+
+def test_guidance_for_a_painted_lesion_under_the_cursor(make_napari_viewer, qtbot, subject_folder, tmp_path):
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.start_button.click()
+    candidates = _find(widget, qtbot)
+    _press(viewer, qtbot, Qt.Key.Key_C)
+    x, y, z = candidates.loc[0, ["x_mm", "y_mm", "z_mm"]]
+    viewer.cursor.position = (z, y, x)
+    _press(viewer, qtbot, Qt.Key.Key_G)
+    text = widget.guidance.text()
+    assert "Painted cerebral microbleed" in text and "diameter" in text and "suggested" in text
+
+
+def test_unreadable_sidecar_is_kept_aside_not_overwritten(subject_folder, tmp_path):
+    subject = load_subject_dir(subject_folder)
+    store = AnnotationStore(tmp_path)
+    session = store.open(subject, rater="ann")
+    session.save_labels(np.ones(subject.shape, np.uint8))
+    session.decisions_path.write_text("{not json")
+    with pytest.warns(UserWarning, match="kept aside"):
+        reopened = store.open(subject)
+    kept = list(session.folder.glob("*_decisions.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{not json"
+    assert reopened.decisions == [] and reopened.labels.sum() == subject.swi.size  # labels still resumed
+    reopened.set_position(0)
+    assert kept[0].read_text() == "{not json" and json.loads(reopened.decisions_path.read_text())["position"] == 0
+
+
+def test_model_probabilities_raise_candidates_when_asked(make_napari_viewer, qtbot, subject_folder, tmp_path):
+    from napari_deepmir.layers import probability_layer_data
+    from napari_deepmir.widgets._layers import add_layer
+
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    probability = np.zeros(widget.subject.shape, np.float32)
+    for value in (1, 2):
+        add_layer(viewer, probability_layer_data(probability, widget.geometry, class_value=value))
+    widget.start_button.click()
+    assert widget.use_model.isEnabled()
+    widget.use_model.setChecked(True)
+    table = _find(widget, qtbot)
+    assert table["probability_mean"].notna().all()
+
+
+def test_unreadable_labels_are_kept_aside_and_the_rest_resumes(subject_folder, tmp_path):
+    subject = load_subject_dir(subject_folder)
+    store = AnnotationStore(tmp_path)
+    session = store.open(subject, rater="ann")
+    session.set_position(4)
+    session.labels_path.write_bytes(b"not a nifti file")
+    with pytest.warns(UserWarning, match="unreadable labels"):
+        reopened = store.open(subject)
+    assert reopened.position == 4 and reopened.rater == "ann" and not reopened.labels.any()
+    assert [p.read_bytes() for p in session.folder.glob("*_dseg.nii.gz.corrupt-*")] == [b"not a nifti file"]
