@@ -86,3 +86,14 @@ def test_rendered_screenshot_shows_the_image(make_napari_viewer, files):
     viewer.dims.set_point(0, CENTRE[2])
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].max() > 100, "screenshot is not black"
+
+
+def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-deepmir", "synthetic_subject")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["sample T2", "sample SWI", "sample QSM", "sample locations", "sample true lesions"]
+    shapes = {layer.data.shape for layer in viewer.layers}
+    assert len(shapes) == 1  # all on the SWI grid
+    truth = viewer.layers["sample true lesions"].data
+    assert {1, 2} <= set(np.unique(truth))
