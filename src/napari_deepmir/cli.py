@@ -46,10 +46,11 @@ def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float
     group.add_argument("--val-share", type=float, default=0.25, help="share of subjects kept for validation (default 0.25)")
     group.add_argument("--eval-every", type=int, default=50, help="validate every N steps (default 50)")
     group.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (default 0: never)")
-    group.add_argument("--max-minutes", type=float, default=None, help="wall-time budget; the best model so far is kept")
+    group.add_argument("--max-minutes", type=float, default=None, help="wall-time budget in minutes: the learning rate anneals by steps or time, whichever is further along; the best model is kept")
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same model)")
     group.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     group.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass")
+    group.add_argument("--data-workers", type=int, default=None, help="processes preparing batches (default: 0 on CPU, cores-2 up to 8 beside a GPU)")
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
 
@@ -241,7 +242,7 @@ def _training_config(args: argparse.Namespace, **extra):
     return TrainingConfig(
         out=args.out, data=list(args.data), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         patch_size=args.patch_size, val_share=args.val_share, eval_every=args.eval_every, patience=args.patience, max_minutes=args.max_minutes,
-        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume,
+        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume, data_workers=args.data_workers,
         command="deepmir " + " ".join(sys.argv[1:]), **extra,
     )
 
@@ -295,19 +296,13 @@ def _subject_label_map(args: argparse.Namespace, subject, given: Path | None, ki
     subject folder's own file, else None. A map on another grid is an error naming both files."""
     from .io import Volume
     from .io.bids import find_subject_files
-    from .lesions.components import check_same_grid, load_label_map
+    from .lesions.components import check_same_grid, load_label_map, load_location_map
 
     if given is None and args.subject is not None:
         given = find_subject_files(args.subject).get(kind)
     if given is None:
         return None
-    if kind == "labels":
-        volume = load_label_map(given)
-    else:
-        from .io import load_volume
-
-        volume = load_volume(given, check_values=False)
-        volume.data = volume.data.astype(int)
+    volume = load_label_map(given) if kind == "labels" else load_location_map(given)
     check_same_grid(Volume(subject.swi, subject.affine, subject.paths.get("swi")), volume, what=f"{kind} map")
     return volume.data
 
@@ -373,7 +368,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    raise NotImplementedError("deepmir cohort: cohort issue")
+    from .cohort import run_cohort
+
+    result = run_cohort(args.bids_root, args.out, model=args.model, device=args.device, workers=args.workers,
+                        scheduler=args.scheduler, overwrite=args.overwrite)
+    for participant, reason in sorted(result.failed.items()):
+        print(f"failed: {participant}: {reason}", file=sys.stderr)
+    print(result.summary_line())
+    return 0 if result.done or result.skipped or not result.failed else 1
 
 
 def main(argv: list[str] | None = None) -> int:
