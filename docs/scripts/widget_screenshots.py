@@ -1,0 +1,105 @@
+"""Screenshots of the Detect lesions, Lesion table and Fine-tune widgets for docs/detect.md,
+docs/lesion-tables.md and docs/finetuning.md.
+
+Runs the default model on the sample synthetic subject in a real viewer (under Xvfb):
+
+    xvfb-run -a .venv/bin/python docs/scripts/widget_screenshots.py docs/images [both|detect|table|finetune]
+
+With ``table`` only, the table shows the sample's true lesions (no model needed).
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+import napari  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
+
+from napari_deepmir.widgets.detect import DetectWidget  # noqa: E402
+from napari_deepmir.widgets.finetune import FinetuneWidget  # noqa: E402
+from napari_deepmir.widgets.table import LesionTableWidget  # noqa: E402
+
+
+def _settle(seconds: float = 1.0) -> None:
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def detect_screenshot(viewer, path: Path):
+    """Run the default model on the sample with probability layers; returns the result layer."""
+    detect = DetectWidget(viewer)
+    viewer.window.add_dock_widget(detect, name="Detect lesions", area="right")
+    detect.probabilities_check.setChecked(True)
+    started = time.monotonic()
+    detect.run()
+    while detect.worker is not None:
+        _settle(0.1)
+    print(f"detection: {time.monotonic() - started:.1f} s; {detect.status_label.text()}")
+    viewer.layers["sample true lesions"].visible = False
+    _settle()
+    viewer.screenshot(str(path), canvas_only=False)
+    return detect.result_layer
+
+
+def table_screenshot(viewer, labels_layer, path: Path) -> None:
+    """The lesion table of ``labels_layer``, its largest lesion selected and shown."""
+    table = LesionTableWidget(viewer)
+    table.setMinimumWidth(640)
+    viewer.window.add_dock_widget(table, name="Lesion table", area="right")
+    table.set_layer(labels_layer)
+    largest = int(table.table.sort_values("volume_mm3")["lesion_id"].iloc[-1])
+    table.select_lesion(largest)
+    table.go_to_lesion(largest)
+    _settle()
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"table of {labels_layer.name}: {table.summary_label.text()}; showing lesion {largest}")
+
+
+def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
+    """Fine-tune the default model on the sample's true lesions plus one saved synthetic subject."""
+    import tempfile
+
+    from napari_deepmir.phantom import generate_cohort
+
+    widget = FinetuneWidget(viewer)
+    widget.setMinimumWidth(480)
+    viewer.window.add_dock_widget(widget, name="Fine-tune", area="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in generate_cohort(Path(tmp), 2, seed=31):
+            widget.add_folder(folder)
+        widget.steps_box.setValue(steps)
+        widget.val_box.setValue(0.34)
+        widget.device_box.setCurrentText("cpu")
+        started = time.monotonic()
+        widget.start()
+        while widget.worker is not None:
+            _settle(0.1)
+    print(f"fine-tune: {time.monotonic() - started:.0f} s; {widget.status_label.text()}")
+    _settle()
+    viewer.screenshot(str(path), canvas_only=False)
+
+
+def main(folder: str, which: str = "both") -> None:
+    out = Path(folder)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.open_sample("napari-deepmir", "synthetic_subject")
+    viewer.layers["sample QSM"].visible = False  # lesions over the SWI
+    labels = viewer.layers["sample true lesions"]
+    if which in ("both", "detect"):
+        labels = detect_screenshot(viewer, out / "detect-widget.png")
+    if which in ("both", "table"):
+        table_screenshot(viewer, labels, out / "lesion-table-widget.png")
+    if which == "finetune":
+        finetune_screenshot(viewer, out / "finetune-widget.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:] or ["docs/images"]))

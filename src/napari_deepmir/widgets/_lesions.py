@@ -1,0 +1,160 @@
+"""Lesion tables and detections of napari layers, without Qt: the logic the Detect and Lesion table widgets wire.
+
+A class Labels layer (0/1/2) is measured with the images on its grid (SWI, QSM, probabilities,
+locations); the table also goes, as ``features``, on a hidden Labels layer of lesion ids (one
+label per lesion), which is where napari's Features table and other plugins read per-object tables.
+"""
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image
+
+from ..conventions import CLASS_NAMES, CMB, IRON
+from ..io import Subject
+from ..io.display import DisplayGeometry
+from ..layers import labels_layer_data, lesion_ids_layer_data, probability_layer_data
+from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
+from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
+
+#: Plural nouns for the one-line count summary.
+_COUNT_NOUNS = {CMB: ("CMB", "CMBs"), IRON: ("iron deposit", "iron deposits")}
+
+
+def on_same_grid(layer, reference) -> bool:
+    """Whether two layers hold data on the same source grid (shape and affine)."""
+    if tuple(layer.data.shape) != tuple(reference.data.shape):
+        return False
+    return bool(np.allclose(geometry_of(layer).affine, geometry_of(reference).affine, atol=1e-3))
+
+
+def kind_of(layer) -> str | None:
+    """This plugin's layer kind from metadata: ``lesions``, ``lesion_ids``, ``locations``, ``probability`` or None."""
+    return layer.metadata.get("deepmir", {}).get("kind")
+
+
+@dataclass
+class CompanionLayers:
+    """Layers on a label map's grid that add columns to its lesion table."""
+
+    swi: object = None
+    qsm: object = None
+    locations: object = None
+    probabilities: dict | None = None  # {class value: layer} when both classes are present
+
+
+def companion_layers(layers, labels_layer) -> CompanionLayers:
+    """SWI, QSM, location and probability layers among ``layers`` on the grid of ``labels_layer``."""
+    found = CompanionLayers()
+    probabilities = {}
+    for layer in layers:
+        if layer is labels_layer or layer.data.ndim != 3 or not on_same_grid(layer, labels_layer):
+            continue
+        kind = kind_of(layer)
+        if kind == "locations" and found.locations is None:
+            found.locations = layer
+        elif kind == "probability":
+            probabilities[int(layer.metadata["deepmir"]["class"])] = layer
+        elif isinstance(layer, Image) and kind is None:
+            modality = modality_of(layer)
+            if modality in ("swi", "qsm") and getattr(found, modality) is None:
+                setattr(found, modality, layer)
+    if set(probabilities) == set(CLASS_NAMES):
+        found.probabilities = probabilities
+    return found
+
+
+@dataclass
+class LesionMeasurement:
+    """A label map's lesion table and lesion-id map (on the source grid)."""
+
+    table: pd.DataFrame
+    lesion_ids: np.ndarray
+    geometry: DisplayGeometry
+
+
+def measure_labels_layer(
+    labels_layer, companions: CompanionLayers | None = None, *, subject: Subject | None = None
+) -> LesionMeasurement:
+    """Measure every lesion of a class Labels layer; images from ``subject`` (SWI grid) or ``companions``.
+
+    Without an SWI layer the image columns are NaN and the geometry comes from the layer itself."""
+    companions = companions or CompanionLayers()
+    geometry = geometry_of(labels_layer)
+    labels = geometry.from_display(np.asarray(labels_layer.data))
+    if subject is None and companions.swi is not None:
+        subject = subject_from_layers(companions.swi, companions.qsm)
+    probabilities = None
+    if companions.probabilities:
+        maps = [geometry.from_display(np.asarray(companions.probabilities[v].data)) for v in (CMB, IRON)]
+        probabilities = np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
+    locations = None if companions.locations is None else geometry.from_display(np.asarray(companions.locations.data))
+    table = measure_lesions(labels, subject, affine=geometry.affine, probabilities=probabilities, locations=locations)
+    lesion_ids, _ = label_lesions(labels)
+    return LesionMeasurement(table, lesion_ids, geometry)
+
+
+def show_lesion_ids(viewer, measurement: LesionMeasurement, *, name: str):
+    """Add (or update) the hidden lesion-id layer whose ``features`` is the lesion table."""
+    features = lesion_table_features(measurement.table)
+    return add_layer(viewer, lesion_ids_layer_data(measurement.lesion_ids, measurement.geometry, features, name=name))
+
+
+def count_summary(table: pd.DataFrame) -> str:
+    """One line such as ``7 CMBs, 2 iron deposits``."""
+    counts = table["label"].value_counts() if len(table) else {}
+    parts = []
+    for value, (one, many) in _COUNT_NOUNS.items():
+        n = int(counts.get(value, 0))
+        parts.append(f"{n} {one if n == 1 else many}")
+    return ", ".join(parts)
+
+
+@dataclass
+class Detection:
+    """A prediction on a subject made from layers, measured."""
+
+    subject: Subject
+    geometry: DisplayGeometry
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    measurement: LesionMeasurement
+
+
+def detect_in_layers(
+    swi_layer, qsm_layer=None, t2_layer=None, *, model=None, device: str = "auto", probabilities: bool = False
+) -> Generator[tuple[int, int], None, Detection]:
+    """Predict lesions on the subject shown by these layers (on the SWI layer's grid) and measure them.
+
+    A generator: yields ``(done, total)`` slices while predicting (closing it stops the prediction)
+    and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model."""
+    from ..inference import iter_predict
+
+    subject = subject_from_layers(swi_layer, qsm_layer, t2_layer)
+    geometry = geometry_of(swi_layer)
+    prediction = yield from iter_predict(subject, model, device=device, return_probabilities=probabilities)
+    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities)
+    lesion_ids, _ = label_lesions(prediction.labels)
+    measurement = LesionMeasurement(table, lesion_ids, geometry)
+    return Detection(subject, geometry, prediction.labels, prediction.probabilities, measurement)
+
+
+def lesions_layer_name(subject_name: str) -> str:
+    return f"{subject_name} lesions"
+
+
+def show_detection(viewer, detection: Detection) -> list:
+    """Add the detection's layers: class labels, hidden lesion ids with the table, probabilities if any."""
+    name = lesions_layer_name(detection.subject.name)
+    added = []
+    if detection.probabilities is not None:
+        for value in (CMB, IRON):
+            probability = detection.probabilities[value]
+            data, kwargs, kind = probability_layer_data(probability, detection.geometry, class_value=value)
+            kwargs["name"] = f"{detection.subject.name} {kwargs['name']}"
+            added.append(add_layer(viewer, (data, kwargs, kind)))
+    added.append(show_lesion_ids(viewer, detection.measurement, name=f"{name} ids"))
+    added.append(add_layer(viewer, labels_layer_data(detection.labels, detection.geometry, name=name)))
+    return added

@@ -1,0 +1,325 @@
+"""The Lesion table widget: one row per lesion of a Labels layer, linked both ways with the viewer.
+
+Thin over :func:`napari_deepmir.widgets._lesions.measure_labels_layer` (measurement with the images
+on the layer's grid) and :func:`napari_deepmir.io.derivatives.write_table_with_sidecar` (export).
+"""
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from napari.layers import Labels
+from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..io.derivatives import write_table_with_sidecar
+from ..lesions.measure import COLUMNS
+from ._layers import centre_on, subject_from_layers
+from ._lesions import companion_layers, count_summary, kind_of, measure_labels_layer, show_lesion_ids
+
+#: Columns shown, in this order, when the table has them (export writes every column).
+SHOWN_COLUMNS = (
+    "lesion_id", "class", "volume_mm3", "diameter_mm", "extent_mm", "x_mm", "y_mm", "z_mm", "qsm_mean_ppb",
+    "qsm_peak_ppb", "swi_contrast", "probability_mean", "location", "suggested_class", "flags",
+)
+#: Delay (ms) between the last edit of the labels and the new table.
+UPDATE_DELAY_MS = 300
+#: Field of view (mm across the shorter side of the canvas) when jumping to a lesion.
+FIELD_OF_VIEW_MM = 60.0
+#: Sort role: the raw value (numbers sort as numbers; missing values first).
+SORT_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _format(column: str, value) -> str:
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return ""
+        return f"{value:.1f}" if column.endswith(("_mm", "_mm3", "_ppb")) else f"{value:.2f}"
+    return str(value)
+
+
+class DataFrameModel(QAbstractTableModel):
+    """Read-only Qt model over a pandas DataFrame (display text formatted, raw values for sorting)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.frame = pd.DataFrame()
+
+    def set_frame(self, frame: pd.DataFrame) -> None:
+        self.beginResetModel()
+        self.frame = frame.reset_index(drop=True)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt name)
+        return 0 if parent.isValid() else len(self.frame)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt name)
+        return 0 if parent.isValid() else len(self.frame.columns)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        column = self.frame.columns[index.column()]
+        value = self.frame.iat[index.row(), index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _format(column, value)
+        if role == SORT_ROLE:
+            if isinstance(value, float | np.floating):
+                return float(value) if math.isfinite(value) else -math.inf
+            return value.item() if isinstance(value, np.generic) else value
+        if role == Qt.ItemDataRole.ToolTipRole and column in COLUMNS:
+            description, units = COLUMNS[column]
+            return description + (f" ({units})" if units else "")
+        if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(value, (int, float, np.number)):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 (Qt name)
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return str(self.frame.columns[section])
+        return None
+
+
+class LesionTableWidget(QWidget):
+    """Every lesion of a Labels layer in a sortable table; a row click jumps to the lesion, a click on a
+    lesion in the viewer selects its row; the table follows edits of the labels and exports to CSV/TSV."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.layer = None
+        self.measurement = None
+        self._ids_display = None
+        self._checksum = None
+        self._subject_key = None
+        self._subject = None
+        self._selecting_from_viewer = False
+        self._build()
+        self._update_timer = QTimer(self, singleShot=True, interval=UPDATE_DELAY_MS)
+        self._update_timer.timeout.connect(self.update_table)
+        self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
+        self._refresh_layer_choices()
+
+    # ---- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.layer_box = QComboBox()
+        self.layer_box.currentIndexChanged.connect(lambda _: self.set_layer(self.layer_box.currentData()))
+        form.addRow("Labels", self.layer_box)
+        layout.addLayout(form)
+        self.ids_check = QCheckBox("lesion-id layer with this table (napari Features table)")
+        self.ids_check.setToolTip("Keep a hidden Labels layer of lesion ids whose features are this table")
+        self.ids_check.toggled.connect(lambda on: on and self.update_table(force=True))
+        layout.addWidget(self.ids_check)
+        self.summary_label = QLabel()
+        layout.addWidget(self.summary_label)
+        self.model = DataFrameModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.view = QTableView()
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.verticalHeader().setVisible(False)
+        self.view.clicked.connect(lambda index: self._on_row_chosen(index))
+        self.view.selectionModel().currentRowChanged.connect(lambda index, _: self._on_row_chosen(index))
+        layout.addWidget(self.view, stretch=1)
+        buttons = QHBoxLayout()
+        self.export_button = QPushButton("Export CSV/TSV…")
+        self.export_button.clicked.connect(self._export_clicked)
+        buttons.addStretch()
+        buttons.addWidget(self.export_button)
+        layout.addLayout(buttons)
+
+    def _refresh_layer_choices(self, event=None) -> None:
+        choices = [
+            layer for layer in self.viewer.layers
+            if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in ("lesion_ids", "locations")
+        ]
+        current = self.layer if self.layer in choices else None
+        if current is None and choices:
+            active = self.viewer.layers.selection.active
+            current = active if active in choices else choices[-1]
+        self.layer_box.blockSignals(True)
+        self.layer_box.clear()
+        for layer in choices:
+            self.layer_box.addItem(layer.name, layer)
+        self.layer_box.setCurrentIndex(self.layer_box.findData(current) if current is not None else -1)
+        self.layer_box.blockSignals(False)
+        if current is not self.layer:
+            self.set_layer(current)
+        elif self.layer is not None:
+            self._update_timer.start()  # an SWI/QSM/probability layer may have come or gone
+
+    # ---- the tracked layer --------------------------------------------------------------------
+    def set_layer(self, layer) -> None:
+        """Track ``layer`` (a class Labels layer, or None) and show its lesions."""
+        if layer is self.layer:
+            return
+        if self.layer is not None:
+            for event in (self.layer.events.data, self.layer.events.paint, self.layer.events.set_data):
+                event.disconnect(self._schedule_update)
+        self.layer = layer
+        self._checksum = None
+        if layer is not None:
+            for event in (layer.events.data, layer.events.paint, layer.events.set_data):
+                event.connect(self._schedule_update)
+            index = self.layer_box.findData(layer)
+            if index != self.layer_box.currentIndex():
+                self.layer_box.blockSignals(True)
+                self.layer_box.setCurrentIndex(index)
+                self.layer_box.blockSignals(False)
+            self.ids_check.setChecked(self._ids_layer_name() in self.viewer.layers)
+        self.update_table(force=True)
+
+    def _ids_layer_name(self) -> str:
+        return f"{self.layer.name} ids"
+
+    def _schedule_update(self, event=None) -> None:
+        self._update_timer.start()
+
+    def _subject_for(self, companions):
+        """The subject of the SWI/QSM layers, cached while those layers' data stay the same."""
+        if companions.swi is None:
+            return None
+        key = (id(companions.swi.data), None if companions.qsm is None else id(companions.qsm.data))
+        if key != self._subject_key:
+            self._subject_key, self._subject = key, subject_from_layers(companions.swi, companions.qsm)
+        return self._subject
+
+    def update_table(self, force: bool = False) -> None:
+        """Measure the tracked layer again (skipped when its data did not change, unless ``force``)."""
+        if self.layer is None or self.layer not in self.viewer.layers:
+            self.measurement, self._ids_display = None, None
+            self.model.set_frame(pd.DataFrame())
+            self.summary_label.setText("No Labels layer: open or detect lesions first.")
+            return
+        data = np.ascontiguousarray(self.layer.data)
+        checksum = (data.shape, data.dtype.str, zlib.crc32(data))
+        if checksum == self._checksum and not force:
+            return
+        self._checksum = checksum
+        companions = companion_layers(self.viewer.layers, self.layer)
+        self.measurement = measure_labels_layer(self.layer, companions, subject=self._subject_for(companions))
+        self._ids_display = self.measurement.geometry.to_display(self.measurement.lesion_ids)
+        table = self.measurement.table
+        shown = [c for c in SHOWN_COLUMNS if c in table.columns and (not len(table) or table[c].notna().any())]
+        selected = self.selected_lesion()
+        self.model.set_frame(table[shown])
+        if selected is not None and selected in set(table["lesion_id"]):
+            self.select_lesion(selected)
+        images = "no SWI layer on this grid: image columns empty" if companions.swi is None else "with " + "/".join(
+            m.upper() for m in ("swi", "qsm") if getattr(companions, m) is not None
+        )
+        self.summary_label.setText(f"{count_summary(table)} ({images})")
+        if self.ids_check.isChecked():
+            show_lesion_ids(self.viewer, self.measurement, name=self._ids_layer_name())
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The full lesion table of the tracked layer (every column)."""
+        return pd.DataFrame() if self.measurement is None else self.measurement.table
+
+    # ---- table -> viewer ----------------------------------------------------------------------
+    def _on_row_chosen(self, index) -> None:
+        if index.isValid() and not self._selecting_from_viewer:
+            lesion = self.model.frame.iloc[self.proxy.mapToSource(index).row()]["lesion_id"]
+            self.go_to_lesion(int(lesion))
+
+    def go_to_lesion(self, lesion_id: int) -> None:
+        """Show a lesion: the axial slice through its centroid, camera centred on it, zoomed in."""
+        row = self.table.set_index("lesion_id").loc[lesion_id]
+        zoom = float(min(self.viewer.canvas.size)) / FIELD_OF_VIEW_MM
+        centre_on(self.viewer, (row["x_mm"], row["y_mm"], row["z_mm"]), zoom=zoom)
+
+    # ---- viewer -> table ----------------------------------------------------------------------
+    def selected_lesion(self) -> int | None:
+        """The lesion id of the selected row, or None."""
+        rows = self.view.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return int(self.model.frame.iloc[self.proxy.mapToSource(rows[0]).row()]["lesion_id"])
+
+    def select_lesion(self, lesion_id: int) -> None:
+        """Select (and scroll to) a lesion's row without moving the viewer."""
+        matches = np.flatnonzero(self.model.frame["lesion_id"].to_numpy() == lesion_id) if len(self.model.frame) else []
+        if not len(matches):
+            return
+        index = self.proxy.mapFromSource(self.model.index(int(matches[0]), 0))
+        self._selecting_from_viewer = True
+        try:
+            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            self.view.selectionModel().setCurrentIndex(index, flags)
+            self.view.scrollTo(index)
+        finally:
+            self._selecting_from_viewer = False
+
+    def lesion_at(self, world_position) -> int | None:
+        """The lesion id of the tracked layer under a napari world position, or None."""
+        if self._ids_display is None or self.layer is None:
+            return None
+        index = np.round(self.layer.world_to_data(np.asarray(world_position)[-3:])).astype(int)
+        if np.any(index < 0) or np.any(index >= self._ids_display.shape):
+            return None
+        lesion = int(self._ids_display[tuple(index)])
+        return lesion or None
+
+    def _on_mouse_drag(self, viewer, event):
+        """A click (press and release without moving) on a lesion selects its row."""
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged and self.layer is not None and self.layer.visible:
+            lesion = self.lesion_at(event.position)
+            if lesion is not None:
+                self.select_lesion(lesion)
+
+    # ---- export -------------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write the full lesion table as CSV or TSV (by suffix) with its JSON column sidecar."""
+        return write_table_with_sidecar(path, self.table, COLUMNS)
+
+    def _export_clicked(self) -> None:
+        if self.measurement is None:
+            return
+        start = Path(self.layer.metadata.get("deepmir", {}).get("path") or Path.cwd() / "labels").parent
+        default = start / f"{self.layer.name.replace(' ', '_')}_lesions.tsv"
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export lesion table", str(default), "Tab-separated (*.tsv);;Comma-separated (*.csv)"
+        )
+        if not path:
+            return
+        if Path(path).suffix.lower() not in (".csv", ".tsv"):
+            path += ".csv" if "csv" in chosen else ".tsv"
+        self.summary_label.setText(f"{count_summary(self.table)} — exported to {self.export(path)}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.viewer.layers.events.inserted.disconnect(self._refresh_layer_choices)
+        self.viewer.layers.events.removed.disconnect(self._refresh_layer_choices)
+        if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
+        self.set_layer(None)
+        super().closeEvent(event)

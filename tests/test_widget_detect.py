@@ -1,0 +1,164 @@
+"""The Detect lesions widget in a real viewer with a tiny real model: result layers, progress, cancel, messages."""
+
+import numpy as np
+import pytest
+
+from conftest import oblique_affine
+from lesion_scenes import SPACING, scene, world_of
+from napari_deepmir.io import Subject
+from napari_deepmir.io.display import DisplayGeometry
+from napari_deepmir.layers import image_layer_data
+from napari_deepmir.widgets._layers import add_layer
+from napari_deepmir.widgets._lesions import count_summary, detect_in_layers
+from napari_deepmir.widgets.detect import DetectWidget
+
+WORKER_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Two tiny untrained DEEPMIR models saved as model files: SWI+QSM, and SWI+QSM+T2."""
+    import torch
+
+    from napari_deepmir.model.card import ModelCard
+    from napari_deepmir.model.files import save_model
+    from napari_deepmir.model.unet import DeepmirUNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, modalities in (("tiny-swi-qsm", ["swi", "qsm"]), ("tiny-all", ["swi", "qsm", "t2"])):
+        architecture = {"base_filters": 4, "depth": 3, "context_slices": 0}
+        card = ModelCard(name=name, modalities=modalities, architecture=architecture)
+        network = DeepmirUNet(card.in_channels, card.n_classes, base_filters=4, depth=3)
+        paths[name] = save_model(folder / name, network, card)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def synthetic_subject():
+    """A small synthetic subject: an ellipsoidal brain with three paramagnetic spheres, on an oblique grid."""
+    affine = oblique_affine(SPACING)
+    centres = {(20, 22, 8): 2.5, (44, 40, 15): 3.0, (30, 46, 11): 4.0}  # voxel index: radius mm
+    spheres = [(world_of(affine, ijk), radius, 300.0) for ijk, radius in centres.items()]
+    swi, qsm, _, affine = scene(spheres, affine=affine)
+    return Subject(swi=swi, affine=affine, qsm=qsm, name="sub-tiny")
+
+
+def _add_subject(viewer, subject):
+    geometry = DisplayGeometry(subject.swi.shape, subject.affine)
+    swi = add_layer(viewer, image_layer_data(subject.swi, geometry, modality="swi", name="sub-tiny SWI"))
+    add_layer(viewer, image_layer_data(subject.qsm, geometry, modality="qsm", name="sub-tiny QSM"))
+    return swi
+
+
+def _widget(make_napari_viewer, tiny_models, model="tiny-swi-qsm"):
+    viewer = make_napari_viewer()
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    widget.add_model(tiny_models[model])
+    assert widget.model_entry.name == model
+    return viewer, widget
+
+
+def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_models, synthetic_subject):
+    viewer, widget = _widget(make_napari_viewer, tiny_models)
+    swi = _add_subject(viewer, synthetic_subject)
+    assert widget.layer_boxes["swi"].currentData() is swi  # pre-filled from the layer metadata
+    assert widget.layer_boxes["qsm"].currentText() == "sub-tiny QSM"
+    widget.device_box.setCurrentText("cpu")
+    widget.probabilities_check.setChecked(True)
+    progress = []
+    widget.run()
+    assert widget.run_button.text() == "Cancel"
+    widget.worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert widget.run_button.text() == "Run"
+    assert progress and progress[-1][0] == progress[-1][1]  # the last batch reports every slice done
+    assert widget.progress.value() == widget.progress.maximum() > 0
+
+    layer = viewer.layers["sub-tiny lesions"]
+    assert layer.data.shape == swi.data.shape and set(np.unique(layer.data)) <= {0, 1, 2}
+    assert np.allclose(layer.affine.affine_matrix, swi.affine.affine_matrix)
+    assert np.allclose(layer.metadata["deepmir"]["affine"], synthetic_subject.affine)
+    assert not np.allclose(layer.get_color(1), layer.get_color(2))
+    for name in ("sub-tiny P(cerebral microbleed)", "sub-tiny P(iron deposit)"):
+        probability = viewer.layers[name].data
+        assert probability.shape == swi.data.shape and 0 <= probability.min() and probability.max() <= 1
+
+    # The widget shows exactly what the plain function computes (no Qt involved there).
+    generator = detect_in_layers(swi, viewer.layers["sub-tiny QSM"], model=tiny_models["tiny-swi-qsm"], device="cpu")
+    try:
+        while True:
+            next(generator)
+    except StopIteration as stop:
+        detection = stop.value
+    assert np.array_equal(detection.geometry.to_display(detection.labels), layer.data)
+    table = detection.measurement.table
+    ids = viewer.layers["sub-tiny lesions ids"]
+    assert len(ids.features) == len(table) + 1 and not ids.visible  # one row per lesion plus the background
+    assert widget.status_label.text() == f"sub-tiny: {count_summary(table)}"
+
+
+def test_cancel_leaves_no_result_and_run_comes_back(make_napari_viewer, qtbot, tiny_models):
+    viewer, widget = _widget(make_napari_viewer, tiny_models)
+    rng = np.random.default_rng(0)
+    geometry = DisplayGeometry((64, 64, 400), np.diag([1.0, 1.0, 1.0, 1.0]))  # 50 batches of 8 slices
+    for modality, mean, sd in (("swi", 100, 5), ("qsm", 0, 20)):
+        data = rng.normal(mean, sd, geometry.shape).astype(np.float32)
+        add_layer(viewer, image_layer_data(data, geometry, modality=modality, name=f"long {modality.upper()}"))
+    widget.device_box.setCurrentText("cpu")
+    widget.run()
+    progress = []
+    widget.worker.yielded.connect(progress.append)
+    widget.worker.yielded.connect(lambda _: widget.cancel())  # cancel once the prediction is under way
+    with qtbot.waitSignal(widget.worker.aborted, timeout=WORKER_TIMEOUT_MS):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert progress and progress[-1][0] < progress[-1][1]
+    assert widget.run_button.text() == "Run" and widget.status_label.text() == "Cancelled."
+    assert [layer.name for layer in viewer.layers] == ["long SWI", "long QSM"]
+
+
+def test_missing_modality_gives_a_message_and_runs_nothing(make_napari_viewer, qtbot, tiny_models, synthetic_subject):
+    viewer, widget = _widget(make_napari_viewer, tiny_models, model="tiny-all")
+    _add_subject(viewer, synthetic_subject)
+    assert widget.missing_modalities() == ["t2"]
+    assert "needs SWI+QSM+T2" in widget.status_label.text() and "T2 layer" in widget.status_label.text()
+    widget.run()
+    assert widget.worker is None and widget.run_button.text() == "Run"
+    assert "sub-tiny lesions" not in viewer.layers
+    widget.layer_boxes["t2"].setCurrentIndex(widget.layer_boxes["t2"].findText("sub-tiny SWI"))
+    assert widget.missing_modalities() == [] and widget.status_label.text() == ""
+
+
+def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_models):
+    from napari_deepmir.model.registry import list_models, register_model
+
+    viewer = make_napari_viewer()
+    widget = DetectWidget(viewer)
+    names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    assert "tiny-all" not in names
+    register_model(tiny_models["tiny-all"])  # as the fine-tuning widget does
+    widget.refresh_models()
+    names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    assert names == [entry.name for entry in list_models()] and "tiny-all" in names
+
+
+def test_errors_are_reported_and_the_viewer_keeps_going(
+    make_napari_viewer, qtbot, tiny_models, synthetic_subject, tmp_path
+):
+    import shutil
+
+    viewer, widget = _widget(make_napari_viewer, tiny_models)
+    _add_subject(viewer, synthetic_subject)
+    widget.add_model(tmp_path / "nowhere")
+    assert "model not found" in widget.status_label.text() and widget.model_entry.name == "tiny-swi-qsm"
+    broken = shutil.copytree(tiny_models["tiny-swi-qsm"], tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    widget.add_model(broken)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+    message = widget.status_label.text()
+    assert message.startswith("Detection failed:") and "model.safetensors" in message  # names the file
+    assert widget.run_button.text() == "Run" and "sub-tiny lesions" not in viewer.layers
