@@ -1,0 +1,96 @@
+"""Fine-tuning from napari layers, without Qt: annotated samples from layers and the training settings.
+
+The Fine-tune widget wires these to :func:`napari_deepmir.training.trainer.run_training`.
+"""
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from ..conventions import CLASS_NAMES
+from ..io import InputError
+from ._layers import geometry_of, modality_of, subject_from_layers
+from ._lesions import kind_of, on_same_grid
+
+#: Layer kinds of this plugin that are never annotations.
+_NOT_ANNOTATIONS = ("lesion_ids", "locations")
+
+
+def annotation_layers(layers) -> list[Labels]:
+    """3D Labels layers holding class labels (0 background, 1 CMB, 2 iron deposit): annotations, or
+    predictions the rater corrected."""
+    return [
+        layer for layer in layers
+        if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in _NOT_ANNOTATIONS
+    ]
+
+
+def _image_of(layers, modality: str, labels_layer=None):
+    """The first image layer of ``modality`` (on the labels layer's grid when one is given)."""
+    for layer in layers:
+        if isinstance(layer, Image) and kind_of(layer) is None and modality_of(layer) == modality:
+            if labels_layer is None or on_same_grid(layer, labels_layer):
+                return layer
+    return None
+
+
+def sample_from_layers(labels_layer, layers) -> tuple:
+    """(Subject, labels on its SWI grid) for an annotation layer, from the image layers beside it.
+
+    The SWI layer must share the annotation's grid (annotations are painted on SWI); QSM and T2 may
+    lie on grids of their own and are resampled. Raises InputError naming the layer when something is off."""
+    swi = _image_of(layers, "swi", labels_layer)
+    if swi is None:
+        raise InputError(labels_layer.name, "no SWI layer on this annotation's grid: open the subject's SWI with it")
+    labels = geometry_of(labels_layer).from_display(np.asarray(labels_layer.data))
+    extra = sorted(set(np.unique(labels).tolist()) - {0, *CLASS_NAMES})
+    if extra:
+        raise InputError(labels_layer.name, f"label values {extra} are not classes (1 CMB, 2 iron deposit)")
+    if not labels.any():
+        raise InputError(labels_layer.name, "no lesion is painted in this annotation")
+    subject = subject_from_layers(swi, _image_of(layers, "qsm"), _image_of(layers, "t2"))
+    return subject, labels.astype(np.uint8)
+
+
+def new_model_name(base_name: str) -> str:
+    """A readable, unique-enough name for a fine-tuned model, e.g. ``default-ft-20261125-1430``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", base_name.replace("(shipped)", "")).strip("-").lower() or "model"
+    return f"{slug}-ft-{time.strftime('%Y%m%d-%H%M')}"
+
+
+def free_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``parent/name-2`` ... when taken: a fine-tune never overwrites a model."""
+    folder, n = parent / name, 2
+    while folder.exists():
+        folder, n = parent / f"{name}-{n}", n + 1
+    return folder
+
+
+@dataclass
+class FinetuneSettings:
+    """What the widget collects; :meth:`config` turns it into the trainer's configuration."""
+
+    base: Path
+    name: str
+    samples: list = field(default_factory=list)
+    folders: list = field(default_factory=list)
+    steps: int = 300
+    lr: float = 3e-4
+    device: str = "auto"
+    val_share: float = 0.25
+
+    def config(self):
+        from ..model.registry import user_models_dir
+        from ..training.trainer import TrainingConfig
+
+        if not self.samples and not self.folders:
+            raise InputError("fine-tuning", "no annotated subject: tick an annotation layer or add a saved subject folder")
+        return TrainingConfig(
+            out=free_folder(user_models_dir(), self.name), data=[Path(f) for f in self.folders], samples=list(self.samples),
+            base=Path(self.base), name=self.name, steps=self.steps, lr=self.lr, device=self.device,
+            val_share=self.val_share, eval_every=max(10, self.steps // 6), batch_size=8, command="napari Fine-tune widget",
+        )

@@ -1,0 +1,290 @@
+"""The "Fine-tune" widget: train a model further on the annotations open in the viewer and saved earlier.
+
+Thin over :mod:`napari_deepmir.widgets._finetune` (samples from layers, settings) and
+:func:`napari_deepmir.training.trainer.run_training`, run in a thread worker: a live plot of the
+training loss and the validation F1, Start becoming Stop (which keeps the best model so far), and the
+new model registered so the Detect widget lists it, with its lineage and before/after metrics.
+"""
+
+import threading
+import time
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..io import InputError
+from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers
+
+#: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
+PLOT_INTERVAL_S = 0.5
+
+
+class LossPlot(QWidget):
+    """Training loss per step and validation F1 (mean over classes) per validation, drawn with matplotlib."""
+
+    def __init__(self):
+        super().__init__()
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(4, 2.4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(figure)
+        self.loss_axes = figure.add_subplot()
+        self.loss_axes.set_xlabel("step")
+        self.loss_axes.set_ylabel("training loss")
+        self.score_axes = self.loss_axes.twinx()
+        self.score_axes.set_ylabel("validation F1")
+        self.score_axes.set_ylim(0, 1)
+        (self.loss_line,) = self.loss_axes.plot([], [], color="tab:blue", lw=1)
+        (self.score_line,) = self.score_axes.plot([], [], "o-", color="tab:orange", ms=4)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.clear()
+
+    def clear(self) -> None:
+        self.steps, self.losses, self.score_steps, self.scores = [], [], [], []
+        self._drawn_at = 0.0
+        self.draw()
+
+    def add(self, report) -> None:
+        if report.loss is not None:
+            self.steps.append(report.step)
+            self.losses.append(report.loss)
+        if report.score is not None:
+            self.score_steps.append(report.step)
+            self.scores.append(report.score)
+        if time.monotonic() - self._drawn_at > PLOT_INTERVAL_S or report.score is not None:
+            self.draw()
+
+    def draw(self) -> None:
+        self.loss_line.set_data(self.steps, self.losses)
+        self.score_line.set_data(self.score_steps, self.scores)
+        self.loss_axes.relim()
+        self.loss_axes.autoscale_view()
+        self.canvas.draw_idle()
+        self._drawn_at = time.monotonic()
+
+
+class FinetuneWidget(QWidget):
+    """Choose annotations and a base model, then Start; Stop ends early and keeps the best model."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result = None
+        self._stop = threading.Event()
+        self._build()
+        self.viewer.layers.events.inserted.connect(self.refresh_annotations)
+        self.viewer.layers.events.removed.connect(self.refresh_annotations)
+        self.refresh_annotations()
+        self.refresh_models()
+
+    # ---- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        from .detect import available_devices
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Annotations in the viewer"))
+        self.layer_list = QListWidget()
+        self.layer_list.setToolTip("Ticked Labels layers are used, each with the SWI/QSM/T2 layers of its subject")
+        layout.addWidget(self.layer_list)
+        layout.addWidget(QLabel("Annotated subjects saved earlier"))
+        self.folder_list = QListWidget()
+        self.folder_list.setToolTip("Subject folders with modalities and *_dseg.nii.gz labels (as the labelling tool saves them)")
+        layout.addWidget(self.folder_list)
+        folder_buttons = QHBoxLayout()
+        add_folder, remove_folder = QPushButton("Add folder…"), QPushButton("Remove")
+        add_folder.clicked.connect(self._browse_folder)
+        remove_folder.clicked.connect(lambda: [self.folder_list.takeItem(self.folder_list.row(i)) for i in self.folder_list.selectedItems()])
+        folder_buttons.addWidget(add_folder)
+        folder_buttons.addWidget(remove_folder)
+        layout.addLayout(folder_buttons)
+
+        form = QFormLayout()
+        self.base_box = QComboBox()
+        self.base_box.currentIndexChanged.connect(lambda *_: self.name_edit.setText(new_model_name(self.base_box.currentText())))
+        form.addRow("Base model", self.base_box)
+        self.name_edit = QLineEdit()
+        form.addRow("New model", self.name_edit)
+        self.steps_box = QSpinBox(minimum=10, maximum=100_000, singleStep=50, value=300)
+        self.steps_box.setToolTip("A few hundred steps take minutes on a CPU")
+        form.addRow("Steps", self.steps_box)
+        self.lr_box = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1e-2, singleStep=1e-4, value=3e-4)
+        form.addRow("Learning rate", self.lr_box)
+        self.val_box = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05, value=0.25)
+        self.val_box.setToolTip("Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best")
+        form.addRow("Validation share", self.val_box)
+        self.device_box = QComboBox()
+        self.device_box.addItems(available_devices())
+        form.addRow("Device", self.device_box)
+        layout.addLayout(form)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start_or_stop)
+        layout.addWidget(self.start_button)
+        self.progress = QProgressBar(minimum=0, maximum=1, value=0)
+        layout.addWidget(self.progress)
+        self.plot = LossPlot()
+        layout.addWidget(self.plot, stretch=1)
+        self.status_label = QLabel(wordWrap=True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.status_label)
+
+    def refresh_annotations(self, event=None) -> None:
+        """List the annotation layers again, keeping ticks; new ones are ticked."""
+        ticked = {self.layer_list.item(i).text(): self.layer_list.item(i).checkState() for i in range(self.layer_list.count())}
+        self.layer_list.clear()
+        for layer in annotation_layers(self.viewer.layers):
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(ticked.get(layer.name, Qt.CheckState.Checked))
+            self.layer_list.addItem(item)
+
+    def refresh_models(self) -> None:
+        from ..model.registry import list_models
+
+        current = self.base_box.currentData()
+        self.base_box.blockSignals(True)
+        self.base_box.clear()
+        for entry in list_models():
+            self.base_box.addItem(entry.name, entry)
+        paths = [self.base_box.itemData(i).path for i in range(self.base_box.count())]
+        self.base_box.setCurrentIndex(paths.index(current.path) if current is not None and current.path in paths else 0)
+        self.base_box.blockSignals(False)
+        self.name_edit.setText(new_model_name(self.base_box.currentText()))
+
+    def add_folder(self, folder: str | Path) -> None:
+        """Add a saved annotated subject folder (or a folder of them)."""
+        from ..training.data import annotated_folders
+
+        try:
+            annotated_folders([folder])
+        except InputError as error:
+            self._report(str(error))
+            return
+        self.folder_list.addItem(str(folder))
+
+    def _browse_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Annotated subject folder")
+        if folder:
+            self.add_folder(folder)
+
+    # ---- running ------------------------------------------------------------------------------
+    def settings(self) -> FinetuneSettings:
+        """The current choices; annotation layers are read now (InputError names a bad layer)."""
+        ticked = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
+                  if self.layer_list.item(i).checkState() == Qt.CheckState.Checked}
+        layers = list(self.viewer.layers)
+        samples = [sample_from_layers(layer, layers) for layer in annotation_layers(layers) if layer.name in ticked]
+        return FinetuneSettings(
+            base=self.base_box.currentData().path, name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
+            samples=samples, folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
+            steps=self.steps_box.value(), lr=self.lr_box.value(), device=self.device_box.currentText(), val_share=self.val_box.value(),
+        )
+
+    def start_or_stop(self) -> None:
+        if self.worker is not None:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> None:
+        """Fine-tune in a thread worker; the viewer stays usable."""
+        from napari.qt.threading import create_worker
+
+        from ..training.trainer import run_training
+
+        try:
+            config = self.settings().config()
+        except InputError as error:
+            self._report(str(error))
+            return
+        self._stop.clear()
+        self.result = None
+        self.plot.clear()
+        self.progress.setRange(0, config.steps)
+        self.progress.setValue(0)
+        handlers = {
+            "yielded": self._on_report,
+            "returned": self._on_result,
+            "errored": lambda error: self.status_label.setText(f"Fine-tuning failed: {error} (the base model is unchanged)"),
+            "finished": self._on_finished,
+        }
+        self.worker = create_worker(run_training, config, self._stop.is_set, _connect=handlers, _start_thread=False)
+        self.start_button.setText("Stop")
+        n_subjects = len(config.samples) + len(config.data)
+        self.status_label.setText(f"Measuring {self.base_box.currentText()} on the validation subjects, then training on {n_subjects} source(s)…")
+        self.worker.start()
+
+    def stop(self) -> None:
+        """End after the current step; the best model so far is kept (or the base, if nothing beat it)."""
+        self._stop.set()
+        self.status_label.setText("Stopping after this step…")
+
+    def _on_report(self, report) -> None:
+        self.progress.setValue(report.step)
+        self.plot.add(report)
+        if report.score is not None:
+            self.status_label.setText(f"step {report.step}: validation F1 {report.score:.2f} (best {report.best_score:.2f} at step {report.best_step})")
+
+    def _on_result(self, result) -> None:
+        from ..model.registry import register_model
+
+        self.result = result
+        self.plot.draw()
+        entry = register_model(result.model_path)
+        self._refresh_detect_widgets()
+        stopped = " (stopped early)" if result.stopped_early else ""
+        self.status_label.setText(f"{entry.name}: {result.steps_run} steps{stopped} -> {result.model_path}\n{_metrics_text(result)}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.start_button.setText("Start")
+        self.refresh_models()
+
+    def _refresh_detect_widgets(self) -> None:
+        """The new model appears at once in any open Detect widget."""
+        from .detect import DetectWidget
+
+        window = getattr(self.viewer, "window", None)
+        for widget in getattr(window, "dock_widgets", {}).values():
+            if isinstance(widget, DetectWidget):
+                widget.refresh_models()
+
+    def _report(self, message: str) -> None:
+        self.status_label.setText(message)
+        show_error(message)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name) — closing the dock stops training, keeping the best model
+        self.stop()
+        super().closeEvent(event)
+
+
+def _metrics_text(result) -> str:
+    """Lesion-wise F1 per class before and after, on the validation subjects."""
+    if not result.base_metrics or not result.best_metrics:
+        return "no validation subjects: metrics not measured"
+    rows = []
+    for name, title in (("cmb", "CMB"), ("iron", "iron")):
+        before, after = result.base_metrics[name]["f1"], result.best_metrics[name]["f1"]
+        rows.append(f"{title} F1 {before:.2f} -> {after:.2f}")
+    return "validation: " + ", ".join(rows)

@@ -1,0 +1,92 @@
+"""The Fine-tune widget in a real viewer: annotations from layers and folders, live plot, Stop keeps the
+best model, the base model is untouched, the new model is registered and detects."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from napari_deepmir.inference import predict_subject
+from napari_deepmir.io import load_subject_dir
+from napari_deepmir.model.files import load_model, model_sha256
+from napari_deepmir.model.registry import list_models, register_model, user_models_dir
+from napari_deepmir.training.trainer import TrainingConfig, train
+from napari_deepmir.widgets.detect import DetectWidget
+from napari_deepmir.widgets.finetune import FinetuneWidget
+from training_scenes import write_blob_subject
+
+TIMEOUT_MS = 120_000
+TINY = dict(base_filters=4, depth=3, context_slices=1, spacing_mm=(1.0, 1.0, 2.0), patch_size=32, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    root = tmp_path_factory.mktemp("annotated")
+    return [write_blob_subject(root, i, domain="faint") for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory, subjects):
+    out = tmp_path_factory.mktemp("base") / "tiny-base"
+    train(TrainingConfig(out=out, data=[subjects[1].parent], steps=20, val_share=0.0, lr=3e-3, **TINY))
+    return out
+
+
+def _digest(folder) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def _open_subject(viewer, folder):
+    viewer.open(str(folder), plugin="napari-deepmir")
+    return viewer.layers[f"{folder.name} labels"]
+
+
+def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_the_best(make_napari_viewer, qtbot, subjects, base_model):
+    viewer = make_napari_viewer()
+    annotation = _open_subject(viewer, subjects[0])
+    detect = DetectWidget(viewer)
+    viewer.window.add_dock_widget(detect, name="Detect lesions")
+    register_model(base_model)
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    assert [widget.layer_list.item(i).text() for i in range(widget.layer_list.count())] == [annotation.name]
+    widget.add_folder(subjects[1])
+    widget.add_folder(subjects[2])
+    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(base_model.resolve()))
+    widget.name_edit.setText("tuned-in-viewer")
+    widget.steps_box.setValue(400)
+    widget.val_box.setValue(0.34)
+    widget.device_box.setCurrentText("cpu")
+    base_before = _digest(base_model)
+
+    widget.start_button.click()
+    assert widget.start_button.text() == "Stop"
+    qtbot.waitUntil(lambda: widget.progress.value() >= 12, timeout=TIMEOUT_MS)
+    assert viewer.layers  # the viewer answers while training runs
+    widget.start_button.click()  # Stop
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+
+    assert widget.start_button.text() == "Start"
+    result = widget.result
+    assert result is not None and result.stopped_early and result.steps_run < 400
+    assert len(widget.plot.losses) == result.steps_run and widget.plot.scores  # loss and the first validation plotted
+    assert _digest(base_model) == base_before
+    tuned = load_model(result.model_path, "cpu")
+    assert result.model_path.parent == user_models_dir()
+    assert tuned.card.parent["sha256"] == model_sha256(base_model)
+    assert tuned.card.metrics["validation_before"] is not None
+    assert "tuned-in-viewer" in [detect.model_box.itemText(i) for i in range(detect.model_box.count())]
+    assert "validation" in widget.status_label.text()
+    prediction = predict_subject(load_subject_dir(subjects[2]), tuned, device="cpu")
+    assert set(np.unique(prediction.labels).tolist()) <= {0, 1, 2}
+
+
+def test_an_annotation_without_its_swi_is_refused_by_name(make_napari_viewer, subjects, base_model):
+    viewer = make_napari_viewer()
+    annotation = _open_subject(viewer, subjects[0])
+    viewer.layers.remove(f"{subjects[0].name} SWI")
+    widget = FinetuneWidget(viewer)
+    widget.start()
+    assert widget.worker is None
+    assert annotation.name in widget.status_label.text() and "SWI" in widget.status_label.text()
+    assert not any(user_models_dir().glob("*-ft-*"))
