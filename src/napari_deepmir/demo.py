@@ -25,7 +25,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", pro
     from .inference import predict_subject
     from .io import load_subject_dir, save_labels
     from .io.derivatives import write_dseg_lookup, write_json, write_table
-    from .lesions.components import load_label_map
+    from .lesions.components import load_label_map, load_location_map
     from .lesions.evaluate import score_lesions
     from .lesions.measure import measure_lesions
     from .phantom import generate_cohort
@@ -36,7 +36,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", pro
     prediction = predict_subject(subject, None, device=device, return_probabilities=True, progress=progress)
     result_dir = out_dir / "prediction"
     labels_path = save_labels(result_dir / "labels.nii.gz", prediction.labels, subject.affine)
-    locations = load_label_map(folder / f"{subject.name}_desc-locations_dseg.nii.gz").data
+    locations = load_location_map(folder / f"{subject.name}_desc-locations_dseg.nii.gz").data
     table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
     table_path = write_table(result_dir / "lesions.csv", table)
     write_dseg_lookup(result_dir / "dseg.tsv")

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..conventions import CLASS_NAMES
+from ..conventions import CLASS_NAMES, LOCATION_NAMES
 from ..io import InputError, Volume, load_volume
 
 #: 26-connectivity in 3D: voxels sharing a face, an edge or a corner belong to the same lesion.
@@ -20,15 +20,23 @@ def class_components(labels: np.ndarray, value: int) -> tuple[np.ndarray, int]:
 
 def load_label_map(path: str | Path) -> Volume:
     """Read a label map (0 background, 1 CMB, 2 iron deposit) as an int16 volume; other values are an error."""
+    return _load_integer_map(path, {0, *CLASS_NAMES}, "0 background, 1 CMB, 2 iron deposit")
+
+
+def load_location_map(path: str | Path) -> Volume:
+    """Read a location map (values of ``conventions.LOCATION_NAMES``) as an int16 volume."""
+    return _load_integer_map(path, set(LOCATION_NAMES), ", ".join(f"{k} {v}" for k, v in LOCATION_NAMES.items()))
+
+
+def _load_integer_map(path: str | Path, allowed: set[int], meaning: str) -> Volume:
     volume = load_volume(path, check_values=False)
     data = volume.data
     if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
         raise InputError(path, "not a label map: it has non-integer values")
-    allowed = {0, *CLASS_NAMES}
     found = set(np.unique(data).astype(int).tolist())
     if not found <= allowed:
         extra = ", ".join(str(v) for v in sorted(found - allowed))
-        raise InputError(path, f"unexpected label values {extra} (expected 0 background, 1 CMB, 2 iron deposit)")
+        raise InputError(path, f"unexpected label values {extra} (expected {meaning})")
     volume.data = data.astype(np.int16)
     return volume
 
