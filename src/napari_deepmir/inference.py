@@ -228,14 +228,20 @@ def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:
     return out
 
 
-def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_probability: float | None = None) -> np.ndarray:
+def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_probability: float | None = None,
+                      min_qsm_ppb: float | None = None) -> np.ndarray:
     """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected), each given
-    the class with the larger summed probability; components below ``min_volume_mm3`` or whose peak
-    lesion probability is below ``min_probability`` are dropped."""
+    the class with the larger summed probability; components below ``min_volume_mm3``, whose peak
+    lesion probability is below ``min_probability``, or (with QSM) whose mean susceptibility is less
+    than ``min_qsm_ppb`` above the brain's median are dropped: microbleeds and iron deposits are
+    paramagnetic, so a diamagnetic spot (a calcification) or one without susceptibility (noise) is
+    not one of them. The median makes the rule indifferent to the QSM's reference offset."""
     from .lesions.components import CONNECTIVITY_26
 
     if min_probability is None:
         min_probability = float(card.postprocess.get("min_probability", 0.5))
+    if min_qsm_ppb is None:
+        min_qsm_ppb = card.postprocess.get("min_qsm_ppb")
     min_voxels = float(card.postprocess.get("min_volume_mm3", 0.0)) / float(np.prod(subject.spacing))
     foreground = probabilities.argmax(axis=0) > 0
     components, count = ndimage.label(foreground, structure=CONNECTIVITY_26)
@@ -248,6 +254,10 @@ def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_
     cmb = ndimage.sum_labels(probabilities[1], components, index)
     iron = ndimage.sum_labels(probabilities[2], components, index)
     keep = (sizes >= min_voxels) & (np.asarray(peaks) >= min_probability)
+    if min_qsm_ppb is not None and subject.qsm is not None:
+        tissue = subject.qsm[(subject.qsm != 0) & np.isfinite(subject.qsm)]
+        reference = float(np.median(tissue)) if tissue.size else 0.0
+        keep &= np.asarray(ndimage.mean(subject.qsm, components, index)) - reference >= float(min_qsm_ppb)
     classes = np.where(iron > cmb, 2, 1).astype(np.uint8) * keep
     lookup = np.concatenate([[0], classes]).astype(np.uint8)
     return lookup[components]

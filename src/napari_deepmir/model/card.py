@@ -23,7 +23,7 @@ class ModelCard:
     #: Working grid of the network: in-plane x, y and slice spacing (mm), after reorientation to RAS.
     spacing_mm: list = field(default_factory=lambda: [1.0, 1.0, 2.0])
     normalisation: dict = field(default_factory=lambda: {"method": "robust-z", "clip": 8.0})
-    postprocess: dict = field(default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5})
+    postprocess: dict = field(default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5, "min_qsm_ppb": 20.0})
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     parent: dict | None = None
