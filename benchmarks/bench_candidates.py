@@ -39,11 +39,11 @@ def run(n_subjects: int, top: int) -> None:
             hits[name][1] += count
             line.append(f"{name} {found}/{count}")
         centres = np.stack([table["x_mm"], table["y_mm"], table["z_mm"]], axis=1) if len(table) else np.zeros((0, 3))
-        for lesion in (l for l in phantom.lesions if l.kind == "calcification"):
+        for lesion in (l for l in phantom.lesions if l["kind"] == "calcification"):
             calcifications[0] += 1
-            region = grow_region(subject, _voxel(subject.affine, lesion.centre_mm))
+            region = grow_region(subject, _voxel(subject.affine, lesion["centre_mm"]))
             calcifications[1] += FLAG_DIAMAGNETIC in assess_region(region, subject, phantom.locations).flags
-            near = np.linalg.norm(centres - np.asarray(lesion.centre_mm), axis=1) <= lesion.diameter_mm / 2 + 1.0
+            near = np.linalg.norm(centres - np.asarray(lesion["centre_mm"]), axis=1) <= lesion["diameter_mm"] / 2 + 1.0
             calcifications[2] += all(FLAG_DIAMAGNETIC in flags for flags in table.loc[near, "flags"])
         print(f"{subject.name}: top {top}: {', '.join(line)}; {len(table)} candidates in {seconds:.1f} s")
     total_found = sum(h[0] for h in hits.values())

@@ -51,8 +51,10 @@ def test_microbleeds_are_paramagnetic_and_calcifications_diamagnetic_on_qsm(subj
         assert _neighbourhood(subject.qsm, _index(subject, lesion)).max() > 50, lesion
         assert _neighbourhood(subject.qsm, _index(subject, lesion)).mean() > 0, lesion
     for lesion in (l for l in kinds["calcification"] if l in inside_qsm):
-        assert _neighbourhood(subject.qsm, _index(subject, lesion)).min() < -50, lesion
-        assert _neighbourhood(subject.qsm, _index(subject, lesion)).mean() < 0, lesion
+        index = _index(subject, lesion)
+        assert _neighbourhood(subject.qsm, index).min() < -50, lesion
+        # at its centre, not the mean of the neighbours: one in the iron-rich pallidum sits in strongly positive tissue
+        assert subject.qsm[index] < 0, lesion
 
 
 def test_microbleeds_bloom_on_swi_beyond_their_true_size():
