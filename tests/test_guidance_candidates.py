@@ -117,3 +117,18 @@ def test_candidates_cli_writes_ranked_csv(tmp_path, capsys):
     assert required <= set(table.columns)
     assert np.linalg.norm(table.loc[0, ["x_mm", "y_mm", "z_mm"]].to_numpy(float) - CMB_A[0]) < 1.0
     assert files["labels"]  # the label map beside the images is not read by the candidate finder
+
+
+def test_a_calcification_inside_iron_rich_tissue_is_flagged_by_its_core(tmp_path):
+    """In the pallidum a calcification's SWI blob takes in paramagnetic tissue: positive on average,
+    negative at its dark core. The guidance reads the core."""
+    nucleus = (CALCIFICATION[0], 4.5, 150.0)  # an iron-rich nucleus around the calcification
+    swi, qsm, labels, affine = scene([nucleus])
+    calcification = sphere_world(swi.shape, affine, CALCIFICATION[0], CALCIFICATION[1])
+    swi[calcification], qsm[calcification] = 10.0, -400.0
+    files = write_scene(tmp_path, swi, qsm, labels, affine)
+    subject = load_subject(files["swi"], files["qsm"])
+    painted = sphere_world(subject.shape, subject.affine, CALCIFICATION[0], 3.5)  # the blob, with its rim
+    assessment = assess_region(painted, subject)
+    assert assessment.qsm_mean_ppb > 0
+    assert FLAG_DIAMAGNETIC in assessment.flags and assessment.suggested_class == "reject"

@@ -71,13 +71,16 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
     diameter, peak, mean = features["diameter_mm"], features["qsm_peak_ppb"], features["qsm_mean_ppb"]
     shape = features["elongation"]
     no_qsm = math.isnan(peak) or math.isnan(mean)
-    diamagnetic = not no_qsm and peak <= DIAMAGNETIC_PPB and mean < 0
+    core = features.get("qsm_core_ppb", math.nan)
+    # a calcification: negative on average, or negative at its SWI core (inside paramagnetic tissue)
+    diamagnetic = not no_qsm and ((peak <= DIAMAGNETIC_PPB and mean < 0) or (math.isfinite(core) and core <= DIAMAGNETIC_PPB))
     paramagnetic = not no_qsm and peak >= PARAMAGNETIC_PPB and mean > 0
     tubular = shape >= TUBULAR_ELONGATION and features["extent_mm"] >= TUBULAR_MIN_EXTENT_MM
     in_basal_ganglia = location == LOCATION_NAMES[BASAL_GANGLIA]
 
     if diamagnetic:
-        suggestion, reason = "reject", f"negative QSM ({peak:.0f} ppb): a calcification"
+        negative = min(peak, core) if math.isfinite(core) else peak
+        suggestion, reason = "reject", f"negative QSM ({negative:.0f} ppb): a calcification"
     elif tubular:
         suggestion, reason = "reject", f"tubular (axis ratio {shape:.1f} over {features['extent_mm']:.0f} mm): a vessel"
     elif not no_qsm and not paramagnetic:

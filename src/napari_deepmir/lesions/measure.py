@@ -32,6 +32,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "z_mm": ("Centroid, scanner RAS z", "mm"),
     "qsm_mean_ppb": ("Mean magnetic susceptibility in the lesion", "ppb"),
     "qsm_peak_ppb": ("Extreme susceptibility on the side of the mean (maximum when paramagnetic)", "ppb"),
+    "qsm_core_ppb": ("Mean susceptibility in the darkest quarter of the lesion on SWI (its source)", "ppb"),
     "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
     "probability_mean": ("Mean model probability of the lesion's class inside it", None),
     "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
