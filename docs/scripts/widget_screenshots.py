@@ -10,6 +10,7 @@ With ``table`` only, the table shows the sample's true lesions (no model needed)
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,11 +63,10 @@ def table_screenshot(viewer, labels_layer, path: Path) -> None:
 
 
 def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
-    """Fine-tune the default model on the sample's true lesions plus one saved synthetic subject."""
-    import tempfile
-
+    """Fine-tune the default model on the sample's true lesions plus two saved synthetic subjects."""
     from napari_deepmir.phantom import generate_cohort
 
+    os.environ.setdefault("DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-"))  # keep the user's models folder clean
     widget = FinetuneWidget(viewer)
     widget.setMinimumWidth(480)
     viewer.window.add_dock_widget(widget, name="Fine-tune", area="right")

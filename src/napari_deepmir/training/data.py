@@ -51,7 +51,9 @@ def prepare_annotated(subject: Subject, labels: np.ndarray, card, source: str | 
         raise InputError(source or subject.name, f"the model needs {', '.join(m.upper() for m in missing)}, which this subject lacks")
     prepared = prepare_input(subject, card)
     working = np.asarray(prepared.labels_to_working(truth)).astype(np.uint8)
-    return AnnotatedSubject(subject.name, np.asarray(prepared.channels, np.float32), working, subject, truth)
+    # named by its folder when it has one: subject names repeat across datasets (sub-001 in each)
+    name = str(Path(source).parent) if source is not None else subject.name
+    return AnnotatedSubject(name, np.asarray(prepared.channels, np.float32), working, subject, truth)
 
 
 def load_annotated_subject(folder: str | Path, card) -> AnnotatedSubject:
