@@ -17,7 +17,7 @@ import numpy as np
 from napari_deepmir.conventions import CLASS_NAMES
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.candidates import candidate_recall, find_candidates
-from napari_deepmir.lesions.guidance import FLAG_DIAMAGNETIC, assess_region
+from napari_deepmir.lesions.guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, assess_region
 from napari_deepmir.phantom import generate_subject
 
 
@@ -36,7 +36,8 @@ def _painted(subject, lesion) -> np.ndarray:
 
 def run(n_subjects: int, top: int) -> None:
     hits = {name: [0, 0] for name in CLASS_NAMES.values()}
-    calcifications = [0, 0, 0, 0]  # total, flagged when painted, listed candidates all flagged, all flagged or rejected
+    calcifications = [0, 0, 0, 0, 0]  # total, flagged when painted, listed candidates all flagged, all flagged or
+    # rejected, painted as a microbleed and flagged (diamagnetic, not paramagnetic, or no QSM there)
     for seed in range(n_subjects):
         phantom = generate_subject(seed)
         subject = Subject(swi=phantom.swi, affine=phantom.affine, qsm=phantom.qsm, t2=phantom.t2, name=f"sub-{seed:03d}")
@@ -53,6 +54,8 @@ def run(n_subjects: int, top: int) -> None:
             calcifications[0] += 1
             painted = _painted(subject, lesion)
             calcifications[1] += FLAG_DIAMAGNETIC in assess_region(painted, subject, phantom.locations).flags
+            as_cmb = assess_region(painted, subject, phantom.locations, labelled_as="cmb").flags
+            calcifications[4] += bool({FLAG_DIAMAGNETIC, FLAG_NOT_PARAMAGNETIC, FLAG_NO_QSM} & set(as_cmb))
             near = np.linalg.norm(centres - np.asarray(lesion["centre_mm"]), axis=1) <= lesion["diameter_mm"] / 2 + 1.0
             listed = table.loc[near]
             calcifications[2] += all(FLAG_DIAMAGNETIC in flags for flags in listed["flags"])
@@ -65,7 +68,8 @@ def run(n_subjects: int, top: int) -> None:
         print(f"  {name}: {found}/{count} = {found / max(count, 1):.3f}")
     print(f"calcifications: {calcifications[0]}; flagged diamagnetic when painted at their true extent: {calcifications[1]}; "
           f"listed candidates on them all flagged: {calcifications[2]}/{calcifications[0]}; "
-          f"all flagged or suggested 'reject': {calcifications[3]}/{calcifications[0]}")
+          f"all flagged or suggested 'reject': {calcifications[3]}/{calcifications[0]}; "
+          f"painted as a microbleed, flagged (diamagnetic, not paramagnetic or no QSM): {calcifications[4]}/{calcifications[0]}")
 
 
 if __name__ == "__main__":

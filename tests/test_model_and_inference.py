@@ -133,3 +133,28 @@ def test_predict_cli_writes_labels_and_table(tmp_path, capsys):
     assert (out / "labels.nii.gz").exists() and (out / "lesions.csv").exists() and (out / "dseg.tsv").exists()
     assert capsys.readouterr().out.startswith("sub-09: ")
     assert load_subject(files["swi"]).shape == subject.shape
+
+
+def test_postprocess_keeps_paramagnetic_lesions_and_drops_calcifications():
+    """The QSM rule: a confident component is kept only where QSM shows a paramagnetic source."""
+    from napari_deepmir.inference import apply_postprocess
+
+    subject = head_subject()
+    subject.qsm = np.where(subject.qsm != 0, 3.0, 0.0).astype(np.float32)  # tissue, with data inside the head
+    probabilities = np.zeros((3, *subject.shape), np.float32)
+    probabilities[0] = 1.0
+    spots = {"bleed": (20, 28, 10), "calcification": (28, 28, 10), "no QSM data": (2, 2, 10)}
+    for i, j, k in spots.values():
+        probabilities[:, i - 1 : i + 2, j - 1 : j + 2, k] = [[[0.02]], [[0.97]], [[0.01]]]
+    i, j, k = spots["bleed"]
+    subject.qsm[i - 1 : i + 2, j - 1 : j + 2, k] = 300.0
+    i, j, k = spots["calcification"]
+    subject.qsm[i - 1 : i + 2, j - 1 : j + 2, k] = -300.0
+    i, j, k = spots["no QSM data"]
+    subject.qsm[i - 1 : i + 2, j - 1 : j + 2, k] = 0.0
+    card = ModelCard(name="rule")
+    labels = apply_postprocess(probabilities, subject, card)
+    assert labels[spots["bleed"]] == 1
+    assert labels[spots["calcification"]] == 0 and labels[spots["no QSM data"]] == 0
+    without_rule = apply_postprocess(probabilities, subject, card, min_qsm_ppb=-1e9)
+    assert without_rule[spots["calcification"]] == 1

@@ -235,7 +235,10 @@ def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_
     lesion probability is below ``min_probability``, or (with QSM) whose mean susceptibility is less
     than ``min_qsm_ppb`` above the brain's median are dropped: microbleeds and iron deposits are
     paramagnetic, so a diamagnetic spot (a calcification) or one without susceptibility (noise) is
-    not one of them. The median makes the rule indifferent to the QSM's reference offset."""
+    not one of them. The median makes the rule indifferent to the QSM's reference offset; voxels
+    where the QSM has no data (0, e.g. beyond an eroded brain mask) do not count, and a component
+    with none cannot be shown to be paramagnetic: it is dropped (keeping them added false positives
+    and found nothing more on the calibration subjects)."""
     from .lesions.components import CONNECTIVITY_26
 
     if min_probability is None:
@@ -255,9 +258,12 @@ def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_
     iron = ndimage.sum_labels(probabilities[2], components, index)
     keep = (sizes >= min_voxels) & (np.asarray(peaks) >= min_probability)
     if min_qsm_ppb is not None and subject.qsm is not None:
-        tissue = subject.qsm[(subject.qsm != 0) & np.isfinite(subject.qsm)]
-        reference = float(np.median(tissue)) if tissue.size else 0.0
-        keep &= np.asarray(ndimage.mean(subject.qsm, components, index)) - reference >= float(min_qsm_ppb)
+        measured = (subject.qsm != 0) & np.isfinite(subject.qsm)  # QSM is 0 where it has no data (brain edge)
+        reference = float(np.median(subject.qsm[measured])) if measured.any() else 0.0
+        qsm = np.where(measured, subject.qsm, 0.0)
+        with_data = np.asarray(ndimage.sum_labels(measured, components, index))
+        mean = np.asarray(ndimage.sum_labels(qsm, components, index)) / np.maximum(with_data, 1)
+        keep &= (with_data > 0) & (mean - reference >= float(min_qsm_ppb))
     classes = np.where(iron > cmb, 2, 1).astype(np.uint8) * keep
     lookup = np.concatenate([[0], classes]).astype(np.uint8)
     return lookup[components]

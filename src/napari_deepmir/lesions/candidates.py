@@ -59,9 +59,9 @@ def blob_response(subject) -> np.ndarray:
     return response
 
 
-def _seeds(response: np.ndarray, spacing: np.ndarray, limit: int) -> np.ndarray:
+def _seeds(response: np.ndarray, spacing: np.ndarray, limit: int, spacing_mm: float = SEED_SPACING_MM) -> np.ndarray:
     """Local maxima of ``response`` (voxel indices), strongest first, at most ``limit``."""
-    size = np.maximum(2 * np.round(SEED_SPACING_MM / spacing).astype(int) + 1, 3)
+    size = np.maximum(2 * np.round(spacing_mm / spacing).astype(int) + 1, 3)
     peaks = (response == ndimage.maximum_filter(response, size=tuple(size))) & (response > 0.02)
     coords = np.argwhere(peaks)
     order = np.argsort(-response[tuple(coords.T)], kind="stable")
@@ -115,6 +115,8 @@ def find_candidates(subject, *, probabilities: np.ndarray | None = None, locatio
     and the basal-ganglia rule of the guidance."""
     response = blob_response(subject)
     seeds = _seeds(response, subject.spacing, 3 * max_candidates)
+    # then blobs next to a stronger one (a small deposit beside a dark nucleus), tried after the others
+    seeds = np.concatenate([seeds, _seeds(response, subject.spacing, 3 * max_candidates, spacing_mm=0.0)])
     lesion_probability = None
     if probabilities is not None:
         lesion_probability = 1.0 - np.asarray(probabilities[0], dtype=np.float32)
