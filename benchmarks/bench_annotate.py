@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import Subject

@@ -1,9 +1,6 @@
 """deepmir cohort: a small BIDS dataset with a corrupt and an incomplete subject, on 2 local Dask workers."""
 
-import gzip
-import shutil
 
-import pandas as pd
 import pytest
 import torch
 

@@ -29,6 +29,7 @@ _SESSION = re.compile(r"ses-[A-Za-z0-9]+")
 class CohortSubject:
     participant_id: str  # sub-X, or sub-X_ses-Y for sessions
     folder: Path
+    locations: Path | None = None  # its location map, when it has one
 
 
 @dataclass
@@ -68,7 +69,7 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
             wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
-            ready.append(CohortSubject(participant, folder))
+            ready.append(CohortSubject(participant, folder, files.get("locations")))
     return ready, problems
 
 
@@ -114,8 +115,7 @@ def _predict_and_write(subject: CohortSubject, outputs: dict[str, Path], model_p
     loaded = _MODELS[model_path]
     data = load_subject_dir(subject.folder)
     prediction = predict_subject(data, loaded, device=device, return_probabilities=True)
-    files = find_subject_files(subject.folder)
-    locations = load_location_map(files["locations"]).data if "locations" in files else None
+    locations = None if subject.locations is None else load_location_map(subject.locations).data
     table = measure_lesions(prediction.labels, data, probabilities=prediction.probabilities, locations=locations)
     save_labels(outputs["labels"], prediction.labels, data.affine)
     write_table_with_sidecar(outputs["lesions"], table, COLUMNS)  # last: its presence means "done"

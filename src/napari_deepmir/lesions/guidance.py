@@ -71,7 +71,7 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
     diameter, peak, mean = features["diameter_mm"], features["qsm_peak_ppb"], features["qsm_mean_ppb"]
     shape = features["elongation"]
     no_qsm = math.isnan(peak) or math.isnan(mean)
-    core = features.get("qsm_core_ppb", math.nan)
+    core = features["qsm_core_ppb"]
     # a calcification: negative on average, or negative at its SWI core (inside paramagnetic tissue)
     diamagnetic = not no_qsm and ((peak <= DIAMAGNETIC_PPB and mean < 0) or (math.isfinite(core) and core <= DIAMAGNETIC_PPB))
     paramagnetic = not no_qsm and peak >= PARAMAGNETIC_PPB and mean > 0

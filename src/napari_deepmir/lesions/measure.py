@@ -4,7 +4,6 @@ Columns and units are described in :data:`COLUMNS` (and docs/lesion-tables.md); 
 descriptions go into the BIDS JSON sidecar written next to a table.
 """
 
-import math
 
 import numpy as np
 import pandas as pd

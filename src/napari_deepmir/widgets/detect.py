@@ -47,6 +47,22 @@ def _inputs(entry) -> str:
     return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
 
 
+def fill_model_box(box: QComboBox) -> None:
+    """List the models in ``box`` (the default first), each with its path and inputs as tooltip, keeping
+    the current choice when it is still listed; no change signal is emitted while filling."""
+    from ..model.registry import list_models
+
+    current = box.currentData()
+    box.blockSignals(True)
+    box.clear()
+    for entry in list_models():
+        box.addItem(entry.name, entry)
+        box.setItemData(box.count() - 1, f"{entry.path}\ninputs: {_inputs(entry)}", Qt.ItemDataRole.ToolTipRole)
+    paths = [Path(box.itemData(i).path) for i in range(box.count())]
+    box.setCurrentIndex(paths.index(Path(current.path)) if current is not None and Path(current.path) in paths else 0)
+    box.blockSignals(False)
+
+
 class DetectWidget(QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
@@ -114,17 +130,7 @@ class DetectWidget(QWidget):
 
     def refresh_models(self) -> None:
         """List the registered models again (the default first); keeps the current choice when it is still there."""
-        from ..model.registry import list_models
-
-        current = self.model_box.currentData()
-        self.model_box.blockSignals(True)
-        self.model_box.clear()
-        for entry in list_models():
-            self.model_box.addItem(entry.name, entry)
-            tooltip = f"{entry.path}\ninputs: {_inputs(entry)}"
-            self.model_box.setItemData(self.model_box.count() - 1, tooltip, Qt.ItemDataRole.ToolTipRole)
-        self.model_box.setCurrentIndex(max(self._model_index(current.path), 0) if current else 0)
-        self.model_box.blockSignals(False)
+        fill_model_box(self.model_box)
         self._check_inputs()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name) — models fine-tuned meanwhile appear

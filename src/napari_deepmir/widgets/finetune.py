@@ -160,16 +160,10 @@ class FinetuneWidget(QWidget):
             self.layer_list.addItem(item)
 
     def refresh_models(self) -> None:
-        from ..model.registry import list_models
+        """List the models again (a model fine-tuned meanwhile appears); suggest a new name from the base."""
+        from .detect import fill_model_box
 
-        current = self.base_box.currentData()
-        self.base_box.blockSignals(True)
-        self.base_box.clear()
-        for entry in list_models():
-            self.base_box.addItem(entry.name, entry)
-        paths = [self.base_box.itemData(i).path for i in range(self.base_box.count())]
-        self.base_box.setCurrentIndex(paths.index(current.path) if current is not None and current.path in paths else 0)
-        self.base_box.blockSignals(False)
+        fill_model_box(self.base_box)
         self.name_edit.setText(new_model_name(self.base_box.currentText()))
 
     def add_folder(self, folder: str | Path) -> None:
