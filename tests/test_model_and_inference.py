@@ -130,7 +130,8 @@ def test_predict_cli_writes_labels_and_table(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["predict", "--swi", files["swi"], "--qsm", files["qsm"], "--t2", files["t2"], "--model", str(folder), "--device", "cpu", "--out", str(out)])
     assert code == 0
-    assert (out / "labels.nii.gz").exists() and (out / "lesions.csv").exists() and (out / "dseg.tsv").exists()
+    names = ("sub-09_space-swi_desc-deepmir_dseg.nii.gz", "sub-09_desc-deepmir_lesions.tsv", "dseg.tsv")
+    assert all((out / name).exists() for name in names)
     assert capsys.readouterr().out.startswith("sub-09: ")
     assert load_subject(files["swi"]).shape == subject.shape
 

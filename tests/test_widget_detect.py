@@ -93,7 +93,7 @@ def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_m
             next(generator)
     except StopIteration as stop:
         detection = stop.value
-    assert np.array_equal(detection.geometry.to_display(detection.labels), layer.data)
+    assert np.array_equal(detection.geometry.to_display(detection.result.labels), layer.data)
     table = detection.measurement.table
     ids = viewer.layers["sub-tiny lesions ids"]
     assert len(ids.features) == len(table) + 1 and not ids.visible  # one row per lesion plus the background

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .progress import progress_bar
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)")
     synth.set_defaults(handler=_cmd_synth)
 
-    predict = commands.add_parser("predict", help="detect lesions in one subject; writes labels.nii.gz and lesions.csv")
+    predict = commands.add_parser("predict", help="detect lesions in one subject; writes its labels, lesion table and provenance")
     _add_subject_args(predict)
     _add_model_args(predict)
-    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
+    predict.add_argument("--out", type=Path, required=True, help="output folder (BIDS-derivative names, see docs/model.md)")
+    predict.add_argument("--overwrite", action="store_true", help="replace this subject's earlier outputs in --out")
     predict.set_defaults(handler=_cmd_predict)
 
     train = commands.add_parser("train", help="train a model from scratch on annotated subjects")
@@ -147,20 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import pandas as pd
-    from tqdm import tqdm
 
     from .demo import run_demo
 
     print("making a synthetic subject with known lesions, then detecting them with the shipped model...", file=sys.stderr)
-    with tqdm(desc="predict", unit="batch", file=sys.stderr) as bar:
-        result = run_demo(args.out, seed=args.seed, device=args.device, progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
+    with progress_bar("predict", unit="batch") as bar:
+        result = run_demo(args.out, seed=args.seed, device=args.device, progress=_bar_updater(bar))
     columns = ["lesion_id", "class", "volume_mm3", "diameter_mm", "x_mm", "y_mm", "z_mm", "qsm_mean_ppb", "location"]
     with pd.option_context("display.width", 140, "display.max_rows", 40):
         print(result.table[[c for c in columns if c in result.table]].round(1).to_string(index=False))
     for name, score in result.scores.items():
         print(f"{name:5s} vs truth: found {score['n_truth_found']}/{score['n_truth']}, "
               f"{score['n_pred_true']}/{score['n_pred']} predicted lesions true, F1 {score['f1']:.2f}")
-    print(f"{result.summary} -> {result.table_path} (labels {result.labels}; subject {result.subject_folder})")
+    print(f"{result.summary} -> {result.outputs.lesions} (labels {result.outputs.labels}; subject {result.subject_folder})")
     return 0
 
 
@@ -185,8 +187,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .phantom import Acquisition, generate_cohort
 
     acquisition = Acquisition(
@@ -199,7 +199,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         t2_voxel_mm=None if args.t2_voxel_size is None else tuple(args.t2_voxel_size),
         oblique_deg=args.oblique,
     )
-    with tqdm(total=args.subjects, desc="synth", unit="subject", file=sys.stderr) as bar:
+    with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
             args.out_dir, args.subjects, args.seed, acquisition, randomize=args.randomize,
             progress=lambda done, total: bar.update(1), **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)})
@@ -209,31 +209,30 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .io.derivatives import write_dseg_lookup, write_table
-    from .inference import predict_subject
-    from .io import save_labels
-    from .lesions.measure import measure_lesions
+    from .io.outputs import OutputSet, check_can_write
+    from .pipeline import detect, write_detection
 
     subject = _load_subject_from_args(args)
+    outputs = OutputSet(args.out, subject.name)
+    check_can_write(outputs, overwrite=args.overwrite)  # before the work, not after it
+    locations = _subject_label_map(args, subject, args.locations, "locations")
     for warning in subject.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    with tqdm(desc=f"predict {subject.name}", unit="batch", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        prediction = predict_subject(subject, args.model, device=args.device, return_probabilities=True, progress=progress)
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_labels(args.out / "labels.nii.gz", prediction.labels, subject.affine)
-    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities)
-    write_table(args.out / "lesions.csv", table)
-    write_dseg_lookup(args.out / "dseg.tsv")
-    print(f"{subject.name}: {prediction.summary()} -> {args.out}")
+    with progress_bar(f"predict {subject.name}", unit="batch") as bar:
+        result = detect(subject, args.model, device=args.device, locations=locations, progress=_bar_updater(bar))
+    write_detection(result, outputs, overwrite=args.overwrite)
+    print(f"{subject.name}: {result.summary()} -> {outputs.lesions}")
     return 0
+
+
+def _bar_updater(bar):
+    """A ``progress(done, total)`` callback that moves ``bar``."""
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update
 
 
 def _training_config(args: argparse.Namespace, **extra):
@@ -248,13 +247,11 @@ def _training_config(args: argparse.Namespace, **extra):
 
 
 def _run_training(config, title: str) -> int:
-    from tqdm import tqdm
-
     from .training.trainer import train
 
-    with tqdm(total=config.steps, desc=title, unit="step", file=sys.stderr) as bar:
+    with progress_bar(title, total=config.steps, unit="step") as bar:
         def progress(report):
-            bar.n = report.step
+            bar.update(report.step - bar.n)
             if report.loss is not None:
                 bar.set_postfix(loss=f"{report.loss:.3f}", best_f1=f"{max(report.best_score or 0, 0):.3f}")
             if report.metrics is not None:
@@ -374,8 +371,16 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, overwrite=args.overwrite)
     for participant, reason in sorted(result.failed.items()):
         print(f"failed: {participant}: {reason}", file=sys.stderr)
+    from .model.files import model_sha256
+    from .model.registry import resolve_model
+
+    others = result.other_models(model_sha256(resolve_model(args.model)))
+    if others:
+        print(f"note: {len(others)} skipped subject(s) were made by another model ({', '.join(others[:5])}"
+              f"{', ...' if len(others) > 5 else ''}); --overwrite redoes them; dataset_description.json lists every model",
+              file=sys.stderr)
     print(result.summary_line())
-    return 0 if result.done or result.skipped or not result.failed else 1
+    return 1 if result.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"deepmir {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a folder turned read-only half-way: one line, not a traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"deepmir {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"deepmir {args.command}: interrupted", file=sys.stderr)
         return 130

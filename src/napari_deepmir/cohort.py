@@ -3,13 +3,15 @@
 A LocalCluster of single-threaded worker processes runs by default; ``scheduler`` connects to a running
 Dask scheduler instead (a cluster started by hand or by dask-jobqueue). Each worker loads the model once
 (a per-process cache) and gives torch ``cores / workers`` threads, because oversubscribed PyTorch
-threads slow everything down badly. Outputs are BIDS derivatives, written atomically, the lesion
-table last: a subject whose table exists is done, and a re-run skips it unless ``overwrite``.
+threads slow everything down badly. Each subject goes through the one detection pipeline
+(:mod:`.pipeline`) and its outputs are one BIDS-derivative output set (:mod:`.io.outputs`) whose sidecar
+names the model that made it: a subject with a complete set is done, and a re-run skips it unless
+``overwrite``. Folders named against BIDS, subjects missing a modality and subjects that fail go to
+``failures.tsv``; the others run.
 """
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +21,13 @@ from . import __version__
 from .conventions import BIDS_SUFFIXES
 from .io import InputError
 from .io.bids import find_subject_files, subject_id
+from .io.outputs import LOOKUP, dataset_outputs, ensure_writable_folder
 
 #: Per worker process: model folder -> LoadedModel, so the model is read once per worker, not per subject.
 _MODELS: dict = {}
-_SESSION = re.compile(r"ses-[A-Za-z0-9]+")
+#: BIDS entity labels are letters and digits only (ASCII); anything else is not a subject or session folder.
+_SUBJECT_FOLDER = re.compile(r"sub-[A-Za-z0-9]+", re.ASCII)
+_SESSION_FOLDER = re.compile(r"ses-[A-Za-z0-9]+", re.ASCII)
 
 
 @dataclass
@@ -38,6 +43,12 @@ class CohortResult:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: participant -> provenance of its outputs (model name and sha256), done and skipped alike
+    models: dict[str, dict] = field(default_factory=dict)
+
+    def other_models(self, sha256: str | None) -> list[str]:
+        """Participants whose outputs were made by a model other than ``sha256`` (earlier runs, skipped now)."""
+        return sorted(p for p, m in self.models.items() if m.get("ModelSha256") != sha256)
 
     def summary_line(self) -> str:
         total = len(self.done) + len(self.skipped) + len(self.failed)
@@ -47,25 +58,43 @@ class CohortResult:
         return line
 
 
+def _subject_folders(root: Path) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    """(participant id, folder) of every BIDS subject or session folder, and the folders refused by name."""
+    found, refused = [], {}
+    for folder in sorted(p for p in root.glob("sub-*") if p.is_dir()):
+        if not _SUBJECT_FOLDER.fullmatch(folder.name):
+            refused[folder.name] = "not a BIDS subject folder name: sub-<label> with letters and digits only"
+            continue
+        sessions = sorted(p for p in folder.glob("ses-*") if p.is_dir())
+        for session in sessions:
+            if _SESSION_FOLDER.fullmatch(session.name):
+                found.append((f"{folder.name}_{session.name}", session))
+            else:
+                refused[f"{folder.name}/{session.name}"] = "not a BIDS session folder name: ses-<label> with letters and digits only"
+        if not sessions:
+            found.append((folder.name, folder))
+    return found, refused
+
+
 def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple[list[CohortSubject], dict[str, str]]:
     """Subjects of ``bids_root`` (``sub-X/``, ``sub-X/anat/``, ``sub-X/ses-Y/anat/``) with every needed
-    modality, and the others with the reason they cannot run."""
+    modality, and the others (folders named against BIDS included) with the reason they cannot run."""
     root = Path(bids_root)
     if not root.is_dir():
         raise InputError(root, "BIDS folder not found")
-    ready, problems = [], {}
-    for folder in sorted({p for p in root.glob("sub-*") if p.is_dir()} | {p for p in root.glob("sub-*/ses-*") if p.is_dir()}):
-        if any(child.name.startswith("ses-") and child.is_dir() for child in folder.iterdir()):
-            continue  # the sessions are the subjects
-        session = _SESSION.search(folder.name)
-        participant = subject_id(folder) + (f"_{session.group()}" if session else "")
+    folders, problems = _subject_folders(root)
+    ready = []
+    for participant, folder in folders:
         try:
             files = find_subject_files(folder)
         except InputError as error:
             problems[participant] = error.problem
             continue
+        strangers = [p.name for p in files.values() if subject_id(p.name) not in (None, participant.split("_")[0])]
         missing = [m for m in modalities if m not in files]
-        if missing:
+        if strangers:
+            problems[participant] = f"files named for another subject in {folder}: {', '.join(strangers)}"
+        elif missing:
             wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
@@ -73,53 +102,43 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
     return ready, problems
 
 
-def outputs_of(out_dir: Path, participant: str) -> dict[str, Path]:
-    """BIDS-derivative output paths of one participant."""
-    subject = participant.split("_")[0]
-    folder = Path(out_dir) / subject / (participant.split("_")[1] if "_" in participant else "") / "anat"
-    return {
-        "labels": folder / f"{participant}_space-swi_desc-deepmir_dseg.nii.gz",
-        "lesions": folder / f"{participant}_desc-deepmir_lesions.tsv",
-    }
-
-
 def process_subject(subject: CohortSubject, out_dir: str | Path, model_path: str, device: str, overwrite: bool, threads: int) -> dict:
-    """Predict, measure and write one subject (a Dask task). Never raises: failures are reported."""
+    """Detect, measure and write one subject (a Dask task) through :mod:`..pipeline`. Never raises:
+    failures are reported. A subject whose output set is complete is skipped unless ``overwrite``."""
     from .io.derivatives import read_table
 
-    outputs = outputs_of(Path(out_dir), subject.participant_id)
-    if outputs["lesions"].exists() and not overwrite:
-        return {"participant_id": subject.participant_id, "status": "skipped", "lesions": read_table(outputs["lesions"])}
+    outputs = dataset_outputs(out_dir, subject.participant_id)
+    outcome = {"participant_id": subject.participant_id}
+    if outputs.is_complete() and not overwrite:
+        made = outputs.provenance().get("GeneratedBy", {})
+        model = {k: made.get(k) for k in ("Model", "ModelSha256")}
+        return outcome | {"status": "skipped", "lesions": read_table(outputs.lesions), "model": model}
     try:
-        table = _predict_and_write(subject, outputs, model_path, device, threads)
+        result = _detect_and_write(subject, outputs, model_path, device, overwrite, threads)
     except InputError as error:
-        return {"participant_id": subject.participant_id, "status": "failed", "reason": str(error)}
+        return outcome | {"status": "failed", "reason": str(error)}
     except Exception as error:  # one subject must never stop the cohort; the reason goes to failures.tsv
-        return {"participant_id": subject.participant_id, "status": "failed", "reason": f"{type(error).__name__}: {error}"}
-    return {"participant_id": subject.participant_id, "status": "done", "lesions": table}
+        return outcome | {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+    model = {k: result.model[k] for k in ("Model", "ModelSha256")}
+    return outcome | {"status": "done", "lesions": result.table, "model": model}
 
 
-def _predict_and_write(subject: CohortSubject, outputs: dict[str, Path], model_path: str, device: str, threads: int) -> pd.DataFrame:
+def _detect_and_write(subject: CohortSubject, outputs, model_path: str, device: str, overwrite: bool, threads: int):
     import torch
 
-    from .inference import predict_subject
-    from .io import load_subject_dir, save_labels
-    from .io.derivatives import write_table_with_sidecar
+    from .io import load_subject_dir
     from .lesions.components import load_location_map
-    from .lesions.measure import COLUMNS, measure_lesions
     from .model.files import load_model
+    from .pipeline import detect, write_detection
 
     torch.set_num_threads(threads)
     if model_path not in _MODELS:
         _MODELS[model_path] = load_model(model_path, device if device != "auto" else "cpu")
-    loaded = _MODELS[model_path]
     data = load_subject_dir(subject.folder)
-    prediction = predict_subject(data, loaded, device=device, return_probabilities=True)
     locations = None if subject.locations is None else load_location_map(subject.locations).data
-    table = measure_lesions(prediction.labels, data, probabilities=prediction.probabilities, locations=locations)
-    save_labels(outputs["labels"], prediction.labels, data.affine)
-    write_table_with_sidecar(outputs["lesions"], table, COLUMNS)  # last: its presence means "done"
-    return table
+    result = detect(data, _MODELS[model_path], device=device, locations=locations)
+    write_detection(result, outputs, overwrite=overwrite, lookup=False)  # the lookup lives at the dataset root
+    return result
 
 
 def run_cohort(
@@ -135,15 +154,15 @@ def run_cohort(
 ) -> CohortResult:
     """Run every subject of ``bids_root``; write per-subject outputs and the cohort tables to ``out_dir``."""
     from dask.distributed import Client, LocalCluster, as_completed
-    from tqdm import tqdm
 
     from .model.files import read_card
     from .model.registry import resolve_model
+    from .progress import progress_bar
 
-    out_dir = Path(out_dir)
     model_path = str(resolve_model(model).resolve())
     card = read_card(model_path)
     subjects, problems = find_cohort(bids_root, tuple(card.modalities))
+    out_dir = ensure_writable_folder(out_dir)  # before any work: a read-only disk fails now, not after the cohort
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // 2)
     threads = max(1, cores // workers)
@@ -154,16 +173,17 @@ def run_cohort(
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(process_subject, s, out_dir, model_path, device, overwrite, threads, pure=False) for s in subjects]
-            bar = tqdm(total=len(futures), desc="cohort", unit="subject", file=sys.stderr, disable=not progress)
+            bar = progress_bar("cohort", total=len(futures), unit="subject") if progress else None
             for future in as_completed(futures):
-                outcome = future.result()
-                bar.update(1)
-                _collect(outcome, result, rows, lesion_tables)
-            bar.close()
+                _collect(future.result(), result, rows, lesion_tables)
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
     finally:
         if cluster is not None:
             cluster.close()
-    _write_cohort_tables(out_dir, result, rows, lesion_tables, card, model_path)
+    _write_cohort_tables(out_dir, result, rows, lesion_tables)
     return result
 
 
@@ -175,29 +195,41 @@ def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_table
         result.failed[participant] = outcome["reason"]
         return
     (result.done if status == "done" else result.skipped).append(participant)
+    result.models[participant] = outcome["model"]
     table = outcome["lesions"]
     summary = summarize_lesions(table, participant)
     summary.pop("subject", None)
-    rows.append({"participant_id": participant, "status": status, **summary})
+    model = {"model": outcome["model"]["Model"], "model_sha256": outcome["model"]["ModelSha256"]}
+    rows.append({"participant_id": participant, "status": status, **model, **summary})
     lesion_tables.append(table.assign(participant_id=participant)[["participant_id", *table.columns]])
 
 
-def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables, card, model_path: str) -> None:
-    from .io.derivatives import write_dseg_lookup, write_json, write_table
-    from .model.files import model_sha256
+def _models_used(result: CohortResult) -> list[dict]:
+    """Each model that made outputs in the dataset, with its participants (a re-run may add another)."""
+    used: dict[tuple, list[str]] = {}
+    for participant, model in sorted(result.models.items()):
+        used.setdefault((model.get("Model"), model.get("ModelSha256")), []).append(participant)
+    return [{"Model": name, "ModelSha256": sha, "Participants": participants} for (name, sha), participants in used.items()]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables) -> None:
+    from .io.derivatives import write_dseg_lookup, write_json, write_table
+
+    models = _models_used(result)
     write_json(
         out_dir / "dataset_description.json",
         {
             "Name": "napari-deepmir cerebral microbleeds and iron deposits",
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "napari-deepmir", "Version": __version__, "Description": f"model {card.name}"}],
-            "ModelSha256": model_sha256(model_path),
+            "GeneratedBy": [
+                {"Name": "napari-deepmir", "Version": __version__, "Description": f"model {m['Model']} (sha256 {m['ModelSha256']})"}
+                for m in models
+            ],
+            "Models": models,
         },
     )
-    write_dseg_lookup(out_dir / "dseg.tsv")
+    write_dseg_lookup(out_dir / LOOKUP)
     summary = pd.DataFrame(rows + [{"participant_id": p, "status": "failed"} for p in result.failed])
     write_table(out_dir / "summary.tsv", summary.sort_values("participant_id") if len(summary) else summary)
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(columns=["participant_id"])

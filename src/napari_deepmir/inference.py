@@ -152,7 +152,8 @@ def select_device(name: str = "auto"):
     return device
 
 
-def _loaded(model, device):
+def loaded_model(model, device):
+    """A LoadedModel on ``device`` from None (the shipped default), a model folder or file, or a LoadedModel."""
     from .model.files import LoadedModel, load_model
     from .model.registry import resolve_model
 
@@ -198,7 +199,7 @@ def iter_predict(
     import torch
 
     torch_device = select_device(device) if isinstance(device, str) else device
-    loaded = _loaded(model, torch_device)
+    loaded = loaded_model(model, torch_device)
     card, module = loaded.card, loaded.module
     prepared = prepare_input(subject, card)
     batches = _slice_batches(prepared, card.context_slices, batch_size)

@@ -17,6 +17,7 @@ from ..io import Subject
 from ..io.display import DisplayGeometry
 from ..layers import labels_layer_data, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
+from ..pipeline import DetectionResult, iter_detect
 from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
 
 #: Plural nouns for the one-line count summary.
@@ -114,47 +115,48 @@ def count_summary(table: pd.DataFrame) -> str:
 
 @dataclass
 class Detection:
-    """A prediction on a subject made from layers, measured."""
+    """A detection (the core pipeline's result) on a subject made from layers, with its display geometry."""
 
-    subject: Subject
+    result: DetectionResult
     geometry: DisplayGeometry
-    labels: np.ndarray
-    probabilities: np.ndarray | None
-    measurement: LesionMeasurement
+
+    @property
+    def subject(self) -> Subject:
+        return self.result.subject
+
+    @property
+    def measurement(self) -> LesionMeasurement:
+        return LesionMeasurement(self.result.table, self.result.lesion_ids, self.geometry)
 
 
 def detect_in_layers(
-    swi_layer, qsm_layer=None, t2_layer=None, *, model=None, device: str = "auto", probabilities: bool = False
+    swi_layer, qsm_layer=None, t2_layer=None, *, locations_layer=None, model=None, device: str = "auto",
 ) -> Generator[tuple[int, int], None, Detection]:
-    """Predict lesions on the subject shown by these layers (on the SWI layer's grid) and measure them.
+    """Detect lesions on the subject shown by these layers (on the SWI layer's grid) with :mod:`...pipeline`.
 
     A generator: yields ``(done, total)`` slices while predicting (closing it stops the prediction)
     and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model."""
-    from ..inference import iter_predict
-
     subject = subject_from_layers(swi_layer, qsm_layer, t2_layer)
     geometry = geometry_of(swi_layer)
-    prediction = yield from iter_predict(subject, model, device=device, return_probabilities=probabilities)
-    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities)
-    lesion_ids, _ = label_lesions(prediction.labels)
-    measurement = LesionMeasurement(table, lesion_ids, geometry)
-    return Detection(subject, geometry, prediction.labels, prediction.probabilities, measurement)
+    locations = None if locations_layer is None else geometry.from_display(np.asarray(locations_layer.data))
+    result = yield from iter_detect(subject, model, device=device, locations=locations)
+    return Detection(result, geometry)
 
 
 def lesions_layer_name(subject_name: str) -> str:
     return f"{subject_name} lesions"
 
 
-def show_detection(viewer, detection: Detection) -> list:
-    """Add the detection's layers: class labels, hidden lesion ids with the table, probabilities if any."""
+def show_detection(viewer, detection: Detection, *, probabilities: bool = False) -> list:
+    """Add the detection's layers: class labels, hidden lesion ids with the table, probabilities if asked."""
     name = lesions_layer_name(detection.subject.name)
     added = []
-    if detection.probabilities is not None:
+    if probabilities:
         for value in (CMB, IRON):
-            probability = detection.probabilities[value]
+            probability = detection.result.probabilities[value]
             data, kwargs, kind = probability_layer_data(probability, detection.geometry, class_value=value)
             kwargs["name"] = f"{detection.subject.name} {kwargs['name']}"
             added.append(add_layer(viewer, (data, kwargs, kind)))
     added.append(show_lesion_ids(viewer, detection.measurement, name=f"{name} ids"))
-    added.append(add_layer(viewer, labels_layer_data(detection.labels, detection.geometry, name=name)))
+    added.append(add_layer(viewer, labels_layer_data(detection.result.labels, detection.geometry, name=name)))
     return added

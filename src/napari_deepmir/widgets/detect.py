@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ._layers import modality_of
-from ._lesions import count_summary, detect_in_layers, kind_of, show_detection
+from ._lesions import companion_layers, count_summary, detect_in_layers, kind_of, show_detection
 
 _NONE = "(none)"
 
@@ -71,6 +71,7 @@ class DetectWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.result_layer = None
+        self.detection = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
         self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
@@ -104,6 +105,10 @@ class DetectWidget(QWidget):
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run_or_cancel)
         layout.addWidget(self.run_button)
+        self.save_button = QPushButton("Save results…", enabled=False)
+        self.save_button.setToolTip("Write the labels, the lesion table and their provenance to a folder (as deepmir predict does)")
+        self.save_button.clicked.connect(self._browse_save)
+        layout.addWidget(self.save_button)
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
         layout.addWidget(self.progress)
         self.status_label = QLabel(wordWrap=True)
@@ -202,6 +207,7 @@ class DetectWidget(QWidget):
         from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.layer_boxes[m].currentData() for m in ("swi", "qsm", "t2"))
+        locations = companion_layers(self.viewer.layers, swi).locations
         handlers = {
             "yielded": self._on_progress,
             "returned": self._on_result,
@@ -211,8 +217,8 @@ class DetectWidget(QWidget):
             "finished": self._on_finished,
         }
         self.worker = create_worker(
-            detect_in_layers, swi, qsm, t2, model=self.model_entry.path, device=self.device_box.currentText(),
-            probabilities=self.probabilities_check.isChecked(), _connect=handlers, _start_thread=False,
+            detect_in_layers, swi, qsm, t2, locations_layer=locations, model=self.model_entry.path,
+            device=self.device_box.currentText(), _connect=handlers, _start_thread=False,
         )
         self.run_button.setText("Cancel")
         self.progress.setRange(0, 0)  # busy until the first slices are done
@@ -231,8 +237,10 @@ class DetectWidget(QWidget):
         self.progress.setValue(int(done))
 
     def _on_result(self, detection) -> None:
-        layers = show_detection(self.viewer, detection)
+        layers = show_detection(self.viewer, detection, probabilities=self.probabilities_check.isChecked())
         self.result_layer = layers[-1]
+        self.detection = detection
+        self.save_button.setEnabled(True)
         self.progress.setValue(self.progress.maximum())
         self.status_label.setText(f"{detection.subject.name}: {count_summary(detection.measurement.table)}")
 
@@ -241,6 +249,24 @@ class DetectWidget(QWidget):
         self.run_button.setText("Run")
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
+
+    def save_results(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the last detection to ``folder`` as ``deepmir predict`` does; returns the lesion table's path."""
+        from ..io.outputs import OutputSet
+        from ..pipeline import write_detection
+
+        try:
+            outputs = write_detection(self.detection.result, OutputSet(Path(folder), self.detection.subject.name), overwrite=overwrite)
+        except (ValueError, OSError) as error:  # InputError: outputs there already, folder not writable
+            self._report(str(error))
+            return None
+        self.status_label.setText(f"Saved to {outputs.folder}")
+        return outputs.lesions
+
+    def _browse_save(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the detection in a folder")
+        if folder:
+            self.save_results(folder)
 
     def _report(self, message: str) -> None:
         self.status_label.setText(message)

@@ -1,0 +1,150 @@
+"""A participant's detection outputs as one unit: the same files for the CLI, the demo, the cohort and the widget.
+
+Per participant, in one folder (BIDS-derivative names):
+
+- ``<participant>_space-swi_desc-deepmir_dseg.nii.gz``: labels (0/1/2) on the SWI grid with the SWI affine;
+- ``<participant>_desc-deepmir_lesions.tsv`` and its ``.json`` column descriptions: the lesion table;
+- ``<participant>_space-swi_desc-deepmir_dseg.json``: provenance (model name and sha256, inputs, QSM
+  units, warnings, software version) and the list of files. It is the **completion marker**: written
+  first with ``"Complete": false``, the files next (each atomically), then rewritten with ``"Complete":
+  true``. A run killed half-way leaves a marker that says so, so the next run knows the files are its
+  own leftovers and replaces them; a set without a marker is never touched unless ``overwrite``.
+
+``dseg.tsv`` (the label lookup) goes beside them for a single subject, at the dataset root for a cohort.
+"""
+
+import datetime
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from .derivatives import write_dseg_lookup, write_json, write_table_with_sidecar
+from .errors import InputError
+from .nifti import save_labels
+
+LOOKUP = "dseg.tsv"
+
+
+@dataclass(frozen=True)
+class OutputSet:
+    """The output paths of one participant in ``folder``."""
+
+    folder: Path
+    participant: str
+
+    @property
+    def labels(self) -> Path:
+        return self.folder / f"{self.participant}_space-swi_desc-deepmir_dseg.nii.gz"
+
+    @property
+    def marker(self) -> Path:
+        """The provenance sidecar of the labels, written last (see the module docstring)."""
+        return self.folder / f"{self.participant}_space-swi_desc-deepmir_dseg.json"
+
+    @property
+    def lesions(self) -> Path:
+        return self.folder / f"{self.participant}_desc-deepmir_lesions.tsv"
+
+    @property
+    def lesions_sidecar(self) -> Path:
+        return self.lesions.with_suffix(".json")
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.labels, self.lesions, self.lesions_sidecar, self.marker)
+
+    def provenance(self) -> dict | None:
+        """The marker's content, or None when there is none (or it is unreadable)."""
+        try:
+            content = json.loads(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return content if isinstance(content, dict) else None
+
+    def is_complete(self) -> bool:
+        """True when a finished run wrote every file of this set."""
+        content = self.provenance()
+        return bool(content and content.get("Complete") is True and all(p.exists() for p in self.files))
+
+    def existing(self) -> list[Path]:
+        return [p for p in self.files if p.exists()]
+
+
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; an InputError names it otherwise.
+
+    Called before any long work starts, so a read-only disk or a typo fails in a second, not after an hour."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "exists and is not a folder; give a folder for the outputs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deepmir-write-test.", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise InputError(folder, f"cannot write outputs here ({error.strerror or error})") from None
+    return folder
+
+
+def check_can_write(outputs: OutputSet, *, overwrite: bool) -> None:
+    """Refuse (InputError) to replace a finished output set unless ``overwrite``, and files of these names that
+    no run of ours left (no marker) in any case unless ``overwrite``. Leftovers of an interrupted run pass."""
+    ensure_writable_folder(outputs.folder)
+    found = outputs.existing()
+    if not found or overwrite:
+        return
+    provenance = outputs.provenance()
+    if provenance is not None and provenance.get("Complete") is False:
+        return  # an interrupted run of ours: its files are replaced
+    if provenance is not None:
+        made = provenance.get("GeneratedBy", {})
+        raise InputError(
+            outputs.folder,
+            f"outputs of {outputs.participant} already exist (model {made.get('Model', '?')}, {provenance.get('Date', '?')}); "
+            "pass --overwrite to replace them",
+        )
+    raise InputError(found[0], "exists and was not written by napari-deepmir; choose another output folder or pass --overwrite")
+
+
+def write_outputs(
+    outputs: OutputSet, labels: np.ndarray, affine: np.ndarray, table: pd.DataFrame, columns: dict, provenance: dict,
+    *, overwrite: bool = False, lookup: bool = True,
+) -> OutputSet:
+    """Write one participant's output set as a unit (see the module docstring); ``lookup`` adds ``dseg.tsv``."""
+    check_can_write(outputs, overwrite=overwrite)
+    record = {
+        "Description": "Cerebral microbleeds (1) and iron deposits (2) found by napari-deepmir",
+        **provenance,
+        "GeneratedBy": {"Name": "napari-deepmir", "Version": __version__, **provenance.get("GeneratedBy", {})},
+        "Date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "Files": [p.name for p in outputs.files],
+    }
+    try:
+        write_json(outputs.marker, {**record, "Complete": False})
+        save_labels(outputs.labels, labels, affine)
+        write_table_with_sidecar(outputs.lesions, table, columns)
+        if lookup:
+            write_dseg_lookup(outputs.folder / LOOKUP)
+        write_json(outputs.marker, {**record, "Complete": True})
+    except OSError as error:  # a full disk, a folder gone read-only: say so in one line; the marker says incomplete
+        raise InputError(outputs.folder, f"writing the outputs of {outputs.participant} failed ({error.strerror or error}); "
+                         "what was written is marked incomplete and the next run replaces it") from None
+    return outputs
+
+
+def output_folder_of(out_dir: str | Path, participant: str) -> Path:
+    """The BIDS-derivative folder of a participant (``sub-X[_ses-Y]``) under a dataset's ``out_dir``."""
+    subject, _, session = participant.partition("_")
+    return Path(out_dir, subject, session, "anat") if session else Path(out_dir, subject, "anat")
+
+
+def dataset_outputs(out_dir: str | Path, participant: str) -> OutputSet:
+    """A participant's output set inside a derivatives dataset."""
+    return OutputSet(output_folder_of(out_dir, participant), participant)
+
+

@@ -1,0 +1,96 @@
+"""Detection of one subject, end to end: predict -> measure -> write, the one path every front end takes.
+
+``deepmir predict``, ``deepmir demo``, ``deepmir cohort`` and the Detect widget all call
+:func:`iter_detect` (or :func:`detect`) and :func:`write_detection`, so their outputs have the same
+files, the same table columns (every column of :data:`~napari_deepmir.lesions.measure.COLUMNS`, empty
+where an input such as a location map is missing) and the same provenance.
+"""
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import Subject
+from .io.outputs import OutputSet, write_outputs
+
+
+@dataclass
+class DetectionResult:
+    """A subject's prediction, measured: labels and probabilities on the SWI grid, the lesion table, the
+    lesion-id map (one value per lesion, as in the table) and the model's provenance."""
+
+    subject: Subject
+    labels: np.ndarray
+    probabilities: np.ndarray
+    table: pd.DataFrame
+    lesion_ids: np.ndarray
+    model: dict
+
+    def summary(self) -> str:
+        """'7 CMBs, 2 iron deposits'."""
+        counts = self.table["class"].value_counts() if len(self.table) else {}
+        cmb, iron = int(counts.get("cmb", 0)), int(counts.get("iron", 0))
+        return f"{cmb} CMB{'s' if cmb != 1 else ''}, {iron} iron deposit{'s' if iron != 1 else ''}"
+
+
+def full_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every column of the lesion table in its documented order (missing ones empty)."""
+    from .lesions.measure import COLUMNS
+
+    order = list(COLUMNS) + [c for c in table.columns if c not in COLUMNS]
+    return table.reindex(columns=order)
+
+
+def model_provenance(loaded) -> dict:
+    """Name, folder and sha256 of a loaded model (its identity in every output)."""
+    from .model.files import model_sha256
+
+    return {"Model": loaded.card.name, "ModelPath": None if loaded.path is None else str(loaded.path),
+            "ModelSha256": model_sha256(loaded.path)}
+
+
+def iter_detect(
+    subject: Subject, model=None, *, device: str = "auto", locations: np.ndarray | None = None, bf16: bool = False,
+) -> Generator[tuple[int, int], None, DetectionResult]:
+    """Predict and measure ``subject``; yields ``(done, total)`` slice batches (closing it cancels) and returns
+    a :class:`DetectionResult`. ``model``: None (the shipped default), a model folder or a LoadedModel;
+    ``locations``: a location map on the SWI grid for the table's ``location`` column."""
+    from .inference import iter_predict, loaded_model, select_device
+    from .lesions.measure import label_lesions, measure_lesions
+
+    torch_device = select_device(device) if isinstance(device, str) else device
+    loaded = loaded_model(model, torch_device)
+    prediction = yield from iter_predict(subject, loaded, device=torch_device, return_probabilities=True, bf16=bf16)
+    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
+    lesion_ids, _ = label_lesions(prediction.labels)
+    provenance = model_provenance(loaded) | {"Device": str(torch_device)}
+    return DetectionResult(subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance)
+
+
+def detect(subject: Subject, model=None, *, progress: Callable[[int, int], None] | None = None, **options) -> DetectionResult:
+    """Run :func:`iter_detect` to the end, reporting ``progress(done, total)`` if given."""
+    steps = iter_detect(subject, model, **options)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(done, total)
+
+
+def write_detection(result: DetectionResult, outputs: OutputSet, *, overwrite: bool = False, lookup: bool = True) -> OutputSet:
+    """Write a detection as one output set (labels, lesion table + sidecar, provenance; see :mod:`..io.outputs`)."""
+    from .lesions.measure import COLUMNS
+
+    subject = result.subject
+    provenance = {
+        "Sources": [str(Path(p)) for p in subject.paths.values()],
+        "QsmUnits": subject.qsm_units,
+        "Warnings": list(subject.warnings),
+        "GeneratedBy": result.model,
+    }
+    return write_outputs(outputs, result.labels, subject.affine, result.table, COLUMNS, provenance, overwrite=overwrite, lookup=lookup)
