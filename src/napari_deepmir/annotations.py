@@ -11,11 +11,12 @@ renamed aside with a warning, never overwritten.
 
 import getpass
 import json
+import math
 import os
 import re
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +36,8 @@ REJECTED = "rejected"
 DECISIONS = (*ACCEPTED.values(), REJECTED)
 #: A saved decision belongs to a candidate whose centre lies within this distance (mm).
 SAME_CANDIDATE_MM = 1.0
+#: Longest rater name accepted.
+MAX_RATER_LENGTH = 64
 _FORMAT = "deepmir-annotation-decisions"
 
 
@@ -44,6 +47,15 @@ def default_rater() -> str:
         return getpass.getuser()
     except Exception:  # getpass raises various errors when no user name is set
         return "unknown"
+
+
+def rater_problem(rater) -> str | None:
+    """Why ``rater`` is not a usable rater name (a short printable string), or None."""
+    if not isinstance(rater, str) or not rater.strip():
+        return f"rater must be a non-empty text, not {rater!r}"[:200]
+    if len(rater) > MAX_RATER_LENGTH or not rater.isprintable():
+        return f"rater must be printable and at most {MAX_RATER_LENGTH} characters, not {rater[:80]!r}"
+    return None
 
 
 def annotation_name(name: str) -> str:
@@ -202,6 +214,8 @@ class AnnotationStore:
 
     def open(self, subject: Subject, *, rater: str | None = None) -> AnnotationSession:
         """Create or reopen the annotation session of ``subject`` (labels, candidates, decisions, position)."""
+        if rater is not None and rater_problem(rater):
+            raise InputError(None, rater_problem(rater))
         folder = self.folder_for(subject)
         folder.mkdir(parents=True, exist_ok=True)
         session = AnnotationSession(
@@ -235,29 +249,106 @@ def _load_labels(session: AnnotationSession) -> None:
 
 
 def _load_decisions(session: AnnotationSession, rater: str | None) -> None:
+    """Resume decisions, position and candidate list; a malformed file is set aside, never trusted."""
     path = session.decisions_path
     if not path.exists():
         return
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-        if content.get("format") != _FORMAT:
-            raise ValueError("not a decisions file")
-        decisions = [Decision(**entry) for entry in content["decisions"]]
-        position = int(content.get("position", 0))
-        candidates = None
-        if content.get("candidates"):
-            candidates = _read_candidates(session.folder / content["candidates"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, pd.errors.ParserError) as error:
-        session.warnings.append(_set_aside(path, f"unreadable decisions ({error})"))
+        decisions, position, candidates_name = _parse_decisions(content, session.name)
+        candidates_path = None if candidates_name is None else _inside(session.folder, candidates_name)
+    except (OSError, ValueError, TypeError, RecursionError) as error:
+        session.warnings.append(_set_aside(path, f"unreadable decisions ({str(error)[:300]})"))
         return
+    candidates = None
+    if candidates_path is not None and not candidates_path.is_file():
+        message = f"{path}: its candidate list {candidates_path.name} is missing; find candidates again"
+        warnings.warn(message, stacklevel=3)
+        session.warnings.append(message)
+    elif candidates_path is not None:
+        try:
+            candidates = _read_candidates(candidates_path)
+        except (OSError, ValueError, pd.errors.ParserError) as error:
+            session.warnings.append(_set_aside(candidates_path, f"unreadable candidate list ({str(error)[:300]})"))
+    if candidates is not None and position >= max(len(candidates), 1):
+        last = max(len(candidates) - 1, 0)
+        message = f"{path}: review position {position} is beyond the {len(candidates)} candidates; resuming at {last}"
+        warnings.warn(message, stacklevel=3)
+        session.warnings.append(message)
+        position = last
     session.decisions, session.position, session.candidates = decisions, position, candidates
     if rater is None and content.get("rater"):
         session.rater = content["rater"]
 
 
+def _parse_decisions(content, subject: str) -> tuple[list[Decision], int, str | None]:
+    """Decisions, review position and candidate file name of a decisions file; ValueError if malformed."""
+    if not isinstance(content, dict) or content.get("format") != _FORMAT:
+        raise ValueError("not a decisions file")
+    if content.get("version") != 1:
+        raise ValueError(f"unknown version {content.get('version')!r}")
+    if content.get("subject") != subject:
+        raise ValueError(f"written for subject {str(content.get('subject'))[:80]!r}, not {subject}")
+    if content.get("rater") is not None and rater_problem(content["rater"]):
+        raise ValueError(rater_problem(content["rater"]))
+    position = content.get("position", 0)
+    if not _is_count(position):
+        raise ValueError(f"position must be a non-negative whole number, not {str(position)[:80]!r}")
+    candidates = content.get("candidates")
+    if candidates is not None and not isinstance(candidates, str):
+        raise ValueError(f"candidates must be a file name, not {str(candidates)[:80]!r}")
+    entries = content.get("decisions")
+    if not isinstance(entries, list):
+        raise TypeError("decisions must be a list")
+    return [_parse_decision(entry, number) for number, entry in enumerate(entries, 1)], position, candidates
+
+
+def _parse_decision(entry, number: int) -> Decision:
+    """One saved decision, each field checked; ValueError naming the entry if malformed."""
+    names = {f.name for f in fields(Decision)}
+    if not isinstance(entry, dict) or set(entry) != names:
+        raise ValueError(f"decision {number} must have exactly the fields {', '.join(sorted(names))}")
+    if not _is_count(entry["rank"]):
+        raise ValueError(f"decision {number}: rank must be a non-negative whole number")
+    coordinates = [entry[c] for c in ("x_mm", "y_mm", "z_mm")]
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coordinates):
+        raise ValueError(f"decision {number}: x_mm, y_mm, z_mm must be finite numbers")
+    if entry["decision"] not in DECISIONS:
+        raise ValueError(f"decision {number}: decision must be one of {', '.join(DECISIONS)}")
+    if rater_problem(entry["rater"]):
+        raise ValueError(f"decision {number}: {rater_problem(entry['rater'])}")
+    try:
+        datetime.fromisoformat(entry["time"])
+    except (TypeError, ValueError):
+        raise ValueError(f"decision {number}: time must be an ISO 8601 date and time") from None
+    return Decision(**entry)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name`` for a relative ``name`` that stays inside ``folder``; ValueError otherwise."""
+    relative = Path(name)
+    if relative.is_absolute() or relative.anchor or ".." in relative.parts or not relative.parts:
+        raise ValueError(f"candidate list {name[:200]!r} is not a file inside the annotation folder")
+    path = folder / relative
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise ValueError(f"candidate list {name[:200]!r} leads outside the annotation folder") from None
+    return path
+
+
 def _read_candidates(path: Path) -> pd.DataFrame:
     """The saved candidate list; empty text cells (no flags, no location) read back as ''."""
     table = pd.read_csv(path)
+    missing = [c for c in ("rank", "x_mm", "y_mm", "z_mm") if c not in table.columns]
+    if missing:
+        raise ValueError(f"missing columns {', '.join(missing)}")
+    if not all(pd.api.types.is_numeric_dtype(table[c]) for c in ("rank", "x_mm", "y_mm", "z_mm")):
+        raise ValueError("rank, x_mm, y_mm, z_mm must be numbers")
     text_columns = table.columns[table.dtypes == object].union(["flags", "reason", "location"])
     for column in text_columns.intersection(table.columns):
         table[column] = table[column].fillna("")

@@ -23,7 +23,7 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
     group.add_argument("--swi", type=Path, help="SWI NIfTI file (defines the output grid)")
     group.add_argument("--qsm", type=Path, help="QSM NIfTI file (ppm or ppb)")
     group.add_argument("--t2", type=Path, help="T2-weighted NIfTI file")
-    group.add_argument("--qsm-units", choices=("auto", "ppm", "ppb"), default="auto", help="units of the QSM file (default: detect)")
+    group.add_argument("--qsm-units", choices=("auto", "ppm", "ppb", "si"), default="auto", help="units of the QSM file (default: detect)")
 
 
 def _load_subject_from_args(args: argparse.Namespace):

@@ -2,24 +2,31 @@
 
 import numpy as np
 
+#: A QSM or T2 must have data near at least this fraction of the head seen on SWI (see :func:`coverage`).
+MIN_COVERAGE = 0.5
+#: How far (mm) outside a modality's data the head still counts as covered: a QSM's brain mask is eroded
+#: by 2-5 mm and the SWI head includes skull and scalp.
+COVERAGE_MARGIN_MM = 10.0
+#: A QSM support smaller than this fraction of the SWI-based estimate is not used as the brain mask.
+MIN_SUPPORT_FRACTION = 0.25
+
 
 def brain_mask(swi: np.ndarray, qsm: np.ndarray | None = None) -> np.ndarray:
     """Estimate the brain from SWI (and QSM, which is usually exactly 0 outside the brain).
 
-    If QSM has a clear non-zero support covering 5-95% of the volume, that support is the mask;
-    otherwise Otsu's threshold on smoothed SWI. Holes are filled and only the largest component kept.
+    If QSM has a clear non-zero support covering 5-95% of the volume and at least
+    :data:`MIN_SUPPORT_FRACTION` of the SWI-based estimate, that support is the mask; otherwise
+    Otsu's threshold on smoothed SWI. Holes are filled and only the largest component kept.
     """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
-    support = None
+    smooth = ndi.gaussian_filter(np.asarray(swi, dtype=np.float32), 2.0)
+    support = smooth > threshold_otsu(smooth) * 0.5
     if qsm is not None:
         nonzero = qsm != 0
-        if 0.05 < nonzero.mean() < 0.95:
+        if 0.05 < nonzero.mean() < 0.95 and (nonzero & support).sum() >= MIN_SUPPORT_FRACTION * support.sum():
             support = nonzero
-    if support is None:
-        smooth = ndi.gaussian_filter(np.asarray(swi, dtype=np.float32), 2.0)
-        support = smooth > threshold_otsu(smooth) * 0.5
     support = ndi.binary_closing(support, iterations=2)
     labels, n = ndi.label(support)
     if n > 1:
@@ -27,3 +34,27 @@ def brain_mask(swi: np.ndarray, qsm: np.ndarray | None = None) -> np.ndarray:
         support = labels == (1 + int(np.argmax(sizes)))
     filled = np.stack([ndi.binary_fill_holes(s) for s in np.moveaxis(support, 2, 0)], axis=2)
     return ndi.binary_fill_holes(filled)
+
+
+def coverage(support: np.ndarray, region: np.ndarray, spacing, *, margin_mm: float = COVERAGE_MARGIN_MM) -> float:
+    """Fraction of ``region`` within ``margin_mm`` of ``support`` (boolean arrays on one grid of ``spacing`` mm).
+
+    Measured on blocks of about 4 mm, so it is cheap on any grid; an empty region counts as covered.
+    """
+    from scipy import ndimage as ndi
+
+    step = np.maximum(1, np.round(4.0 / np.asarray(spacing, dtype=float))).astype(int)
+    support, region = _any_in_blocks(support, step), _any_in_blocks(region, step)
+    if not region.any():
+        return 1.0
+    if not support.any():
+        return 0.0
+    near = ndi.distance_transform_edt(~support, sampling=step * np.asarray(spacing, dtype=float)) <= margin_mm
+    return float((near & region).sum() / region.sum())
+
+
+def _any_in_blocks(mask: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``mask`` reduced by blocks of ``step`` voxels: True where any voxel of the block is."""
+    padded = np.pad(mask, [(0, -n % s) for n, s in zip(mask.shape, step)])
+    blocks = padded.reshape([d for n, s in zip(padded.shape, step) for d in (n // s, s)])
+    return blocks.any(axis=(1, 3, 5))

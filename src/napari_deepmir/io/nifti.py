@@ -1,5 +1,7 @@
 """Reading and writing single NIfTI volumes, with validation that names the file and the problem."""
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +40,34 @@ def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
 
 
-def load_volume(path: str | Path, *, dtype=np.float32, check_values: bool = True) -> Volume:
+#: Largest image we read (voxels), checked from the header before any data is decompressed: 2^29 voxels
+#: is 2 GiB as float32. Override with the environment variable ``DEEPMIR_MAX_VOXELS``.
+MAX_VOXELS = 2**29
+#: Plausible voxel sizes (mm) for a brain MRI; anything outside is a broken affine or header.
+VOXEL_MM_RANGE = (0.05, 20.0)
+
+
+def max_voxels() -> int:
+    """The voxel budget: ``DEEPMIR_MAX_VOXELS`` if set, else :data:`MAX_VOXELS`."""
+    value = os.environ.get("DEEPMIR_MAX_VOXELS", "").strip()
+    if not value:
+        return MAX_VOXELS
+    if not value.isdigit():
+        raise InputError(None, f"DEEPMIR_MAX_VOXELS must be a whole number of voxels, not {value!r}")
+    return int(value)
+
+
+def load_volume(
+    path: str | Path, *, dtype=np.float32, check_values: bool = True, complex_to_magnitude: bool = False
+) -> Volume:
     """Load a 3D NIfTI image (a 4D file holding a single volume is accepted).
 
     Raises :class:`InputError` naming the file for: a missing file, a file that is not NIfTI or is
-    corrupt, the wrong number of dimensions, and (with ``check_values``) all-NaN or constant data.
-    NaN/inf voxels are replaced by 0 and reported in ``Volume.warnings``.
+    corrupt, the wrong number of dimensions, an image over the voxel budget (:func:`max_voxels`, checked
+    from the header before reading), an unusable affine (see :func:`choose_affine`), complex data (unless
+    ``complex_to_magnitude``: then its magnitude, with a warning — right for SWI and T2, never for QSM)
+    and (with ``check_values``) all-NaN or constant data. NaN/inf voxels are replaced by 0 and reported
+    in ``Volume.warnings``.
     """
     import nibabel as nib
 
@@ -63,14 +87,77 @@ def load_volume(path: str | Path, *, dtype=np.float32, check_values: bool = True
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(path, f"expected a 3D volume, found shape {image.shape}")
+    if min(shape) < 1:
+        raise InputError(path, f"empty image (shape {shape})")
+    budget = max_voxels()
+    if math.prod(shape) > budget:
+        raise InputError(
+            path,
+            f"image of {' x '.join(map(str, shape))} voxels ({math.prod(shape):,}) is over the budget of {budget:,} voxels "
+            "(set DEEPMIR_MAX_VOXELS to raise it)",
+        )
+    affine, warnings = choose_affine(image.header, path)
+    stored = image.get_data_dtype()
+    if stored.kind not in "buifc":
+        raise InputError(path, f"unsupported data type {stored} (expected a scalar image)")
+    if stored.kind == "c" and not complex_to_magnitude:
+        raise InputError(path, f"complex-valued data ({stored}); expected a real image (a QSM map is never complex)")
     try:
-        data = np.asarray(image.dataobj, dtype=dtype).reshape(shape)
+        if stored.kind == "c":
+            data = np.abs(np.asarray(image.dataobj)).astype(dtype).reshape(shape)
+        else:
+            data = np.asarray(image.dataobj, dtype=dtype).reshape(shape)
     except Exception as error:
         raise InputError(path, f"corrupt or truncated NIfTI data ({error})") from None
-    volume = Volume(data=data, affine=image.affine.astype(np.float64), path=path)
+    if stored.kind == "c":
+        warnings.append(f"{path}: complex-valued data ({stored}); using its magnitude")
+    volume = Volume(data=data, affine=affine, path=path, warnings=warnings)
     if check_values:
         _check_values(volume)
     return volume
+
+
+def choose_affine(header, path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
+    """The voxel-to-world affine of a NIfTI header and warnings: the sform, else the qform, else voxel sizes only.
+
+    A coded sform that is unusable while the qform is fine falls back to the qform with a warning; an unusable
+    affine otherwise raises :class:`InputError` (non-finite values, a zero or implausible voxel size, a singular
+    matrix).
+    """
+    sform, sform_code = header.get_sform(coded=True)
+    qform, qform_code = header.get_qform(coded=True)
+    coded = [(name, a) for name, a, code in (("sform", sform, sform_code), ("qform", qform, qform_code)) if code]
+    if not coded:
+        base = header.get_base_affine()
+        problem = affine_problem(base)
+        if problem:
+            raise InputError(path, f"unusable voxel sizes: {problem}")
+        return base.astype(np.float64), [f"{path}: no sform or qform; orientation unknown, using voxel sizes only"]
+    problems = []
+    for name, affine in coded:
+        problem = affine_problem(affine)
+        if problem is None:
+            notes = [f"{path}: unusable sform ({problems[0]}); using the qform"] if problems else []
+            return np.asarray(affine, dtype=np.float64), notes
+        problems.append(problem)
+    raise InputError(path, f"unusable affine: {'; '.join(f'{n}: {p}' for (n, _), p in zip(coded, problems))}")
+
+
+def affine_problem(affine: np.ndarray) -> str | None:
+    """Why ``affine`` cannot map voxels to the world (mm), or None if it can."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        return "non-finite values (NaN or infinity)"
+    sizes = voxel_sizes(affine)
+    size_text = " x ".join(f"{s:g}" for s in sizes)
+    if (sizes == 0).any():
+        return f"zero voxel size ({size_text} mm)"
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6 * np.prod(sizes):
+        return f"singular matrix (its axes are not independent; voxel size {size_text} mm)"
+    low, high = VOXEL_MM_RANGE
+    if sizes.min() < low or sizes.max() > high:
+        return f"implausible voxel size {size_text} mm (expected {low:g} to {high:g} mm)"
+    return None
 
 
 def _check_values(volume: Volume) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 from ..conventions import BIDS_SUFFIXES, MODALITIES
 from .bids import find_subject_files, subject_id
 from .errors import InputError
-from .mask import brain_mask
+from .mask import MIN_COVERAGE, brain_mask, coverage
 from .nifti import Volume, load_volume, voxel_sizes
-from .qsm_units import detect_qsm_units, to_ppb
+from .qsm_units import QSM_UNITS, check_qsm_units, detect_qsm_units, to_ppb
 from .resample import resample_volume_to
 
 
@@ -70,13 +70,14 @@ def load_subject(
 ) -> Subject:
     """Load SWI (required), QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
 
-    ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm`` or ``ppb``.
+    ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm``, ``ppb`` or ``si``.
     NaNs are set to 0 and reported in ``Subject.warnings``; NaNs inside the brain are reported too.
+    A complex SWI or T2 is read as its magnitude (with a warning); a complex QSM is refused.
     """
     return assemble_subject(
-        load_volume(swi),
+        load_volume(swi, complex_to_magnitude=True),
         qsm=None if qsm is None else load_volume(qsm),
-        t2=None if t2 is None else load_volume(t2),
+        t2=None if t2 is None else load_volume(t2, complex_to_magnitude=True),
         qsm_units=qsm_units,
         name=name or subject_id(swi) or Path(swi).name.split(".")[0],
     )
@@ -85,9 +86,14 @@ def load_subject(
 def assemble_subject(
     swi: Volume, *, qsm: Volume | None = None, t2: Volume | None = None, qsm_units: str = "auto", name: str = "subject"
 ) -> Subject:
-    """Put volumes (each on its own grid) together on the SWI grid; QSM converted to ppb."""
-    if qsm_units not in ("auto", "ppm", "ppb"):
-        raise ValueError(f"qsm_units must be auto, ppm or ppb, not {qsm_units!r}")
+    """Put volumes (each on its own grid) together on the SWI grid; QSM converted to ppb.
+
+    Raises :class:`InputError` if QSM or T2 data cover less than :data:`MIN_COVERAGE` of the head seen on SWI,
+    or if the QSM values are implausible in their units (given or detected, see :func:`check_qsm_units`).
+    """
+    if qsm_units not in ("auto", *QSM_UNITS):
+        raise ValueError(f"qsm_units must be auto, {', '.join(QSM_UNITS)}, not {qsm_units!r}")
+    head = None
     subject = Subject(swi=swi.data, affine=swi.affine, name=name, warnings=list(swi.warnings))
     if swi.path is not None:
         subject.paths["swi"] = Path(swi.path)
@@ -97,12 +103,22 @@ def assemble_subject(
             continue
         if volume.invalid is not None:
             invalid.append(volume)
-        setattr(subject, modality, resample_volume_to(volume, swi).astype(np.float32))
+        data = resample_volume_to(volume, swi).astype(np.float32)
+        head = brain_mask(swi.data) if head is None else head
+        covered = coverage(data != 0, head, swi.spacing)
+        if covered < MIN_COVERAGE:
+            raise InputError(
+                volume.path,
+                f"its data cover {100 * covered:.0f}% of the head in {swi.path.name if swi.path else 'the SWI image'}; "
+                f"at least {100 * MIN_COVERAGE:.0f}% needed (check that it is the same subject and its affine)",
+            )
+        setattr(subject, modality, data)
         if volume.path is not None:
             subject.paths[modality] = Path(volume.path)
         subject.warnings.extend(volume.warnings)
     if subject.qsm is not None:
         units = detect_qsm_units(subject.qsm, subject.qsm != 0) if qsm_units == "auto" else qsm_units
+        check_qsm_units(subject.qsm, units, qsm.path, subject.qsm != 0)
         subject.qsm = to_ppb(subject.qsm, units)
         subject.qsm_units = units
     for volume in invalid:
