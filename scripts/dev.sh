@@ -20,13 +20,33 @@ need_apt() {  # install Debian packages that are missing (X server and Qt's xcb 
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-setup_python() {
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    .venv/bin/pip install -q "$TORCH_SPEC"
+install_into() {  # install_into VENV PIP-ARGS...: a virtual environment with torch and the package
+  local venv="$1"; shift
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+    "$venv/bin/pip" install -q "$TORCH_SPEC"
   fi
-  .venv/bin/pip install -q -e ".[testing]" 2>&1 | grep -v "is ignored: it is neither" || true
-  .venv/bin/python -c "import napari_deepmir, torch" # fail here, not later, if the install is broken
+  "$venv/bin/pip" install -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true
+  "$venv/bin/python" -c "import napari_deepmir, torch" # fail here, not later, if the install is broken
+}
+
+setup_python() {
+  install_into .venv -e ".[testing]"
+}
+
+check_headless() {  # the core without extras: no napari, no Qt, and predict and cohort still work
+  install_into .venv-headless --upgrade .
+  if .venv-headless/bin/python -c "import napari" 2>/dev/null || .venv-headless/bin/python -c "import qtpy" 2>/dev/null; then
+    echo "headless check: napari or Qt got installed without the napari extra" >&2
+    return 1
+  fi
+  local work; work="$(mktemp -d)"
+  local deepmir=.venv-headless/bin/deepmir
+  "$deepmir" synth "$work/bids" --subjects 2 --shape 64 72 20 --voxel-size 2.5 2.5 6 --fine-voxel 1.25 1.25 3
+  "$deepmir" predict --subject "$work/bids/sub-001" --device cpu --out "$work/predict"
+  "$deepmir" cohort "$work/bids" --out "$work/derivatives" --device cpu --workers 1
+  rm -rf "$work"
+  echo "headless check: deepmir predict and cohort ran without napari or Qt"
 }
 
 case "${1:-}" in
@@ -39,6 +59,8 @@ case "${1:-}" in
     need_apt xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 \
       libxcb-randr0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
     setup_python
+    .venv/bin/ruff check src tests benchmarks docs/scripts
+    check_headless
     QT_QPA_PLATFORM=xcb .venv/bin/python -m pytest tests -p no:cacheprovider
     ;;
   *)

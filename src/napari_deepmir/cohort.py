@@ -173,13 +173,10 @@ def run_cohort(
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(process_subject, s, out_dir, model_path, device, overwrite, threads, pure=False) for s in subjects]
-            bar = progress_bar("cohort", total=len(futures), unit="subject") if progress else None
-            for future in as_completed(futures):
-                _collect(future.result(), result, rows, lesion_tables)
-                if bar is not None:
+            with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
+                for future in as_completed(futures):
+                    _collect(future.result(), result, rows, lesion_tables)
                     bar.update(1)
-            if bar is not None:
-                bar.close()
     finally:
         if cluster is not None:
             cluster.close()

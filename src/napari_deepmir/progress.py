@@ -7,11 +7,12 @@ import time
 class _StageLines:
     """tqdm's small interface used here, printing a line when a stage starts and one when it ends."""
 
-    def __init__(self, desc: str, total: int | None, unit: str):
+    def __init__(self, desc: str, total: int | None, unit: str, *, quiet: bool = False):
         self.desc, self.total, self.unit, self.n = desc, total, unit, 0
         self._postfix: dict = {}
-        self._start = time.perf_counter()
-        print(f"{desc}: started", file=sys.stderr, flush=True)
+        self._start = None if quiet else time.perf_counter()
+        if not quiet:
+            print(f"{desc}: started", file=sys.stderr, flush=True)
 
     def update(self, count: int = 1) -> None:
         self.n += count
@@ -41,10 +42,11 @@ class _StageLines:
         self.close()
 
 
-def progress_bar(desc: str, *, total: int | None = None, unit: str = "it"):
-    """A tqdm bar when stderr is a terminal; otherwise :class:`_StageLines` (no thousands of lines in a log)."""
-    if sys.stderr.isatty():
+def progress_bar(desc: str, *, total: int | None = None, unit: str = "it", enabled: bool = True):
+    """A tqdm bar when stderr is a terminal; otherwise :class:`_StageLines` (no thousands of lines in a log);
+    nothing at all when not ``enabled``."""
+    if enabled and sys.stderr.isatty():
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
-    return _StageLines(desc, total, unit)
+    return _StageLines(desc, total, unit, quiet=not enabled)

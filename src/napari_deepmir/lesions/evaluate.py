@@ -11,12 +11,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
 from ..io.bids import subject_id
 from ..io.nifti import is_nifti_path
+from ..progress import progress_bar
 from .components import check_same_grid, class_components, load_label_map
 
 
@@ -137,10 +137,12 @@ def evaluate(truth: str | Path, pred: str | Path, *, progress: bool = False) -> 
     """
     pairs, only_truth, only_pred = _pairs(Path(truth), Path(pred))
     per_subject = []
-    for name, truth_path, pred_path in tqdm(pairs, desc="evaluate", unit="subject", disable=not progress):
-        truth_volume, pred_volume = load_label_map(truth_path), load_label_map(pred_path)
-        check_same_grid(truth_volume, pred_volume, what="prediction")
-        per_subject.append((name, truth_path, pred_path, score_lesions(truth_volume.data, pred_volume.data)))
+    with progress_bar("evaluate", total=len(pairs), unit="subject", enabled=progress) as bar:
+        for name, truth_path, pred_path in pairs:
+            truth_volume, pred_volume = load_label_map(truth_path), load_label_map(pred_path)
+            check_same_grid(truth_volume, pred_volume, what="prediction")
+            per_subject.append((name, truth_path, pred_path, score_lesions(truth_volume.data, pred_volume.data)))
+            bar.update(1)
     report: dict = {
         "rule": "26-connected components per class; a lesion counts when it shares a voxel with one of the same class",
         "n_subjects": len(per_subject),
