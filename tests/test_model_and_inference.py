@@ -1,7 +1,12 @@
 """Model files (safetensors + JSON card) and the inference engine, with tiny real networks."""
 
 import json
+import os
 import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ from napari_deepmir.cli import main
 from napari_deepmir.inference import iter_predict, predict_subject, prepare_input, select_device
 from napari_deepmir.io import InputError, Subject, load_subject
 from napari_deepmir.model.card import ModelCard
-from napari_deepmir.model.files import load_model, model_sha256, save_model
+from napari_deepmir.model.files import load_model, model_sha256, read_card, save_model
 from napari_deepmir.model.registry import list_models, register_model
 from napari_deepmir.model.unet import DeepmirUNet
 
@@ -159,3 +164,204 @@ def test_postprocess_keeps_paramagnetic_lesions_and_drops_calcifications():
     assert labels[spots["calcification"]] == 0 and labels[spots["no QSM data"]] == 0
     without_rule = apply_postprocess(probabilities, subject, card, min_qsm_ppb=-1e9)
     assert without_rule[spots["calcification"]] == 1
+
+
+def _python(script: str, *args) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh Python process that imports this napari_deepmir."""
+    import napari_deepmir
+
+    env = dict(os.environ, PYTHONPATH=str(Path(napari_deepmir.__file__).parents[1]))
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_saving_replaces_a_model_only_when_asked_and_never_a_folder_of_other_things(tmp_path):
+    folder, module, card = tiny(tmp_path)
+    notes = tmp_path / "study"
+    (notes / "sub-01").mkdir(parents=True)
+    (notes / "sub-01" / "notes.txt").write_text("rater 2 disagrees on lesion 4")
+    (notes / "model.json").write_text("{}")  # a card beside other things still is not a model folder
+    before = _tree(notes)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="not a model folder .* never replaced"):
+            save_model(notes, module, card, overwrite=overwrite)
+    assert _tree(notes) == before
+    weights = (folder / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match=f"{folder}: a model is already there; pass --overwrite"):
+        save_model(folder, DeepmirUNet(card.in_channels, 3, 4, 3), card)
+    assert (folder / "model.safetensors").read_bytes() == weights
+    save_model(folder, DeepmirUNet(card.in_channels, 3, 4, 3), card, overwrite=True)
+    assert (folder / "model.safetensors").read_bytes() != weights
+    (tmp_path / "empty").mkdir()
+    assert load_model(save_model(tmp_path / "empty", module, card)).card.name == "tiny"
+
+
+KILLED_SAVE = """
+import os, sys
+import torch
+from napari_deepmir.model import files
+from napari_deepmir.model.files import read_card, save_model
+from napari_deepmir.model.unet import DeepmirUNet
+
+real_replace = os.replace
+
+def replace_then_die(source, target):
+    real_replace(source, target)
+    if str(target).endswith(".old"):
+        os._exit(9)  # killed right after the first rename: no clean-up runs
+
+if sys.argv[2] == "kill":
+    files.os.replace = replace_then_die
+card = read_card(sys.argv[1])
+torch.manual_seed(1)
+save_model(sys.argv[1], DeepmirUNet(card.in_channels, 3, 4, 3), card, overwrite=True)
+"""
+
+
+def test_a_save_killed_between_its_two_renames_keeps_the_previous_model(tmp_path):
+    folder, _, _ = tiny(tmp_path)
+    weights = (folder / "model.safetensors").read_bytes()
+    killed = _python(KILLED_SAVE, folder, "kill")
+    assert killed.returncode == 9
+    assert not folder.exists() and (tmp_path / ".tiny.old").is_dir()  # the kill window, as the killed run left it
+    [staging] = tmp_path.glob(".tiny.tmp.*")
+    assert read_card(folder).name == "tiny"  # put back where the user expects it
+    assert (folder / "model.safetensors").read_bytes() == weights and not (tmp_path / ".tiny.old").exists()
+    assert load_model(folder).card.name == "tiny"
+    stranger = tmp_path / ".other.tmp.1.abcd"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("not ours")
+
+    assert _python(KILLED_SAVE, folder, "save").returncode == 0  # the next run saving there
+    assert not staging.exists(), "the killed run's staging folder is cleaned up"
+    assert (stranger / "notes.txt").exists(), "a folder holding other files is never deleted"
+    assert (folder / "model.safetensors").read_bytes() != weights and load_model(folder).card.name == "tiny"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_model_and_checkpoint_files_follow_the_umask(tmp_path, umask):
+    from napari_deepmir.training.checkpoint import save_checkpoint
+
+    previous = os.umask(umask)
+    try:
+        folder, module, card = tiny(tmp_path)
+        save_model(folder, module, card, overwrite=True)  # the replacing path too
+        checkpoint = tmp_path / ".tiny.checkpoint"
+        save_checkpoint(checkpoint, module, torch.optim.AdamW(module.parameters()), {"step": 0})
+        save_checkpoint(checkpoint, module, torch.optim.AdamW(module.parameters()), {"step": 1})
+    finally:
+        os.umask(previous)
+    for made in (folder, checkpoint):
+        assert made.stat().st_mode & 0o777 == 0o777 & ~umask
+        assert sorted(p.stat().st_mode & 0o777 for p in made.iterdir()) == [0o666 & ~umask] * 2
+
+
+def _hostile_models(tmp_path) -> dict:
+    """Model folders whose card or weights are broken or hostile, each with the refusal expected."""
+    from safetensors.torch import load_file, save_file
+
+    folder, _, _ = tiny(tmp_path, "good")
+    good_card = json.loads((folder / "model.json").read_text())
+    tensors = load_file(str(folder / "model.safetensors"))
+    first = "encoders.0.0.weight"
+
+    def card_with(**changes):
+        return {**good_card, **changes}
+
+    cards = {
+        "depth-60": (card_with(architecture={"base_filters": 4, "depth": 60, "context_slices": 1}), "architecture.depth must be in 2..8"),
+        "base-filters-100000": (card_with(architecture={"base_filters": 100000, "depth": 3, "context_slices": 1}), "base_filters must be in 1..256"),
+        "context-slices-1e7": (card_with(architecture={"base_filters": 4, "depth": 3, "context_slices": 1e7}), "context_slices must be an integer"),
+        "in-range-but-not-these-weights": (card_with(architecture={"base_filters": 256, "depth": 8, "context_slices": 1}), "weights do not fit the model card"),
+        "spacing-0.2": (card_with(spacing_mm=[0.2, 0.2, 0.4]), r"spacing_mm \(x\) must be in 0.3..5"),
+        "nan-threshold": (card_with(postprocess={**good_card["postprocess"], "min_probability": float("nan")}), "min_probability must be in 0..1"),
+        "empty-card": ({}, "missing fields"),
+        "list-card": ([], "a model card is a JSON object"),
+        "depth-as-text": (card_with(architecture={"base_filters": 4, "depth": "3", "context_slices": 1}), "depth must be an integer"),
+        "extra-class": (card_with(classes={**good_card["classes"], "3": "tumour"}), "classes must be one of"),
+    }
+    models = {}
+    for name, (card, expected) in cards.items():
+        models[name] = (tmp_path / name, expected)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+        (tmp_path / name / "model.json").write_text(json.dumps(card))
+    (tmp_path / "not-json").mkdir()
+    (tmp_path / "not-json" / "model.json").write_text("{ this is not JSON")
+    models["not-json"] = (tmp_path / "not-json", "not readable JSON")
+    for name, changed, expected, keep_sha in (
+        ("nan-weights", {first: torch.full_like(tensors[first], float("nan"))}, "hold NaN or infinite values", False),
+        ("int-weights", {first: tensors[first].to(torch.int32)}, f"tensor {first} has dtype I32", False),
+        ("tampered-weights", {first: tensors[first] + 1}, "SHA-256 differs", True),
+    ):
+        target = tmp_path / name
+        target.mkdir()
+        save_file({**tensors, **changed}, str(target / "model.safetensors"))
+        sha = good_card["sha256"] if keep_sha else model_sha256(target)
+        (target / "model.json").write_text(json.dumps(card_with(sha256=sha)))
+        models[name] = (target, expected)
+    return models
+
+
+LOAD_EACH = r"""
+import json, re, resource, sys, time
+import torch, safetensors.torch
+from napari_deepmir.io import InputError
+from napari_deepmir.model import unet
+from napari_deepmir.model.files import load_model
+
+def peak_reset_kib():
+    # Linux: reset the peak resident memory and return the current one (KiB); elsewhere the peak so far
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return int(re.search(r"VmRSS:\s+(\d+)", open("/proc/self/status").read()).group(1))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_kib():
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+results = {}
+for folder in sys.argv[1:]:
+    before = peak_reset_kib()
+    started = time.perf_counter()
+    try:
+        load_model(folder)
+        message = "loaded"
+    except InputError as error:
+        message = str(error)
+    results[folder] = [message, time.perf_counter() - started, (peak_kib() - before) / 1024]
+print(json.dumps(results))
+"""
+
+
+def test_a_hostile_model_card_is_refused_in_under_a_second_and_200_mb(tmp_path):
+    """Cards asking for huge networks or grids, NaN thresholds, empty or malformed cards, NaN, integer or
+    tampered weights: each an InputError naming the file, before anything big is allocated. Measured in a
+    fresh process with torch imported: the time of each refusal and the growth of the peak memory."""
+    models = _hostile_models(tmp_path)
+    run = _python(LOAD_EACH, *(folder for folder, _ in models.values()))
+    assert run.returncode == 0, run.stderr
+    measured = json.loads(run.stdout)
+    print("\nrefusal: seconds, peak memory growth MiB: "
+          + ", ".join(f"{Path(f).name} {s:.3f} {m:.1f}" for f, (_, s, m) in measured.items()))
+    for name, (folder, expected) in models.items():
+        message, seconds, growth_mib = measured[str(folder)]
+        assert message.startswith(str(folder)) and re.search(expected, message), (name, message)
+        assert "\n" not in message and seconds < 1.0 and growth_mib < 200, (name, seconds, growth_mib)
+
+
+def test_a_card_without_its_weights_hash_loads_with_a_warning(tmp_path):
+    folder, _, _ = tiny(tmp_path)
+    card = json.loads((folder / "model.json").read_text())
+    del card["sha256"]  # a hand-made card
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.warns(UserWarning, match="no sha256 recorded"):
+        assert load_model(folder).card.name == "tiny"

@@ -1,6 +1,7 @@
 """Trainer: loss goes down, models are written atomically, stop keeps the best, seeds and resume reproduce."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -82,15 +83,15 @@ def test_a_crash_while_saving_leaves_the_previous_model_intact(base_model, stron
     out = tmp_path / "model"
     shutil.copytree(base_model, out)
     before = _files_digest(out)
-    real_save = safetensors.torch.save_file
+    real_save = safetensors.torch.save
 
-    def save_then_fail(tensors, filename, *args, **kwargs):
-        real_save(tensors, filename, *args, **kwargs)  # the file is half-way to its place when the "power fails"
+    def save_then_fail(tensors, *args, **kwargs):
+        real_save(tensors, *args, **kwargs)  # the weights are serialised when the "disk fills up"
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
+    monkeypatch.setattr(safetensors.torch, "save", save_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        train(TrainingConfig(out=out, data=[strong_data], steps=3, val_share=0.0, **TINY))
+        train(TrainingConfig(out=out, data=[strong_data], steps=3, val_share=0.0, overwrite=True, **TINY))
     monkeypatch.undo()
     assert _files_digest(out) == before
     assert load_model(out, "cpu").card.name == load_model(base_model, "cpu").card.name
@@ -182,3 +183,71 @@ def test_finetuning_on_two_subjects_of_a_shifted_domain_finds_clearly_more(tmp_p
     print(f"\nlesion-wise F1 on 3 shifted-domain subjects: base {before}, fine-tuned {after}")
     assert after["iron"] >= before["iron"] + 0.5  # the lesion kind the base never saw is found
     assert after["cmb"] >= before["cmb"] - 0.05  # without losing the microbleeds
+
+
+TINY_ARGS = ["--base-filters", "4", "--depth", "3", "--context-slices", "1", "--spacing", "1", "1", "2", "--patch-size", "32",
+             "--batch-size", "4", "--val-share", "0", "--device", "cpu"]
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_replaces_a_model_only_with_overwrite_and_never_a_folder_of_other_things(strong_data, tmp_path, capsys):
+    import shutil
+
+    from napari_deepmir.cli import main
+    from napari_deepmir.model.files import load_model
+
+    study = tmp_path / "study"
+    shutil.copytree(strong_data / "sub-strong00", study / "sub-strong00")
+    (study / "notes.md").write_text("lesion 3 is a vein")
+    before = _tree(study)
+    for command in (["train"], ["train", "--overwrite"], ["finetune", "--overwrite"]):
+        # --data does not exist: the folder is refused before any data is read, let alone trained on
+        code = main([*command, "--data", str(tmp_path / "no-such-data"), "--out", str(study), "--steps", "2", "--device", "cpu"])
+        error = capsys.readouterr().err
+        last_line = error.strip().splitlines()[-1]
+        assert code == 2 and last_line.startswith(f"deepmir {command[0]}: error: {study}: not a model folder") and "Traceback" not in error
+    assert _tree(study) == before
+
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", *TINY_ARGS]) == 0
+    first = _tree(model)
+    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", *TINY_ARGS]) == 2
+    assert f"{model}: a model is already there; pass --overwrite to replace it" in capsys.readouterr().err
+    assert _tree(model) == first
+    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", "--overwrite", *TINY_ARGS]) == 0
+    assert _tree(model) != first and load_model(model).card.training["seed"] == 1
+
+
+def test_resuming_from_a_corrupt_or_foreign_checkpoint_is_a_clear_error(strong_data, tmp_path, capsys):
+    from napari_deepmir.cli import main
+    from napari_deepmir.model.unet import DeepmirUNet
+    from napari_deepmir.training.checkpoint import save_checkpoint
+
+    out, checkpoint = tmp_path / "model", tmp_path / ".model.checkpoint"
+    run = iter_train(TrainingConfig(out=out, data=[strong_data], steps=6, val_share=0.0, checkpoint_every=2, **TINY))
+    for report in run:
+        if report.step == 3:
+            break
+    run.close()
+    tensors, state = checkpoint / "checkpoint.safetensors", checkpoint / "checkpoint.json"
+    good_tensors, good_state = tensors.read_bytes(), state.read_text()
+    resume = ["train", "--data", str(strong_data), "--out", str(out), "--steps", "6", "--resume", *TINY_ARGS]
+
+    tensors.write_bytes(good_tensors[: len(good_tensors) // 2])  # truncated by a full disk
+    assert main(resume) == 2
+    assert f"{tensors}: corrupt checkpoint" in capsys.readouterr().err
+    tensors.write_bytes(good_tensors)
+    state.write_text(good_state.replace('"step": 2', '"step": "two"'))
+    assert main(resume) == 2
+    assert f"{state}: corrupt checkpoint (missing or invalid step)" in capsys.readouterr().err
+    state.write_text(good_state[:-20])
+    assert main(resume) == 2
+    assert f"{state}: corrupt checkpoint" in capsys.readouterr().err
+    other = DeepmirUNet(9, 3, base_filters=8, depth=3)  # a checkpoint of another network
+    save_checkpoint(checkpoint, other, torch.optim.AdamW(other.parameters()), json.loads(good_state))
+    assert main(resume) == 2
+    error = capsys.readouterr().err
+    assert error.strip().splitlines()[-1].startswith(f"deepmir train: error: {tensors}: corrupt checkpoint, or one of another model")

@@ -54,6 +54,7 @@ def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float
     group.add_argument("--data-workers", type=int, default=None, help="processes preparing batches (default: 0 on CPU, cores-2 up to 8 beside a GPU)")
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
+    group.add_argument("--overwrite", action="store_true", help="replace a model already at --out (other folders are never replaced)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,7 +242,7 @@ def _training_config(args: argparse.Namespace, **extra):
     return TrainingConfig(
         out=args.out, data=list(args.data), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         patch_size=args.patch_size, val_share=args.val_share, eval_every=args.eval_every, patience=args.patience, max_minutes=args.max_minutes,
-        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume, data_workers=args.data_workers,
+        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume, overwrite=args.overwrite, data_workers=args.data_workers,
         command="deepmir " + " ".join(sys.argv[1:]), **extra,
     )
 

@@ -1,15 +1,60 @@
-"""The model card: everything needed to use a model correctly, stored as JSON beside its weights."""
+"""The model card: everything needed to use a model correctly, stored as JSON beside its weights.
+
+A card is checked against its schema whenever one is made (:meth:`ModelCard.from_dict` or the
+constructor): types, and ranges that keep a card from asking for absurd networks or working grids.
+A card that breaks them raises ``ValueError`` or ``TypeError`` naming the field; unknown keys inside ``architecture``,
+``normalisation`` and ``postprocess`` are refused rather than silently ignored.
+"""
 
 import datetime
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ..conventions import CLASS_NAMES, MODALITIES
 
 FORMAT_VERSION = 1
 
+#: Allowed range of each architecture value (inclusive).
+ARCHITECTURE_RANGES = {"base_filters": (1, 256), "depth": (2, 8), "context_slices": (0, 8)}
+#: Allowed working-grid spacing (mm, inclusive).
+SPACING_RANGE_MM = (0.3, 5.0)
+#: Allowed range of each post-processing value; ``min_qsm_ppb`` may also be None (no QSM rule).
+POSTPROCESS_RANGES = {"min_volume_mm3": (0.0, 1000.0), "min_probability": (0.0, 1.0), "min_qsm_ppb": (-1000.0, 1000.0)}
+#: Allowed robust z-score clip.
+CLIP_RANGE = (0.1, 100.0)
+#: The class layouts a model may have: the project's multiclass labels, or a single lesion class.
+CLASS_LAYOUTS = (
+    {"0": "background", **{str(k): v for k, v in CLASS_NAMES.items()}},
+    *({"0": "background", "1": name} for name in CLASS_NAMES.values()),
+)
+#: Card fields a model file must state (the others are provenance and have defaults).
+REQUIRED = ("architecture", "modalities", "classes", "spacing_mm", "normalisation", "postprocess", "format_version")
+
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(where: str, value, low: float, high: float, *, integer: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    if not (isinstance(value, int) and not isinstance(value, bool) if integer else _is_number(value)):
+        raise ValueError(f"{where} must be {kind}, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{where} must be in {low:g}..{high:g}, got {value!r}")
+
+
+def _check_keys(where: str, value, allowed, required=()) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{where} must be an object, got {value!r}")
+    unknown, missing = sorted(set(value) - set(allowed)), [k for k in required if k not in value]
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown} (known: {list(allowed)})")
+    if missing:
+        raise ValueError(f"{where}: missing keys {missing}")
 
 
 @dataclass
@@ -19,7 +64,7 @@ class ModelCard:
     name: str = "deepmir"
     architecture: dict = field(default_factory=lambda: {"base_filters": 16, "depth": 5, "context_slices": 1})
     modalities: list = field(default_factory=lambda: list(MODALITIES))
-    classes: dict = field(default_factory=lambda: {"0": "background", **{str(k): v for k, v in CLASS_NAMES.items()}})
+    classes: dict = field(default_factory=lambda: dict(CLASS_LAYOUTS[0]))
     #: Working grid of the network: in-plane x, y and slice spacing (mm), after reorientation to RAS.
     spacing_mm: list = field(default_factory=lambda: [1.0, 1.0, 2.0])
     normalisation: dict = field(default_factory=lambda: {"method": "robust-z", "clip": 8.0})
@@ -32,9 +77,38 @@ class ModelCard:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self):
+        for name in ("name", "description", "created"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be text, got {getattr(self, name)!r}")
+        for name in ("training", "metrics"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be an object, got {getattr(self, name)!r}")
+        if self.parent is not None and not isinstance(self.parent, dict):
+            raise ValueError(f"parent must be an object or null, got {self.parent!r}")
+        _check_number("format_version", self.format_version, 1, FORMAT_VERSION, integer=True)
+        _check_keys("architecture", self.architecture, ARCHITECTURE_RANGES, ARCHITECTURE_RANGES)
+        for key, (low, high) in ARCHITECTURE_RANGES.items():
+            _check_number(f"architecture.{key}", self.architecture[key], low, high, integer=True)
+        modalities = self.modalities if isinstance(self.modalities, (list, tuple)) else [None]
+        if not all(m in MODALITIES for m in modalities) or len(set(modalities)) != len(modalities) or "swi" not in modalities:
+            raise ValueError(f"modalities must be distinct names among {list(MODALITIES)}, SWI among them; got {self.modalities!r}")
         self.modalities = [m for m in MODALITIES if m in self.modalities]
-        if "swi" not in self.modalities:
-            raise ValueError(f"model {self.name!r}: SWI is required among the modalities, got {self.modalities}")
+        if self.classes not in CLASS_LAYOUTS:
+            raise ValueError(f"classes must be one of {CLASS_LAYOUTS}, got {self.classes!r}")
+        if not isinstance(self.spacing_mm, (list, tuple)) or len(self.spacing_mm) != 3:
+            raise ValueError(f"spacing_mm must be 3 numbers (x, y, slice), got {self.spacing_mm!r}")
+        for axis, value in zip("xyz", self.spacing_mm):
+            _check_number(f"spacing_mm ({axis})", value, *SPACING_RANGE_MM)
+        self.spacing_mm = [float(v) for v in self.spacing_mm]
+        _check_keys("normalisation", self.normalisation, ("method", "clip"), ("method",))
+        if self.normalisation["method"] != "robust-z":
+            raise ValueError(f"normalisation.method must be 'robust-z', got {self.normalisation['method']!r}")
+        if "clip" in self.normalisation:
+            _check_number("normalisation.clip", self.normalisation["clip"], *CLIP_RANGE)
+        _check_keys("postprocess", self.postprocess, POSTPROCESS_RANGES, ("min_probability",))
+        for key, value in self.postprocess.items():
+            if not (key == "min_qsm_ppb" and value is None):
+                _check_number(f"postprocess.{key}", value, *POSTPROCESS_RANGES[key])
 
     @property
     def context_slices(self) -> int:
@@ -54,5 +128,11 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
+        """A card from its JSON object, which must state every field in :data:`REQUIRED`."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a model card is a JSON object, got {type(data).__name__}")
+        missing = [k for k in REQUIRED if k not in data]
+        if missing:
+            raise ValueError(f"missing fields {missing}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..io.atomic import write_text_atomic
 from ..io.errors import InputError
 from .card import ModelCard
-from .files import CARD, model_folder, read_card
+from .files import CARD, model_folder, read_card, recover_folder
 
 
 @dataclass
@@ -62,7 +62,7 @@ def list_models() -> list[ModelEntry]:
     candidates = [default_model_path()]
     users = user_models_dir()
     if users.is_dir():
-        candidates += sorted(p.parent for p in users.glob(f"*/{CARD}"))
+        candidates += sorted(p.parent for p in users.glob(f"*/{CARD}") if not p.parent.name.startswith("."))  # not staging copies
     candidates += _registered_paths()
     entries, seen = [], set()
     for folder in candidates:
@@ -81,7 +81,7 @@ def list_models() -> list[ModelEntry]:
 
 def resolve_model(path: str | Path | None) -> Path:
     """A model folder from a user's choice; None means the shipped default."""
-    folder = default_model_path() if path is None else model_folder(path)
+    folder = default_model_path() if path is None else recover_folder(model_folder(path))
     if not (folder / CARD).exists():
         if path is None:
             raise InputError(folder, "the shipped default model is missing from this installation")

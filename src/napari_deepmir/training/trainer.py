@@ -4,6 +4,8 @@
 a GUI runs it in a worker and stops it by closing the generator. :func:`train` runs it to the end.
 The model is written only through ``model.files.save_model`` (atomic), each time validation improves
 (best-model keeping), so a crash or a stop leaves the best model so far and never touches the base.
+The output folder is checked before anything else: it must be new or empty, or a model that the run
+may replace (``overwrite``, or the run's own model when resuming from its checkpoint).
 """
 
 import copy
@@ -39,6 +41,7 @@ class TrainingConfig:
 
     ``base``: a model to fine-tune (its architecture and working grid are kept); without it a new
     network is built from ``base_filters``, ``depth``, ``context_slices``, ``modalities``, ``spacing_mm``.
+    ``overwrite``: replace a model already at ``out`` (a folder holding anything else is never replaced).
     ``patience``: validations without improvement before stopping early (0: never); ``max_minutes``:
     a wall-time budget, after which the run validates once more and ends (the learning rate anneals
     by steps or by time, whichever is further along). ``data_workers``: processes
@@ -72,6 +75,7 @@ class TrainingConfig:
     tune_threshold: bool = True
     checkpoint_every: int = 50
     resume: bool = False
+    overwrite: bool = False
     data_workers: int | None = None
     command: str | None = None
 
@@ -179,12 +183,15 @@ def _new_card(config: TrainingConfig):
     from ..model.card import ModelCard
 
     extra = {} if config.spacing_mm is None else {"spacing_mm": list(config.spacing_mm)}
-    return ModelCard(
-        name=config.name or Path(config.out).name,
-        architecture={"base_filters": config.base_filters, "depth": config.depth, "context_slices": config.context_slices},
-        modalities=list(config.modalities),
-        **extra,
-    )
+    try:
+        return ModelCard(
+            name=config.name or Path(config.out).name,
+            architecture={"base_filters": config.base_filters, "depth": config.depth, "context_slices": config.context_slices},
+            modalities=list(config.modalities),
+            **extra,
+        )
+    except (ValueError, TypeError) as error:
+        raise InputError(config.out, f"cannot make this model: {error}") from None
 
 
 def _initial_model(config: TrainingConfig, device):
@@ -234,12 +241,16 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
     full volumes and scores them lesion-wise; an improvement of the mean F1 saves the model at once.
     """
     from ..inference import select_device
-    from ..model.files import load_model
+    from ..model.files import check_model_destination, load_model
 
     started = time.perf_counter()
     config = dataclasses.replace(config, out=Path(config.out), base=None if config.base is None else Path(config.base))
     if config.base is not None and config.out.resolve() == config.base.resolve():
         raise InputError(config.out, "the output folder is the base model; write the fine-tuned model to another folder")
+    checkpoint_dir = config.out.parent / f".{config.out.name}.checkpoint"
+    resuming = config.resume and has_checkpoint(checkpoint_dir)
+    may_replace = config.overwrite or resuming  # a resumed run's model at ``out`` is its own
+    check_model_destination(config.out, may_replace)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
     module, card, parent = _initial_model(config, device)
@@ -252,7 +263,6 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
     for group in optimizer.param_groups:
         group["lr"] = config.lr * _schedule(0, config.steps, warmup)
     loss_fn = LesionLoss().to(device)
-    checkpoint_dir = config.out.parent / f".{config.out.name}.checkpoint"
 
     card.training = {
         "data": [str(p) for p in config.data] + [f"in-memory:{s.name}" for s, _ in config.samples],
@@ -272,8 +282,8 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
 
     state = {"step": 0, "best_score": -math.inf, "best_step": 0, "base_metrics": None, "best_metrics": None,
              "since_best": 0, "losses": [], "saved": False, "stopped_early": False, "threshold": card.postprocess["min_probability"]}
-    if config.resume and has_checkpoint(checkpoint_dir):
-        state.update(load_checkpoint(checkpoint_dir, module, optimizer))
+    if resuming:
+        state.update(load_checkpoint(checkpoint_dir, module, optimizer, state))
     elif val_subjects:
         metrics, threshold = _validate(module, card, val_subjects, device, tune_threshold=False)
         state["base_metrics"] = metrics
@@ -312,7 +322,7 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
                 report.metrics, report.score = metrics, validation_score(metrics)
                 if report.score > state["best_score"]:
                     state.update(best_score=report.score, best_step=step + 1, best_metrics=metrics, since_best=0, threshold=threshold)
-                    _record_and_save(module, card, config.out, state, len(val_subjects))
+                    _record_and_save(module, card, config.out, state, len(val_subjects), may_replace)
                     report.saved = True
                 else:
                     state["since_best"] += 1
@@ -333,7 +343,7 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
             state["best_step"] = state["step"]
             if config.tune_threshold and not val_subjects:  # a stale threshold would hide what was learnt
                 _, state["threshold"] = _validate(module, card, train_subjects[:THRESHOLD_SUBJECTS], device, True)
-        _record_and_save(module, card, config.out, state, len(val_subjects))
+        _record_and_save(module, card, config.out, state, len(val_subjects), may_replace)
     if not stopped:
         for name in (TENSORS, STATE):
             (checkpoint_dir / name).unlink(missing_ok=True)
@@ -341,15 +351,16 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
             checkpoint_dir.rmdir()
 
 
-def _record_and_save(module, card, out: Path, state: dict, n_validation: int) -> None:
-    """Write ``module`` with the card updated from ``state`` (threshold, metrics before/after, steps)."""
+def _record_and_save(module, card, out: Path, state: dict, n_validation: int, may_replace: bool) -> None:
+    """Write ``module`` with the card updated from ``state`` (threshold, metrics before/after, steps);
+    a model at ``out`` is replaced if ``may_replace`` or if this run saved it."""
     from ..model.files import save_model
 
     card.postprocess["min_probability"] = state["threshold"]
     card.metrics = {"validation_before": state["base_metrics"], "validation_after": state["best_metrics"],
                     "best_step": state["best_step"], "n_validation_subjects": n_validation}
     card.training["steps_run"] = state["step"]
-    save_model(out, module, card)
+    save_model(out, module, card, overwrite=may_replace or state["saved"])
     state["saved"] = True
 
 
