@@ -23,7 +23,7 @@ _MAD_TO_SD = 1.4826
 #: Brain-mask dilation (working voxels) kept around the brain when zeroing the background.
 _MASK_MARGIN = 2
 #: Peak probability a component needs where the QSM has no data to confirm it (model cards may override).
-MIN_PROBABILITY_NO_QSM = 0.5
+MIN_PROBABILITY_NO_QSM = 0.8
 _LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 
 
