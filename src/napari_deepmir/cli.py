@@ -24,6 +24,7 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
     group.add_argument("--qsm", type=Path, help="QSM NIfTI file (ppm or ppb)")
     group.add_argument("--t2", type=Path, help="T2-weighted NIfTI file")
     group.add_argument("--qsm-units", choices=("auto", "ppm", "ppb", "si"), default="auto", help="units of the QSM file (default: detect)")
+    group.add_argument("--mask", type=Path, help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)")
 
 
 def _load_subject_from_args(args: argparse.Namespace):
@@ -32,10 +33,24 @@ def _load_subject_from_args(args: argparse.Namespace):
     if args.subject is not None:
         if args.swi or args.qsm or args.t2:
             raise InputError(args.subject, "give either --subject or --swi/--qsm/--t2, not both")
-        return load_subject_dir(args.subject, qsm_units=args.qsm_units)
-    if args.swi is None:
+        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units)
+    elif args.swi is None:
         raise InputError(None, "an SWI image is required: give --swi FILE or --subject DIR")
-    return load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
+    else:
+        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
+    if args.mask is not None:
+        _use_brain_mask(subject, args.mask)
+    return subject
+
+
+def _use_brain_mask(subject, path: Path) -> None:
+    """The user's brain mask replaces the estimated whole brain; normalisation keeps to the part of the
+    estimated mask (the QSM's support) inside it."""
+    from .io.mask import load_brain_mask
+
+    mask = load_brain_mask(path, subject)
+    subject.whole_brain = mask
+    subject.mask = subject.mask & mask if (subject.mask & mask).any() else mask
 
 
 def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:

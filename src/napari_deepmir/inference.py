@@ -22,6 +22,8 @@ from .io import InputError, Subject
 _MAD_TO_SD = 1.4826
 #: Brain-mask dilation (working voxels) kept around the brain when zeroing the background.
 _MASK_MARGIN = 2
+#: Peak probability a component needs where the QSM has no data to confirm it (model cards may override).
+MIN_PROBABILITY_NO_QSM = 0.8
 _LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 
 
@@ -67,7 +69,10 @@ def _resample_zoom(array: np.ndarray, zoom: np.ndarray, shape, order: int) -> np
 
 
 def prepare_input(subject: Subject, card) -> PreparedInput:
-    """Reorient, resample to ``card.spacing_mm`` and normalise the modalities the model needs."""
+    """Reorient, resample to ``card.spacing_mm`` and normalise the modalities the model needs.
+
+    Statistics come from ``subject.mask``; the network sees ``subject.whole_brain`` (with the cortex an
+    eroded QSM leaves out) plus a margin, zero beyond, and a QSM channel of 0 where the QSM has no data."""
     from nibabel.orientations import io_orientation
 
     missing = [m for m in card.modalities if getattr(subject, m) is None]
@@ -87,16 +92,19 @@ def prepare_input(subject: Subject, card) -> PreparedInput:
     def to_working(data: np.ndarray, order: int) -> np.ndarray:
         return _resample_zoom(_reorient(np.asarray(data, np.float32), orientation), zoom, working_shape, order)
 
-    brain = to_working(subject.mask, 1) > 0.5
-    if not brain.any():
+    reference = to_working(subject.mask, 1) > 0.5
+    brain = (to_working(subject.whole_brain, 1) > 0.5) | reference
+    if not reference.any():
         raise InputError(subject.paths.get("swi"), "no brain found in the SWI image (the brain mask is empty)")
     keep = ndimage.binary_dilation(brain, iterations=_MASK_MARGIN)
     clip = float(card.normalisation.get("clip", 8.0))
     channels = np.empty((len(card.modalities), *working_shape), np.float32)
     for index, modality in enumerate(card.modalities):
         image = to_working(subject.modality(modality), 1)
-        channels[index] = robust_z(image, brain, clip)
+        channels[index] = robust_z(image, reference, clip)
         channels[index][~keep] = 0
+        if modality == "qsm":  # no data (0 in the file, e.g. beyond an eroded mask) stays 0, as in training
+            channels[index][to_working(subject.qsm != 0, 1) < 0.5] = 0
     return PreparedInput(channels, brain, subject.shape, orientation, canonical_shape, zoom)
 
 
@@ -230,23 +238,27 @@ def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:
 
 
 def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_probability: float | None = None,
-                      min_qsm_ppb: float | None = None) -> np.ndarray:
-    """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected), each given
-    the class with the larger summed probability; components below ``min_volume_mm3``, whose peak
-    lesion probability is below ``min_probability``, or (with QSM) whose mean susceptibility is less
-    than ``min_qsm_ppb`` above the brain's median are dropped: microbleeds and iron deposits are
-    paramagnetic, so a diamagnetic spot (a calcification) or one without susceptibility (noise) is
-    not one of them. The median makes the rule indifferent to the QSM's reference offset; voxels
-    where the QSM has no data (0, e.g. beyond an eroded brain mask) do not count, and a component
-    with none cannot be shown to be paramagnetic: it is dropped (keeping them added false positives
-    and found nothing more on the calibration subjects)."""
+                      min_qsm_ppb: float | None = None, min_probability_no_qsm: float | None = None) -> np.ndarray:
+    """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected) touching
+    ``subject.whole_brain``, each given the class with the larger summed probability; components below
+    ``min_volume_mm3`` or whose peak lesion probability is below ``min_probability`` are dropped.
+    With QSM, a component is dropped when its mean susceptibility is less than ``min_qsm_ppb`` above the
+    brain's median: microbleeds and iron deposits are paramagnetic, so a diamagnetic spot (a
+    calcification) or one without susceptibility (noise) is not one of them. The median makes the rule
+    indifferent to the QSM's reference offset; voxels where the QSM has no data (0, e.g. beyond an
+    eroded brain mask) do not count. A component with none (a lobar microbleed at the cortex) cannot be
+    confirmed: it is kept if its peak probability reaches ``min_probability_no_qsm`` (stricter), and the
+    lesion table reports it as not confirmed by QSM."""
     from .lesions.components import CONNECTIVITY_26
 
+    postprocess = card.postprocess
     if min_probability is None:
-        min_probability = float(card.postprocess.get("min_probability", 0.5))
+        min_probability = float(postprocess.get("min_probability", 0.5))
     if min_qsm_ppb is None:
-        min_qsm_ppb = card.postprocess.get("min_qsm_ppb")
-    min_voxels = float(card.postprocess.get("min_volume_mm3", 0.0)) / float(np.prod(subject.spacing))
+        min_qsm_ppb = postprocess.get("min_qsm_ppb")
+    if min_probability_no_qsm is None:
+        min_probability_no_qsm = float(postprocess.get("min_probability_no_qsm", MIN_PROBABILITY_NO_QSM))
+    min_voxels = float(postprocess.get("min_volume_mm3", 0.0)) / float(np.prod(subject.spacing))
     foreground = probabilities.argmax(axis=0) > 0
     components, count = ndimage.label(foreground, structure=CONNECTIVITY_26)
     labels = np.zeros(foreground.shape, np.uint8)
@@ -254,17 +266,19 @@ def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_
         return labels
     index = np.arange(1, count + 1)
     sizes = ndimage.sum_labels(foreground, components, index)
-    peaks = ndimage.maximum(1.0 - probabilities[0], components, index)
+    peaks = np.asarray(ndimage.maximum(1.0 - probabilities[0], components, index))
     cmb = ndimage.sum_labels(probabilities[1], components, index)
     iron = ndimage.sum_labels(probabilities[2], components, index)
-    keep = (sizes >= min_voxels) & (np.asarray(peaks) >= min_probability)
+    in_brain = np.asarray(ndimage.maximum(subject.whole_brain, components, index)) > 0
+    keep = (sizes >= min_voxels) & (peaks >= min_probability) & in_brain
     if min_qsm_ppb is not None and subject.qsm is not None:
         measured = (subject.qsm != 0) & np.isfinite(subject.qsm)  # QSM is 0 where it has no data (brain edge)
         reference = float(np.median(subject.qsm[measured])) if measured.any() else 0.0
         qsm = np.where(measured, subject.qsm, 0.0)
         with_data = np.asarray(ndimage.sum_labels(measured, components, index))
         mean = np.asarray(ndimage.sum_labels(qsm, components, index)) / np.maximum(with_data, 1)
-        keep &= (with_data > 0) & (mean - reference >= float(min_qsm_ppb))
+        confirmed = (with_data > 0) & (mean - reference >= float(min_qsm_ppb))
+        keep &= confirmed | ((with_data == 0) & (peaks >= min_probability_no_qsm))
     classes = np.where(iron > cmb, 2, 1).astype(np.uint8) * keep
     lookup = np.concatenate([[0], classes]).astype(np.uint8)
     return lookup[components]

@@ -9,7 +9,7 @@ import numpy as np
 from ..conventions import BIDS_SUFFIXES, MODALITIES
 from .bids import find_subject_files, subject_id
 from .errors import InputError
-from .mask import MIN_COVERAGE, brain_mask, coverage
+from .mask import MIN_COVERAGE, brain_mask, coverage, whole_brain_mask
 from .nifti import Volume, load_volume, voxel_sizes
 from .qsm_units import QSM_UNITS, check_qsm_units, detect_qsm_units, to_ppb
 from .resample import resample_volume_to
@@ -58,6 +58,11 @@ class Subject:
     def mask(self) -> np.ndarray:
         """Brain mask on the SWI grid (estimated, see :func:`brain_mask`)."""
         return brain_mask(self.swi, self.qsm)
+
+    @cached_property
+    def whole_brain(self) -> np.ndarray:
+        """The brain including the cortex an eroded QSM leaves out (see :func:`whole_brain_mask`)."""
+        return whole_brain_mask(self.swi, self.qsm, self.spacing)
 
 
 def load_subject(

@@ -11,7 +11,7 @@ import pandas as pd
 from ..conventions import CLASS_NAMES, LOCATION_NAMES
 from .components import class_components
 from .features import region_features
-from .guidance import judge, location_name
+from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, judge, location_name
 
 #: Column -> (description, units) for the lesion table and its sidecar.
 COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -32,6 +32,8 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "qsm_mean_ppb": ("Mean magnetic susceptibility in the lesion", "ppb"),
     "qsm_peak_ppb": ("Extreme susceptibility on the side of the mean (maximum when paramagnetic)", "ppb"),
     "qsm_core_ppb": ("Mean susceptibility in the darkest quarter of the lesion on SWI (its source)", "ppb"),
+    "qsm_coverage": ("Share of the lesion's voxels where the QSM has data (an eroded QSM mask leaves the cortex out)", None),
+    "qsm_confirmed": ("Whether QSM shows the lesion paramagnetic: yes, no, or no QSM data (not confirmed)", None),
     "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
     "probability_mean": ("Mean model probability of the lesion's class inside it", None),
     "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
@@ -101,9 +103,23 @@ def measure_lesions(labels: np.ndarray, subject=None, *, affine: np.ndarray | No
         judge(row, row.get("location") if locations is not None else None, labelled_as=row["class"])
         for _, row in table.iterrows()
     ]
+    qsm = None if subject is None else subject.qsm
+    table.insert(table.columns.get_loc("swi_contrast"), "qsm_coverage", [
+        np.nan if qsm is None else float(np.count_nonzero(qsm[box][lesion_ids[box] == lesion])) / voxels
+        for lesion, voxels, box in zip(table["lesion_id"], table["voxels"], objects)
+    ])
+    table.insert(table.columns.get_loc("swi_contrast"), "qsm_confirmed", [qsm_verdict(flags) for flags, _, _ in verdicts])
     table["flags"] = [";".join(flags) for flags, _, _ in verdicts]
     table["suggested_class"] = [suggestion for _, suggestion, _ in verdicts]
     return table
+
+
+def qsm_verdict(flags: list[str]) -> str:
+    """``yes`` when the protocol finds the lesion paramagnetic on QSM, ``no`` when QSM contradicts it,
+    ``no QSM data`` when the QSM has none in the lesion (beyond an eroded mask, or no QSM at all)."""
+    if FLAG_NO_QSM in flags:
+        return "no QSM data"
+    return "no" if FLAG_DIAMAGNETIC in flags or FLAG_NOT_PARAMAGNETIC in flags else "yes"
 
 
 def _slices(lesion_ids: np.ndarray, count: int) -> list[tuple[slice, ...]]:
