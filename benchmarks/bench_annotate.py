@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.candidates import find_candidates, grow_region

@@ -29,7 +29,9 @@ def _painted(subject, lesion) -> np.ndarray:
     """The voxels a rater would paint on a calcification: those within its radius (at least its centre voxel)."""
     grid = np.indices(subject.shape).reshape(3, -1)
     world = subject.affine[:3, :3] @ grid + subject.affine[:3, 3:4]
-    mask = (np.linalg.norm(world - np.asarray(lesion["centre_mm"])[:, None], axis=0) <= lesion["diameter_mm"] / 2).reshape(subject.shape)
+    mask = (
+        np.linalg.norm(world - np.asarray(lesion["centre_mm"])[:, None], axis=0) <= lesion["diameter_mm"] / 2
+    ).reshape(subject.shape)
     mask[tuple(_voxel(subject.affine, lesion["centre_mm"]))] = True
     return mask
 
@@ -40,7 +42,9 @@ def run(n_subjects: int, top: int) -> None:
     # rejected, painted as a microbleed and flagged (diamagnetic, not paramagnetic, or no QSM there)
     for seed in range(n_subjects):
         phantom = generate_subject(seed)
-        subject = Subject(swi=phantom.swi, affine=phantom.affine, qsm=phantom.qsm, t2=phantom.t2, name=f"sub-{seed:03d}")
+        subject = Subject(
+            swi=phantom.swi, affine=phantom.affine, qsm=phantom.qsm, t2=phantom.t2, name=f"sub-{seed:03d}"
+        )
         start = time.perf_counter()
         table = find_candidates(subject, locations=phantom.locations)
         seconds = time.perf_counter() - start
@@ -59,17 +63,26 @@ def run(n_subjects: int, top: int) -> None:
             near = np.linalg.norm(centres - np.asarray(lesion["centre_mm"]), axis=1) <= lesion["diameter_mm"] / 2 + 1.0
             listed = table.loc[near]
             calcifications[2] += all(FLAG_DIAMAGNETIC in flags for flags in listed["flags"])
-            calcifications[3] += all((listed["suggested_class"] == "reject") | listed["flags"].str.contains(FLAG_DIAMAGNETIC))
+            calcifications[3] += all(
+                (listed["suggested_class"] == "reject") | listed["flags"].str.contains(FLAG_DIAMAGNETIC)
+            )
         print(f"{subject.name}: top {top}: {', '.join(line)}; {len(table)} candidates in {seconds:.1f} s")
     total_found = sum(h[0] for h in hits.values())
     total = sum(h[1] for h in hits.values())
-    print(f"\nrecall in the first {top} candidates over {n_subjects} subjects: {total_found}/{total} = {total_found / max(total, 1):.3f}")
+    print(
+        f"\nrecall in the first {top} candidates over {n_subjects} subjects: {total_found}/{total} = "
+        f"{total_found / max(total, 1):.3f}"
+    )
     for name, (found, count) in hits.items():
         print(f"  {name}: {found}/{count} = {found / max(count, 1):.3f}")
-    print(f"calcifications: {calcifications[0]}; flagged diamagnetic when painted at their true extent: {calcifications[1]}; "
-          f"listed candidates on them all flagged: {calcifications[2]}/{calcifications[0]}; "
-          f"all flagged or suggested 'reject': {calcifications[3]}/{calcifications[0]}; "
-          f"painted as a microbleed, flagged (diamagnetic, not paramagnetic or no QSM): {calcifications[4]}/{calcifications[0]}")
+    print(
+        f"calcifications: {calcifications[0]}; flagged diamagnetic when painted at their true extent: "
+        f"{calcifications[1]}; "
+        f"listed candidates on them all flagged: {calcifications[2]}/{calcifications[0]}; "
+        f"all flagged or suggested 'reject': {calcifications[3]}/{calcifications[0]}; "
+        "painted as a microbleed, flagged (diamagnetic, not paramagnetic or no QSM): "
+        f"{calcifications[4]}/{calcifications[0]}"
+    )
 
 
 if __name__ == "__main__":

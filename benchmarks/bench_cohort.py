@@ -39,7 +39,11 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - start
             assert not result.failed, result.failed
             threads = max(1, (os.cpu_count() or 1) // workers)
-            print(f"| {workers} | {threads} | {len(result.done)} | {seconds:.0f} | {60 * len(result.done) / seconds:.1f} |", flush=True)
+            print(
+                f"| {workers} | {threads} | {len(result.done)} | {seconds:.0f} | {60 * len(result.done) / seconds:.1f} "
+                "|",
+                flush=True,
+            )
     return 0
 
 

@@ -37,7 +37,9 @@ def variants():
     }
 
 
-def calcifications_predicted(subject_dir: Path, affine: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+def calcifications_predicted(
+    subject_dir: Path, affine: np.ndarray, labels: np.ndarray, truth: np.ndarray
+) -> tuple[int, int]:
     """(calcifications touched by a false-positive predicted lesion, calcifications), from the generator's
     lesion JSON. A predicted lesion that matches a true one (a bleed beside a calcification) does not count."""
     import json
@@ -123,18 +125,33 @@ def main(argv=None) -> int:
     if args.generate_only:
         from concurrent.futures import ProcessPoolExecutor
 
-        jobs = [(args.cache / f"variant{i}", args.subjects, args.seed + 100 * i, Acquisition(**settings))
-                for i, (name, settings) in enumerate(variants().items()) if name in chosen]
+        jobs = [
+            (args.cache / f"variant{i}", args.subjects, args.seed + 100 * i, Acquisition(**settings))
+            for i, (name, settings) in enumerate(variants().items())
+            if name in chosen
+        ]
         with ProcessPoolExecutor(args.jobs) as pool:
             for folders in pool.map(_generate_missing, *zip(*jobs)):
                 print(f"generated {folders}", flush=True)
         return 0
     model = load_model(args.model or default_model_path(), args.device)
-    print(f"model {model.card.name} ({model.path}); {args.subjects} held-out subjects per variant, seeds {args.seed}+", file=sys.stderr)
-    print("| acquisition | CMB sens | CMB prec | CMB FP/subj | iron sens | iron prec | iron FP/subj | calcifications predicted | s/subject |")
+    print(
+        f"model {model.card.name} ({model.path}); {args.subjects} held-out subjects per variant, seeds {args.seed}+",
+        file=sys.stderr,
+    )
+    print(
+        "| acquisition | CMB sens | CMB prec | CMB FP/subj | iron sens | iron prec | iron FP/subj | calcifications "
+        "predicted | s/subject |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| DEEPMIR paper (SWI+QSM+T2, multiclass) | {PAPER['cmb'][0]} | {PAPER['cmb'][1]} | | {PAPER['iron'][0]} | {PAPER['iron'][1]} | | | |")
-    print(f"| DEEPMIR paper, best cell of any row | {PAPER_BEST['cmb'][0]} | {PAPER_BEST['cmb'][1]} | | {PAPER_BEST['iron'][0]} | {PAPER_BEST['iron'][1]} | | | |")
+    print(
+        f"| DEEPMIR paper (SWI+QSM+T2, multiclass) | {PAPER['cmb'][0]} | {PAPER['cmb'][1]} | | {PAPER['iron'][0]} | "
+        f"{PAPER['iron'][1]} | | | |"
+    )
+    print(
+        f"| DEEPMIR paper, best cell of any row | {PAPER_BEST['cmb'][0]} | {PAPER_BEST['cmb'][1]} | | "
+        f"{PAPER_BEST['iron'][0]} | {PAPER_BEST['iron'][1]} | | | |"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, settings) in enumerate(variants().items()):
             if name not in chosen:
@@ -146,7 +163,8 @@ def main(argv=None) -> int:
             c, i = m["cmb"], m["iron"]
             print(
                 f"| {name} | {_cell(c['sensitivity'])} | {_cell(c['precision'])} | {c['fp_per_subject']:.1f} "
-                f"| {_cell(i['sensitivity'])} | {_cell(i['precision'])} | {i['fp_per_subject']:.1f} | {calcified}/{n_calcifications} | {seconds:.1f} |",
+                f"| {_cell(i['sensitivity'])} | {_cell(i['precision'])} | {i['fp_per_subject']:.1f} | "
+                f"{calcified}/{n_calcifications} | {seconds:.1f} |",
                 flush=True,
             )
     return 0

@@ -1,6 +1,6 @@
 """Time and peak memory of one synthetic subject (default acquisition 176x208x64, 1x1x2 mm).
 
-    .venv/bin/python benchmarks/bench_phantom.py [--repeats 3]
+.venv/bin/python benchmarks/bench_phantom.py [--repeats 3]
 """
 
 import argparse
@@ -21,8 +21,10 @@ def main() -> None:
         generate_subject(seed, acquisition)
         times.append(time.perf_counter() - start)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"subject {acquisition.shape} at {acquisition.voxel_mm} mm: best {min(times):.1f} s, "
-          f"median {sorted(times)[len(times) // 2]:.1f} s over {args.repeats}; peak memory {peak_gb:.2f} GB")
+    print(
+        f"subject {acquisition.shape} at {acquisition.voxel_mm} mm: best {min(times):.1f} s, "
+        f"median {sorted(times)[len(times) // 2]:.1f} s over {args.repeats}; peak memory {peak_gb:.2f} GB"
+    )
 
 
 if __name__ == "__main__":

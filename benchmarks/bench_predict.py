@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     parser.add_argument("--devices", nargs="+", default=["cpu"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--subject", default=None, help="subject folder (default: a synthetic 176x208x64 subject)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per device (the first pays the file-cache warm-up)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs per device (the first pays the file-cache warm-up)"
+    )
     parser.add_argument("--measure", nargs=2, metavar=("SUBJECT", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:

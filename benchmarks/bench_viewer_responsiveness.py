@@ -67,7 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args(argv)
-    os.environ.setdefault("DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-"))  # keep the user's models folder clean
+    os.environ.setdefault(
+        "DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-")
+    )  # keep the user's models folder clean
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     viewer.open_sample("napari-deepmir", "synthetic_subject")

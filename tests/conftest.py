@@ -5,9 +5,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import nibabel as nib
+import numpy as np
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,6 @@
 """Small synthetic scenes with known lesions (spheres, tubes) written as real NIfTI files, for lesion tests."""
 
 import numpy as np
-
 from conftest import oblique_affine, sphere_world, write_nifti
 
 SHAPE = (64, 64, 24)

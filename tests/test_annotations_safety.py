@@ -1,4 +1,5 @@
-"""A hostile or malformed decisions file is set aside with a clear message: never trusted, never read outside its folder."""
+"""A hostile or malformed decisions file is set aside with a clear message: never trusted, never read outside
+its folder."""
 
 import json
 
@@ -22,7 +23,9 @@ def saved(tmp_path):
     subject = load_subject(write_nifti(tmp_path / "sub-01_swi.nii.gz", swi.astype(np.float32), AFFINE))
     store = AnnotationStore(tmp_path / "annotations")
     session = store.open(subject, rater="ann")
-    session.set_candidates(pd.DataFrame({"rank": [0, 1, 2], "x_mm": [10.0, 20, 30], "y_mm": [10.0, 20, 30], "z_mm": [8.0, 10, 12]}))
+    session.set_candidates(
+        pd.DataFrame({"rank": [0, 1, 2], "x_mm": [10.0, 20, 30], "y_mm": [10.0, 20, 30], "z_mm": [8.0, 10, 12]})
+    )
     session.record(session.candidates.iloc[0], "accepted-cmb")
     session.record(session.candidates.iloc[1], "rejected")
     session.set_position(2)
@@ -36,7 +39,10 @@ def _hostile(content, session, tmp_path):
         "parent path": lambda: content.update(candidates="../../../../etc/hostname"),
         "secret beside": lambda: content.update(candidates="../../secret.csv"),
         "absolute path": lambda: content.update(candidates=str(tmp_path / "secret.csv")),
-        "symlink out": lambda: ((session.folder / "link.csv").symlink_to(tmp_path / "secret.csv"), content.update(candidates="link.csv")),
+        "symlink out": lambda: (
+            (session.folder / "link.csv").symlink_to(tmp_path / "secret.csv"),
+            content.update(candidates="link.csv"),
+        ),
         "candidates not text": lambda: content.update(candidates=["x.csv"]),
         "negative position": lambda: content.update(position=-1),
         "position as text": lambda: content.update(position="2"),

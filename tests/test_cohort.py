@@ -8,8 +8,8 @@ import torch
 
 from napari_deepmir.cli import main
 from napari_deepmir.cohort import find_cohort, run_cohort
-from napari_deepmir.io.outputs import dataset_outputs
 from napari_deepmir.io.derivatives import read_table
+from napari_deepmir.io.outputs import dataset_outputs
 from napari_deepmir.model.card import ModelCard
 from napari_deepmir.model.files import save_model
 from napari_deepmir.model.unet import DeepmirUNet
@@ -32,7 +32,9 @@ def bids(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     torch.manual_seed(0)
-    card = ModelCard(name="tiny", modalities=["swi", "qsm", "t2"], architecture={"base_filters": 4, "depth": 3, "context_slices": 1})
+    card = ModelCard(
+        name="tiny", modalities=["swi", "qsm", "t2"], architecture={"base_filters": 4, "depth": 3, "context_slices": 1}
+    )
     return save_model(tmp_path_factory.mktemp("models") / "tiny", DeepmirUNet(card.in_channels, 3, 4, 3), card)
 
 
@@ -100,16 +102,24 @@ def test_provenance_per_subject_and_every_model_listed(bids, model, tmp_path, ca
     for name in ("sub-001", "sub-002"):
         shutil.copytree(bids / name, root / name)
     torch.manual_seed(1)
-    card = ModelCard(name="other", modalities=["swi", "qsm", "t2"], architecture={"base_filters": 4, "depth": 3, "context_slices": 1})
+    card = ModelCard(
+        name="other", modalities=["swi", "qsm", "t2"], architecture={"base_filters": 4, "depth": 3, "context_slices": 1}
+    )
     other = save_model(tmp_path / "other", DeepmirUNet(card.in_channels, 3, 4, 3), card)
     out = tmp_path / "derivatives"
     run_cohort(root, out, model=model, device="cpu", workers=1, progress=False)
     shutil.rmtree(out / "sub-002")
     assert main(["cohort", str(root), "--out", str(out), "--model", str(other), "--workers", "1"]) == 0
     assert "1 skipped subject(s) were made by another model (sub-001)" in capsys.readouterr().err
-    made = {p: json.loads(dataset_outputs(out, p).marker.read_text())["GeneratedBy"]["Model"] for p in ("sub-001", "sub-002")}
+    made = {
+        p: json.loads(dataset_outputs(out, p).marker.read_text())["GeneratedBy"]["Model"]
+        for p in ("sub-001", "sub-002")
+    }
     assert made == {"sub-001": "tiny", "sub-002": "other"}
     description = json.loads((out / "dataset_description.json").read_text())
-    assert {(m["Model"], tuple(m["Participants"])) for m in description["Models"]} == {("tiny", ("sub-001",)), ("other", ("sub-002",))}
+    assert {(m["Model"], tuple(m["Participants"])) for m in description["Models"]} == {
+        ("tiny", ("sub-001",)),
+        ("other", ("sub-002",)),
+    }
     summary = read_table(out / "summary.tsv").set_index("participant_id")
     assert summary.loc["sub-001", "model"] == "tiny" and summary.loc["sub-002", "model"] == "other"

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pandas as pd
-
 from conftest import oblique_affine, sphere_world
 from lesion_scenes import SPACING, scene, world_of, write_scene
+
 from napari_deepmir.cli import main
 from napari_deepmir.io import load_subject
 from napari_deepmir.lesions.candidates import find_candidates, grow_region
@@ -67,7 +67,7 @@ def test_guidance_says_when_there_is_no_qsm(tmp_path):
 
 
 def test_candidates_rank_lesions_first_and_flag_mimics(tmp_path):
-    subject, labels = _subject(tmp_path, [CMB_A, CMB_B, CALCIFICATION], tubes=[TUBE])
+    subject, _ = _subject(tmp_path, [CMB_A, CMB_B, CALCIFICATION], tubes=[TUBE])
     table = find_candidates(subject, max_candidates=30)
     assert list(table["rank"]) == list(range(1, len(table) + 1))
     assert table["score"].is_monotonic_decreasing
@@ -84,7 +84,7 @@ def test_candidates_rank_lesions_first_and_flag_mimics(tmp_path):
 
 
 def test_model_probabilities_raise_their_lesion(tmp_path):
-    subject, labels = _subject(tmp_path, [CMB_A, CMB_B])
+    subject, _ = _subject(tmp_path, [CMB_A, CMB_B])
     probabilities = np.zeros((3, *subject.shape), np.float32)
     probabilities[0] = 1.0
     believed = sphere_world(subject.shape, subject.affine, CMB_B[0], 3.0)

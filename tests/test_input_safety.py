@@ -66,7 +66,9 @@ def test_a_gzip_bomb_is_refused_from_its_header_before_decompressing(tmp_path, m
             stream.write(bytes(1 << 20))
     assert bomb.stat().st_size < 100_000
     started = time.perf_counter()
-    with pytest.raises(InputError, match=r"bomb_swi.nii.gz: image of 2000 x 2000 x 500 voxels .* over the budget of 536,870,912"):
+    with pytest.raises(
+        InputError, match=r"bomb_swi.nii.gz: image of 2000 x 2000 x 500 voxels .* over the budget of 536,870,912"
+    ):
         load_volume(bomb)
     assert time.perf_counter() - started < 1.0
     # the budget is a documented constant that an environment variable overrides
@@ -110,7 +112,9 @@ def test_unusable_affines_are_refused_naming_the_file(tmp_path, capsys, sform, p
 
 def test_a_broken_sform_falls_back_to_a_good_qform_with_a_warning(tmp_path):
     qform = np.diag([0.8, 0.8, 2.0, 1.0])
-    path = _with_header(tmp_path / "q_swi.nii.gz", np.random.rand(8, 8, 8).astype(np.float32), sform=np.diag([1, 1, 0, 1]), qform=qform)
+    path = _with_header(
+        tmp_path / "q_swi.nii.gz", np.random.rand(8, 8, 8).astype(np.float32), sform=np.diag([1, 1, 0, 1]), qform=qform
+    )
     volume = load_volume(path)
     assert np.allclose(volume.affine, qform)
     assert any("unusable sform (zero voxel size" in w and "using the qform" in w for w in volume.warnings)
@@ -134,7 +138,9 @@ def test_qsm_in_si_units_is_detected_converted_to_ppb_and_accepted_when_given(he
     "stored, scale, forced",
     [("ppb", 1.0, "ppm"), ("ppm", 1e-3, "ppb"), ("si", 1e-9, "ppb"), ("ppm", 1e-3, "si")],
 )
-def test_a_wrong_explicit_qsm_unit_is_refused_with_the_unit_the_values_suggest(head, tmp_path, capsys, stored, scale, forced):
+def test_a_wrong_explicit_qsm_unit_is_refused_with_the_unit_the_values_suggest(
+    head, tmp_path, capsys, stored, scale, forced
+):
     path = write_nifti(tmp_path / "sub-01_Chimap.nii.gz", head["qsm_ppb"] * np.float32(scale), AFFINE)
     assert load_subject(head["swi"], path).qsm_units == stored
     message = rf"sub-01_Chimap.nii.gz: QSM values do not fit units '{forced}'.*the values suggest '{stored}'"
@@ -153,7 +159,10 @@ def test_a_modality_covering_a_small_part_of_the_head_is_refused_with_the_figure
     slab_affine[2, 3] = 45.0  # its own grid: 6 slices at the top of the head (bounding boxes overlap 15%)
     slab = np.random.default_rng(3).normal(0, 20, (64, 64, 6)).astype(np.float32) + (100 if modality == "t2" else 0)
     path = write_nifti(tmp_path / f"slab_{modality}.nii.gz", slab, slab_affine)
-    with pytest.raises(InputError, match=rf"slab_{modality}.nii.gz: its data cover \d+% of the head in sub-01_swi.nii.gz; at least 50% needed"):
+    with pytest.raises(
+        InputError,
+        match=rf"slab_{modality}.nii.gz: its data cover \d+% of the head in sub-01_swi.nii.gz; at least 50% needed",
+    ):
         load_subject(head["swi"], **{modality: path})
     whole = write_nifti(tmp_path / "brain_Chimap.nii.gz", head["qsm_ppb"], AFFINE)  # a brain-only QSM is fine
     assert load_subject(head["swi"], whole).qsm is not None
@@ -205,6 +214,8 @@ def test_stale_temporaries_are_found_and_only_ours_are_removed(tmp_path):
     assert stale_temporaries(tmp_path) == sorted([ours_labels, ours_table])
     with atomic_path(tmp_path / "sub-01_dseg.nii.gz") as tmp:  # a new write of the same name clears its leftover
         tmp.write_text("labels")
-    assert not ours_labels.exists() and ours_table.exists() and (tmp_path / "sub-01_dseg.nii.gz").read_text() == "labels"
+    assert (
+        not ours_labels.exists() and ours_table.exists() and (tmp_path / "sub-01_dseg.nii.gz").read_text() == "labels"
+    )
     assert clean_stale_temporaries(tmp_path) == [ours_table]
     assert fresh.exists() and all(p.exists() for p in others)

@@ -1,12 +1,13 @@
 """Loading subjects: world-space alignment, QSM units, and clear errors for bad input."""
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import oblique_affine, sphere_world, write_nifti
+
 from napari_deepmir.io import InputError, load_subject, load_subject_dir, load_volume, save_labels
 
 CENTRE = (5.0, -3.0, 8.0)
@@ -66,7 +67,7 @@ def test_not_nifti_and_corrupt_files_are_refused_clearly(tmp_path):
     with pytest.raises(InputError, match="notes_swi.nii.gz: not a readable NIfTI"):
         load_volume(text)
     good = write_nifti(tmp_path / "good.nii.gz", np.random.rand(20, 20, 20).astype(np.float32), np.eye(4))
-    raw = gzip.decompress(open(good, "rb").read())
+    raw = gzip.decompress(Path(good).read_bytes())
     truncated = tmp_path / "truncated.nii.gz"
     truncated.write_bytes(gzip.compress(raw[: len(raw) // 2]))
     with pytest.raises(InputError, match="truncated.nii.gz: (corrupt|not a readable)"):

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import oblique_affine, write_nifti
 from lesion_scenes import SPACING, scene, world_of, write_scene
+
 from napari_deepmir.cli import main
 from napari_deepmir.lesions.evaluate import evaluate, score_lesions
 from napari_deepmir.lesions.measure import label_lesions, lesion_table_features, measure_lesions, summarize_lesions
@@ -26,7 +26,17 @@ def test_table_matches_known_spheres(tmp_path, capsys):
     assert main(["table", "--labels", files["labels"], *images, "--out", str(out)]) == 0
     assert "2 lesions" in capsys.readouterr().out
     table = pd.read_csv(out, sep="\t").sort_values("volume_mm3").reset_index(drop=True)
-    required = {"lesion_id", "class", "volume_mm3", "diameter_mm", "x_mm", "y_mm", "z_mm", "qsm_mean_ppb", "qsm_peak_ppb"}
+    required = {
+        "lesion_id",
+        "class",
+        "volume_mm3",
+        "diameter_mm",
+        "x_mm",
+        "y_mm",
+        "z_mm",
+        "qsm_mean_ppb",
+        "qsm_peak_ppb",
+    }
     assert required <= set(table.columns)
     for row, (centre, radius, chi) in zip(table.itertuples(), SPHERES):
         true_volume = 4 / 3 * math.pi * radius**3
@@ -150,8 +160,14 @@ def test_score_lesions_zero_denominators():
     lesion = empty.copy()
     lesion[2, 2, 2] = 1
     assert score_lesions(lesion, empty)["cmb"] == {
-        "n_truth": 1, "n_truth_found": 0, "n_pred": 0, "n_pred_true": 0,
-        "sensitivity": 0.0, "precision": pytest.approx(math.nan, nan_ok=True), "f1": 0.0, "false_positives": 0,
+        "n_truth": 1,
+        "n_truth_found": 0,
+        "n_pred": 0,
+        "n_pred_true": 0,
+        "sensitivity": 0.0,
+        "precision": pytest.approx(math.nan, nan_ok=True),
+        "f1": 0.0,
+        "false_positives": 0,
     }
 
 

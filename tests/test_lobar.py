@@ -76,7 +76,9 @@ def test_a_users_brain_mask_on_its_own_grid_replaces_the_estimate(tmp_path, caps
     head = sphere_world(shape, swi_affine, (0, 0, 0), 40) * 100.0 + np.random.default_rng(0).random(shape)
     swi = write_nifti(tmp_path / "swi.nii.gz", head.astype(np.float32), swi_affine)
     mask_affine = oblique_affine((2.0, 2.0, 2.0), 10.0, (-50, -60, -45))  # its own, oblique grid
-    mask = write_nifti(tmp_path / "mask.nii.gz", sphere_world((50, 60, 45), mask_affine, (0, 0, 0), 20).astype(np.uint8), mask_affine)
+    mask = write_nifti(
+        tmp_path / "mask.nii.gz", sphere_world((50, 60, 45), mask_affine, (0, 0, 0), 20).astype(np.uint8), mask_affine
+    )
     assert main(["info", "--swi", swi, "--mask", mask]) == 0
     voxels = int(capsys.readouterr().out.split("brain mask: ")[1].split()[0])
     assert voxels == pytest.approx(sphere_world(shape, swi_affine, (0, 0, 0), 20).sum(), rel=0.05)

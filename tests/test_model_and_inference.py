@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import oblique_affine, sphere_world, write_nifti
+
 from napari_deepmir.cli import main
 from napari_deepmir.inference import iter_predict, predict_subject, prepare_input, select_device
 from napari_deepmir.io import InputError, Subject, load_subject
@@ -24,7 +24,9 @@ from napari_deepmir.model.unet import DeepmirUNet
 
 def tiny(tmp_path, name="tiny", modalities=("swi", "qsm", "t2")) -> tuple:
     torch.manual_seed(0)
-    card = ModelCard(name=name, modalities=list(modalities), architecture={"base_filters": 4, "depth": 3, "context_slices": 1})
+    card = ModelCard(
+        name=name, modalities=list(modalities), architecture={"base_filters": 4, "depth": 3, "context_slices": 1}
+    )
     module = DeepmirUNet(card.in_channels, 3, 4, 3)
     return save_model(tmp_path / name, module, card), module, card
 
@@ -34,7 +36,12 @@ def head_subject(shape=(48, 56, 20), affine=None, with_qsm=True) -> Subject:
     rng = np.random.default_rng(0)
     head = sphere_world(shape, affine, (0, 0, 0), 40) * 100.0 + rng.random(shape)
     qsm = sphere_world(shape, affine, (0, 0, 0), 38) * rng.normal(0, 20, shape)
-    return Subject(swi=head.astype(np.float32), affine=affine, qsm=qsm.astype(np.float32) if with_qsm else None, t2=head.astype(np.float32))
+    return Subject(
+        swi=head.astype(np.float32),
+        affine=affine,
+        qsm=qsm.astype(np.float32) if with_qsm else None,
+        t2=head.astype(np.float32),
+    )
 
 
 def test_unet_has_the_published_shape():
@@ -80,8 +87,12 @@ def test_a_model_needing_qsm_refuses_a_subject_without_it(tmp_path):
 
 @pytest.mark.parametrize("orientation", ["RAS", "LPS-permuted-oblique"])
 def test_working_grid_round_trip_lands_on_the_swi_grid(tmp_path, orientation):
-    affine = oblique_affine((0.9, 0.9, 3.0), 0.0) if orientation == "RAS" else np.array(
-        [[0, 0, -3.0, 40], [-0.9, 0, 0, 30], [0, 0.9 * np.cos(0.2), 0, -20], [0, 0.9 * np.sin(0.2), 0, 1]]
+    affine = (
+        oblique_affine((0.9, 0.9, 3.0), 0.0)
+        if orientation == "RAS"
+        else np.array(
+            [[0, 0, -3.0, 40], [-0.9, 0, 0, 30], [0, 0.9 * np.cos(0.2), 0, -20], [0, 0.9 * np.sin(0.2), 0, 1]]
+        )
     )
     affine[3] = [0, 0, 0, 1]
     shape = (60, 70, 24)
@@ -131,10 +142,28 @@ def test_registered_models_are_listed_after_the_default(tmp_path):
 def test_predict_cli_writes_labels_and_table(tmp_path, capsys):
     folder, _, _ = tiny(tmp_path)
     subject = head_subject()
-    files = {m: write_nifti(tmp_path / f"sub-09_{suffix}.nii.gz", getattr(subject, m), subject.affine)
-             for m, suffix in (("swi", "swi"), ("qsm", "Chimap"), ("t2", "T2w"))}
+    files = {
+        m: write_nifti(tmp_path / f"sub-09_{suffix}.nii.gz", getattr(subject, m), subject.affine)
+        for m, suffix in (("swi", "swi"), ("qsm", "Chimap"), ("t2", "T2w"))
+    }
     out = tmp_path / "out"
-    code = main(["predict", "--swi", files["swi"], "--qsm", files["qsm"], "--t2", files["t2"], "--model", str(folder), "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "predict",
+            "--swi",
+            files["swi"],
+            "--qsm",
+            files["qsm"],
+            "--t2",
+            files["t2"],
+            "--model",
+            str(folder),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     names = ("sub-09_space-swi_desc-deepmir_dseg.nii.gz", "sub-09_desc-deepmir_lesions.tsv", "dseg.tsv")
     assert all((out / name).exists() for name in names)
@@ -172,7 +201,14 @@ def _python(script: str, *args) -> subprocess.CompletedProcess:
     import napari_deepmir
 
     env = dict(os.environ, PYTHONPATH=str(Path(napari_deepmir.__file__).parents[1]))
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def _tree(folder) -> dict:
@@ -273,15 +309,33 @@ def _hostile_models(tmp_path) -> dict:
         return {**good_card, **changes}
 
     cards = {
-        "depth-60": (card_with(architecture={"base_filters": 4, "depth": 60, "context_slices": 1}), "architecture.depth must be in 2..8"),
-        "base-filters-100000": (card_with(architecture={"base_filters": 100000, "depth": 3, "context_slices": 1}), "base_filters must be in 1..256"),
-        "context-slices-1e7": (card_with(architecture={"base_filters": 4, "depth": 3, "context_slices": 1e7}), "context_slices must be an integer"),
-        "in-range-but-not-these-weights": (card_with(architecture={"base_filters": 256, "depth": 8, "context_slices": 1}), "weights do not fit the model card"),
+        "depth-60": (
+            card_with(architecture={"base_filters": 4, "depth": 60, "context_slices": 1}),
+            "architecture.depth must be in 2..8",
+        ),
+        "base-filters-100000": (
+            card_with(architecture={"base_filters": 100000, "depth": 3, "context_slices": 1}),
+            "base_filters must be in 1..256",
+        ),
+        "context-slices-1e7": (
+            card_with(architecture={"base_filters": 4, "depth": 3, "context_slices": 1e7}),
+            "context_slices must be an integer",
+        ),
+        "in-range-but-not-these-weights": (
+            card_with(architecture={"base_filters": 256, "depth": 8, "context_slices": 1}),
+            "weights do not fit the model card",
+        ),
         "spacing-0.2": (card_with(spacing_mm=[0.2, 0.2, 0.4]), r"spacing_mm \(x\) must be in 0.3..5"),
-        "nan-threshold": (card_with(postprocess={**good_card["postprocess"], "min_probability": float("nan")}), "min_probability must be in 0..1"),
+        "nan-threshold": (
+            card_with(postprocess={**good_card["postprocess"], "min_probability": float("nan")}),
+            "min_probability must be in 0..1",
+        ),
         "empty-card": ({}, "missing fields"),
         "list-card": ([], "a model card is a JSON object"),
-        "depth-as-text": (card_with(architecture={"base_filters": 4, "depth": "3", "context_slices": 1}), "depth must be an integer"),
+        "depth-as-text": (
+            card_with(architecture={"base_filters": 4, "depth": "3", "context_slices": 1}),
+            "depth must be an integer",
+        ),
         "extra-class": (card_with(classes={**good_card["classes"], "3": "tumour"}), "classes must be one of"),
     }
     models = {}
@@ -351,8 +405,10 @@ def test_a_hostile_model_card_is_refused_in_under_a_second_and_200_mb(tmp_path):
     run = _python(LOAD_EACH, *(folder for folder, _ in models.values()))
     assert run.returncode == 0, run.stderr
     measured = json.loads(run.stdout)
-    print("\nrefusal: seconds, peak memory growth MiB: "
-          + ", ".join(f"{Path(f).name} {s:.3f} {m:.1f}" for f, (_, s, m) in measured.items()))
+    print(
+        "\nrefusal: seconds, peak memory growth MiB: "
+        + ", ".join(f"{Path(f).name} {s:.3f} {m:.1f}" for f, (_, s, m) in measured.items())
+    )
     for name, (folder, expected) in models.items():
         message, seconds, growth_mib = measured[str(folder)]
         assert message.startswith(str(folder)) and re.search(expected, message), (name, message)

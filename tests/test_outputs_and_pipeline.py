@@ -9,8 +9,8 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import write_nifti
+
 from napari_deepmir.cli import main
 from napari_deepmir.cohort import run_cohort
 from napari_deepmir.demo import run_demo
@@ -68,7 +68,9 @@ def test_predict_demo_cohort_and_widget_write_the_same_files_and_columns(demo, t
         table = read_table(folder / demo.outputs.lesions.name)
         assert list(table.columns) == list(reference.columns)
         assert len(table) == len(reference)
-        assert np.allclose(table["volume_mm3"], reference["volume_mm3"]) and list(table["location"]) == list(reference["location"])
+        assert np.allclose(table["volume_mm3"], reference["volume_mm3"]) and list(table["location"]) == list(
+            reference["location"]
+        )
         provenance = json.loads((folder / demo.outputs.marker.name).read_text())
         assert provenance["Complete"] is True and provenance["GeneratedBy"]["ModelSha256"]
 
@@ -121,7 +123,7 @@ def test_output_problems_are_one_line_errors_before_any_work(demo, tmp_path, cap
 
     locked = tmp_path / "locked"
     locked.mkdir()
-    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True, check=False).returncode != 0:
         pytest.skip("this file system cannot make a folder immutable (chattr +i)")
     try:
         assert _predict(demo.subject_folder, locked) == 2
@@ -142,9 +144,11 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_no_complete_looking_set(demo
         f"--subject {demo.subject_folder} --device cpu --out {small}; code=$?; ls -a {small}; "
         f"cat {small}/sub-001_space-swi_desc-deepmir_dseg.json; exit $code"
     )
-    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True, check=False).returncode != 0:
         pytest.skip("no user and mount namespaces here (unshare -rm)")
-    run = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
     assert run.returncode in (1, 2), run.stderr
     errors = [line for line in run.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in run.stderr

@@ -44,10 +44,14 @@ def test_dipole_field_of_a_sphere_matches_the_analytic_solution():
 
 
 def test_microbleeds_are_paramagnetic_and_calcifications_diamagnetic_on_qsm(subject):
-    kinds = {kind: [l for l in subject.lesions if l["kind"] == kind] for kind in ("cmb", "calcification", "iron", "vein")}
+    kinds = {
+        kind: [l for l in subject.lesions if l["kind"] == kind] for kind in ("cmb", "calcification", "iron", "vein")
+    }
     assert all(kinds.values()), "every kind of object is present"
     inside_qsm = [l for l in subject.lesions if np.all(_neighbourhood(subject.qsm, _index(subject, l)) != 0)]
-    for lesion in (l for l in kinds["cmb"] if l["diameter_mm"] >= 2.5 and l in inside_qsm):  # small ones vanish in 16 mm3 voxels
+    for lesion in (
+        l for l in kinds["cmb"] if l["diameter_mm"] >= 2.5 and l in inside_qsm
+    ):  # small ones vanish in 16 mm3 voxels
         assert _neighbourhood(subject.qsm, _index(subject, lesion)).max() > 50, lesion
         assert _neighbourhood(subject.qsm, _index(subject, lesion)).mean() > 0, lesion
     for lesion in (l for l in kinds["calcification"] if l in inside_qsm):
@@ -83,7 +87,9 @@ def test_truth_labels_sit_on_the_lesions(subject):
 def test_same_seed_same_subject_and_b0_direction_matters():
     first = generate_subject(11, SMALL, **FAST)
     again = generate_subject(11, SMALL, **FAST)
-    assert np.array_equal(first.swi, again.swi) and np.array_equal(first.qsm, again.qsm) and first.lesions == again.lesions
+    assert (
+        np.array_equal(first.swi, again.swi) and np.array_equal(first.qsm, again.qsm) and first.lesions == again.lesions
+    )
     tilted = generate_subject(11, SMALL.with_(b0_direction=(0.0, 0.5, 0.87)), **FAST)
     assert np.array_equal(first.labels, tilted.labels)  # same anatomy and lesions
     assert not np.allclose(first.swi, tilted.swi)  # another field pattern

@@ -6,15 +6,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_nifti
+from training_scenes import write_blob_subject
 
 from napari_deepmir.io import InputError, load_subject_dir
 from napari_deepmir.lesions.evaluate import score_lesions
 from napari_deepmir.training.trainer import TrainingConfig, iter_train, train
-from training_scenes import write_blob_subject
-from conftest import write_nifti
 
 torch.set_num_threads(2)
-TINY = dict(base_filters=4, depth=3, context_slices=1, spacing_mm=(1.0, 1.0, 2.0), patch_size=32, batch_size=4)
+TINY = {
+    "base_filters": 4,
+    "depth": 3,
+    "context_slices": 1,
+    "spacing_mm": (1.0, 1.0, 2.0),
+    "patch_size": 32,
+    "batch_size": 4,
+}
 
 
 def _files_digest(folder) -> dict:
@@ -41,7 +48,11 @@ def test_short_training_lowers_the_loss_and_writes_a_model_that_predicts(strong_
     from napari_deepmir.model.files import load_model
 
     out = tmp_path / "model"
-    reports = list(iter_train(TrainingConfig(out=out, data=[strong_data], steps=40, eval_every=20, val_share=0.34, lr=3e-3, **TINY)))
+    reports = list(
+        iter_train(
+            TrainingConfig(out=out, data=[strong_data], steps=40, eval_every=20, val_share=0.34, lr=3e-3, **TINY)
+        )
+    )
     losses = [r.loss for r in reports if r.loss is not None]
     assert len(losses) == 40
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
@@ -61,7 +72,11 @@ def test_stopping_a_finetune_keeps_the_best_model_and_never_touches_the_base(bas
 
     before = _files_digest(base_model)
     out = tmp_path / "tuned"
-    run = iter_train(TrainingConfig(out=out, data=[strong_data], base=base_model, steps=100, eval_every=5, val_share=0.34, lr=1e-3, **TINY))
+    run = iter_train(
+        TrainingConfig(
+            out=out, data=[strong_data], base=base_model, steps=100, eval_every=5, val_share=0.34, lr=1e-3, **TINY
+        )
+    )
     for report in run:
         if report.step >= 12:
             break
@@ -166,15 +181,28 @@ def test_finetuning_on_two_subjects_of_a_shifted_domain_finds_clearly_more(tmp_p
     for i in range(2):
         write_blob_subject(shifted_train, i, domain="faint")
     model = dict(TINY, base_filters=8)
-    train(TrainingConfig(out=tmp_path / "base", data=[source], steps=150, eval_every=50, val_share=0.34, lr=3e-3, **model))
-    train(TrainingConfig(out=tmp_path / "tuned", data=[shifted_train], base=tmp_path / "base", steps=500, val_share=0.0,
-                         lr=3e-3, **model))
+    train(
+        TrainingConfig(out=tmp_path / "base", data=[source], steps=150, eval_every=50, val_share=0.34, lr=3e-3, **model)
+    )
+    train(
+        TrainingConfig(
+            out=tmp_path / "tuned",
+            data=[shifted_train],
+            base=tmp_path / "base",
+            steps=500,
+            val_share=0.0,
+            lr=3e-3,
+            **model,
+        )
+    )
 
     def f1(model_dir):
         loaded = load_model(model_dir, "cpu")
         scores = [
-            score_lesions(load_label_map(next(folder.glob("*_dseg.nii.gz"))).data,
-                          predict_subject(load_subject_dir(folder), loaded, device="cpu").labels)
+            score_lesions(
+                load_label_map(next(folder.glob("*_dseg.nii.gz"))).data,
+                predict_subject(load_subject_dir(folder), loaded, device="cpu").labels,
+            )
             for folder in sorted(shifted_test.iterdir())
         ]
         return {name: float(np.nanmean([s[name]["f1"] for s in scores])) for name in ("cmb", "iron")}
@@ -185,8 +213,26 @@ def test_finetuning_on_two_subjects_of_a_shifted_domain_finds_clearly_more(tmp_p
     assert after["cmb"] >= before["cmb"] - 0.05  # without losing the microbleeds
 
 
-TINY_ARGS = ["--base-filters", "4", "--depth", "3", "--context-slices", "1", "--spacing", "1", "1", "2", "--patch-size", "32",
-             "--batch-size", "4", "--val-share", "0", "--device", "cpu"]
+TINY_ARGS = [
+    "--base-filters",
+    "4",
+    "--depth",
+    "3",
+    "--context-slices",
+    "1",
+    "--spacing",
+    "1",
+    "1",
+    "2",
+    "--patch-size",
+    "32",
+    "--batch-size",
+    "4",
+    "--val-share",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 def _tree(folder) -> dict:
@@ -205,19 +251,44 @@ def test_train_replaces_a_model_only_with_overwrite_and_never_a_folder_of_other_
     before = _tree(study)
     for command in (["train"], ["train", "--overwrite"], ["finetune", "--overwrite"]):
         # --data does not exist: the folder is refused before any data is read, let alone trained on
-        code = main([*command, "--data", str(tmp_path / "no-such-data"), "--out", str(study), "--steps", "2", "--device", "cpu"])
+        code = main(
+            [*command, "--data", str(tmp_path / "no-such-data"), "--out", str(study), "--steps", "2", "--device", "cpu"]
+        )
         error = capsys.readouterr().err
         last_line = error.strip().splitlines()[-1]
-        assert code == 2 and last_line.startswith(f"deepmir {command[0]}: error: {study}: not a model folder") and "Traceback" not in error
+        assert (
+            code == 2
+            and last_line.startswith(f"deepmir {command[0]}: error: {study}: not a model folder")
+            and "Traceback" not in error
+        )
     assert _tree(study) == before
 
     model = tmp_path / "model"
     assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", *TINY_ARGS]) == 0
     first = _tree(model)
-    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", *TINY_ARGS]) == 2
+    assert (
+        main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", *TINY_ARGS]) == 2
+    )
     assert f"{model}: a model is already there; pass --overwrite to replace it" in capsys.readouterr().err
     assert _tree(model) == first
-    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", "--overwrite", *TINY_ARGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(strong_data),
+                "--out",
+                str(model),
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+                "--overwrite",
+                *TINY_ARGS,
+            ]
+        )
+        == 0
+    )
     assert _tree(model) != first and load_model(model).card.training["seed"] == 1
 
 
@@ -250,4 +321,8 @@ def test_resuming_from_a_corrupt_or_foreign_checkpoint_is_a_clear_error(strong_d
     save_checkpoint(checkpoint, other, torch.optim.AdamW(other.parameters()), json.loads(good_state))
     assert main(resume) == 2
     error = capsys.readouterr().err
-    assert error.strip().splitlines()[-1].startswith(f"deepmir train: error: {tensors}: corrupt checkpoint, or one of another model")
+    assert (
+        error.strip()
+        .splitlines()[-1]
+        .startswith(f"deepmir train: error: {tensors}: corrupt checkpoint, or one of another model")
+    )

@@ -9,7 +9,6 @@ has never seen that lesion kind.
 from pathlib import Path
 
 import numpy as np
-
 from conftest import write_nifti
 
 SHAPE = (48, 48, 12)
@@ -17,7 +16,9 @@ SHAPE = (48, 48, 12)
 
 def _ball(shape, centre, radii) -> np.ndarray:
     grid = np.indices(shape).astype(float)
-    return (((grid - np.asarray(centre, float)[:, None, None, None]) / np.asarray(radii, float)[:, None, None, None]) ** 2).sum(0) <= 1
+    return (
+        ((grid - np.asarray(centre, float)[:, None, None, None]) / np.asarray(radii, float)[:, None, None, None]) ** 2
+    ).sum(0) <= 1
 
 
 def write_blob_subject(root: Path, index: int, *, domain: str = "strong", seed: int = 0, iron: bool = True) -> Path:

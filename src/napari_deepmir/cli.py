@@ -13,7 +13,9 @@ from .progress import progress_bar
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=None, help="model folder or .safetensors file (default: the shipped model)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder or .safetensors file (default: the shipped model)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
 
 
@@ -23,8 +25,17 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
     group.add_argument("--swi", type=Path, help="SWI NIfTI file (defines the output grid)")
     group.add_argument("--qsm", type=Path, help="QSM NIfTI file (ppm or ppb)")
     group.add_argument("--t2", type=Path, help="T2-weighted NIfTI file")
-    group.add_argument("--qsm-units", choices=("auto", "ppm", "ppb", "si"), default="auto", help="units of the QSM file (default: detect)")
-    group.add_argument("--mask", type=Path, help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)")
+    group.add_argument(
+        "--qsm-units",
+        choices=("auto", "ppm", "ppb", "si"),
+        default="auto",
+        help="units of the QSM file (default: detect)",
+    )
+    group.add_argument(
+        "--mask",
+        type=Path,
+        help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)",
+    )
 
 
 def _load_subject_from_args(args: argparse.Namespace):
@@ -56,20 +67,39 @@ def _use_brain_mask(subject, path: Path) -> None:
 def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
-    group.add_argument("--lr", type=float, default=lr, help=f"peak learning rate, AdamW with warm-up + cosine (default {lr:g})")
+    group.add_argument(
+        "--lr", type=float, default=lr, help=f"peak learning rate, AdamW with warm-up + cosine (default {lr:g})"
+    )
     group.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     group.add_argument("--patch-size", type=int, default=64, help="patch width in voxels (default 64)")
-    group.add_argument("--val-share", type=float, default=0.25, help="share of subjects kept for validation (default 0.25)")
+    group.add_argument(
+        "--val-share", type=float, default=0.25, help="share of subjects kept for validation (default 0.25)"
+    )
     group.add_argument("--eval-every", type=int, default=50, help="validate every N steps (default 50)")
-    group.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (default 0: never)")
-    group.add_argument("--max-minutes", type=float, default=None, help="wall-time budget in minutes: the learning rate anneals by steps or time, whichever is further along; the best model is kept")
+    group.add_argument(
+        "--patience", type=int, default=0, help="stop after N validations without improvement (default 0: never)"
+    )
+    group.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="wall-time budget in minutes: the learning rate anneals by steps or time, whichever is further along; "
+        "the best model is kept",
+    )
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same model)")
     group.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     group.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass")
-    group.add_argument("--data-workers", type=int, default=None, help="processes preparing batches (default: 0 on CPU, cores-2 up to 8 beside a GPU)")
+    group.add_argument(
+        "--data-workers",
+        type=int,
+        default=None,
+        help="processes preparing batches (default: 0 on CPU, cores-2 up to 8 beside a GPU)",
+    )
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
-    group.add_argument("--overwrite", action="store_true", help="replace a model already at --out (other folders are never replaced)")
+    group.add_argument(
+        "--overwrite", action="store_true", help="replace a model already at --out (other folders are never replaced)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,40 +118,82 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out_dir", type=Path)
     synth.add_argument("--subjects", type=int, default=1, help="number of subjects (default 1)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
-    synth.add_argument("--shape", type=int, nargs=3, default=(176, 208, 64), metavar=("X", "Y", "Z"), help="SWI/QSM matrix")
+    synth.add_argument(
+        "--shape", type=int, nargs=3, default=(176, 208, 64), metavar=("X", "Y", "Z"), help="SWI/QSM matrix"
+    )
     synth.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 2.0), metavar=("X", "Y", "Z"), help="mm")
     synth.add_argument("--te", type=float, default=20.0, help="echo time in ms (default 20)")
     synth.add_argument("--snr", type=float, default=40.0, help="magnitude SNR in white matter (default 40)")
-    synth.add_argument("--b0", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="B0 direction (world)")
+    synth.add_argument(
+        "--b0", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="B0 direction (world)"
+    )
     synth.add_argument("--qsm-units", choices=("ppb", "ppm"), default="ppb", help="units of the written QSM")
-    synth.add_argument("--t2-voxel-size", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="T2 on its own grid")
+    synth.add_argument(
+        "--t2-voxel-size", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="T2 on its own grid"
+    )
     synth.add_argument("--oblique", type=float, default=0.0, help="tilt of the slice stack in degrees")
-    synth.add_argument("--randomize", action="store_true", help="a different random acquisition per subject (training data)")
-    synth.add_argument("--fine-voxel", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
-                       help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)")
+    synth.add_argument(
+        "--randomize", action="store_true", help="a different random acquisition per subject (training data)"
+    )
+    synth.add_argument(
+        "--fine-voxel",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)",
+    )
     synth.set_defaults(handler=_cmd_synth)
 
-    predict = commands.add_parser("predict", help="detect lesions in one subject; writes its labels, lesion table and provenance")
+    predict = commands.add_parser(
+        "predict", help="detect lesions in one subject; writes its labels, lesion table and provenance"
+    )
     _add_subject_args(predict)
     _add_model_args(predict)
-    predict.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
-    predict.add_argument("--out", type=Path, required=True, help="output folder (BIDS-derivative names, see docs/model.md)")
+    predict.add_argument(
+        "--locations",
+        type=Path,
+        default=None,
+        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
+    )
+    predict.add_argument(
+        "--out", type=Path, required=True, help="output folder (BIDS-derivative names, see docs/model.md)"
+    )
     predict.add_argument("--overwrite", action="store_true", help="replace this subject's earlier outputs in --out")
     predict.set_defaults(handler=_cmd_predict)
 
     train = commands.add_parser("train", help="train a model from scratch on annotated subjects")
-    train.add_argument("--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)")
+    train.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)"
+    )
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument("--base-filters", type=int, default=16, help="filters of the first U-Net level (default 16)")
     train.add_argument("--depth", type=int, default=5, help="U-Net resolution levels (default 5)")
-    train.add_argument("--context-slices", type=int, default=1, help="neighbouring slices either side given as input (default 1)")
-    train.add_argument("--modalities", nargs="+", choices=("swi", "qsm", "t2"), default=["swi", "qsm", "t2"], help="input modalities (default: swi qsm t2)")
-    train.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="working grid in mm (default: the model card's)")
+    train.add_argument(
+        "--context-slices", type=int, default=1, help="neighbouring slices either side given as input (default 1)"
+    )
+    train.add_argument(
+        "--modalities",
+        nargs="+",
+        choices=("swi", "qsm", "t2"),
+        default=["swi", "qsm", "t2"],
+        help="input modalities (default: swi qsm t2)",
+    )
+    train.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="working grid in mm (default: the model card's)",
+    )
     _add_training_args(train, steps=2000, lr=2e-3)
     train.set_defaults(handler=_cmd_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune a model on annotated subjects")
-    finetune.add_argument("--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)")
+    finetune.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)"
+    )
     finetune.add_argument("--out", type=Path, required=True, help="model folder to write")
     finetune.add_argument("--base", type=Path, default=None, help="model to start from (default: the shipped model)")
     _add_training_args(finetune, steps=300, lr=3e-4)
@@ -130,16 +202,36 @@ def build_parser() -> argparse.ArgumentParser:
     candidates = commands.add_parser("candidates", help="rank likely lesions for review; writes a CSV, best first")
     _add_subject_args(candidates)
     candidates.add_argument("--model", type=Path, default=None, help="also use this model's probabilities")
-    candidates.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
+    candidates.add_argument(
+        "--locations",
+        type=Path,
+        default=None,
+        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
+    )
     candidates.add_argument("--max", type=int, default=200, help="at most this many candidates (default 200)")
     candidates.add_argument("--out", type=Path, required=True, help="candidates.csv")
     candidates.set_defaults(handler=_cmd_candidates)
 
     table = commands.add_parser("table", help="measure every lesion of a label map; writes CSV or TSV")
     _add_subject_args(table)
-    table.add_argument("--labels", type=Path, default=None, help="label map on the SWI grid (1 CMB, 2 iron); default with --subject: its *_dseg file")
-    table.add_argument("--locations", type=Path, default=None, help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)")
-    table.add_argument("--out", type=Path, required=True, help="lesions.csv or lesions.tsv (a JSON sidecar describing the columns is written beside it)")
+    table.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="label map on the SWI grid (1 CMB, 2 iron); default with --subject: its *_dseg file",
+    )
+    table.add_argument(
+        "--locations",
+        type=Path,
+        default=None,
+        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
+    )
+    table.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="lesions.csv or lesions.tsv (a JSON sidecar describing the columns is written beside it)",
+    )
     table.set_defaults(handler=_cmd_table)
 
     evaluate = commands.add_parser("evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject")
@@ -169,16 +261,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .demo import run_demo
 
-    print("making a synthetic subject with known lesions, then detecting them with the shipped model...", file=sys.stderr)
+    print(
+        "making a synthetic subject with known lesions, then detecting them with the shipped model...", file=sys.stderr
+    )
     with progress_bar("predict", unit="batch") as bar:
         result = run_demo(args.out, seed=args.seed, device=args.device, progress=_bar_updater(bar))
     columns = ["lesion_id", "class", "volume_mm3", "diameter_mm", "x_mm", "y_mm", "z_mm", "qsm_mean_ppb", "location"]
     with pd.option_context("display.width", 140, "display.max_rows", 40):
         print(result.table[[c for c in columns if c in result.table]].round(1).to_string(index=False))
     for name, score in result.scores.items():
-        print(f"{name:5s} vs truth: found {score['n_truth_found']}/{score['n_truth']}, "
-              f"{score['n_pred_true']}/{score['n_pred']} predicted lesions true, F1 {score['f1']:.2f}")
-    print(f"{result.summary} -> {result.outputs.lesions} (labels {result.outputs.labels}; subject {result.subject_folder})")
+        print(
+            f"{name:5s} vs truth: found {score['n_truth_found']}/{score['n_truth']}, "
+            f"{score['n_pred_true']}/{score['n_pred']} predicted lesions true, F1 {score['f1']:.2f}"
+        )
+    print(
+        f"{result.summary} -> {result.outputs.lesions} (labels {result.outputs.labels}; subject "
+        f"{result.subject_folder})"
+    )
     return 0
 
 
@@ -193,7 +292,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         inside = data[subject.mask]
         unit = " ppb" if modality == "qsm" else ""
         low, high = np.percentile(inside, [1, 99]) if inside.size else (np.nan, np.nan)
-        print(f"  {modality.upper():4s} {subject.paths[modality]}  brain 1st..99th percentile {low:.4g}..{high:.4g}{unit}")
+        print(
+            f"  {modality.upper():4s} {subject.paths[modality]}  brain 1st..99th percentile {low:.4g}..{high:.4g}{unit}"
+        )
     if subject.qsm_units:
         print(f"  QSM units: {subject.qsm_units} (reported in ppb)")
     print(f"  brain mask: {int(subject.mask.sum())} voxels")
@@ -217,8 +318,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     )
     with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
-            args.out_dir, args.subjects, args.seed, acquisition, randomize=args.randomize,
-            progress=lambda done, total: bar.update(1), **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)})
+            args.out_dir,
+            args.subjects,
+            args.seed,
+            acquisition,
+            randomize=args.randomize,
+            progress=lambda done, total: bar.update(1),
+            **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)}),
         )
     print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")
     return 0
@@ -255,10 +361,25 @@ def _training_config(args: argparse.Namespace, **extra):
     from .training.trainer import TrainingConfig
 
     return TrainingConfig(
-        out=args.out, data=list(args.data), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-        patch_size=args.patch_size, val_share=args.val_share, eval_every=args.eval_every, patience=args.patience, max_minutes=args.max_minutes,
-        seed=args.seed, device=args.device, bf16=args.bf16, augment=args.augment, resume=args.resume, overwrite=args.overwrite, data_workers=args.data_workers,
-        command="deepmir " + " ".join(sys.argv[1:]), **extra,
+        out=args.out,
+        data=list(args.data),
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        val_share=args.val_share,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        augment=args.augment,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        data_workers=args.data_workers,
+        command="deepmir " + " ".join(sys.argv[1:]),
+        **extra,
     )
 
 
@@ -266,13 +387,16 @@ def _run_training(config, title: str) -> int:
     from .training.trainer import train
 
     with progress_bar(title, total=config.steps, unit="step") as bar:
+
         def progress(report):
             bar.update(report.step - bar.n)
             if report.loss is not None:
                 bar.set_postfix(loss=f"{report.loss:.3f}", best_f1=f"{max(report.best_score or 0, 0):.3f}")
             if report.metrics is not None:
                 scores = " ".join(f"{n} F1 {report.metrics[n]['f1']:.3f}" for n in ("cmb", "iron"))
-                bar.write(f"step {report.step}: validation {scores}" + (" (saved)" if report.saved else ""), file=sys.stderr)
+                bar.write(
+                    f"step {report.step}: validation {scores}" + (" (saved)" if report.saved else ""), file=sys.stderr
+                )
             bar.refresh()
 
         result = train(config, progress)
@@ -281,16 +405,24 @@ def _run_training(config, title: str) -> int:
         print(f"validation ({len(result.card.training['validation_subjects'])} subjects), lesion-wise:")
         print(f"{'class':6s} {'model':8s} {'sens':>6s} {'prec':>6s} {'F1':>6s} {'FP/subj':>8s}")
         for name in ("cmb", "iron"):
-            for column, metrics in zip(columns, (result.base_metrics, result.best_metrics)[-len(columns):], strict=True):
+            for column, metrics in zip(
+                columns, (result.base_metrics, result.best_metrics)[-len(columns) :], strict=True
+            ):
                 m = metrics[name]
-                print(f"{name:6s} {column:8s} {m['sensitivity']:6.3f} {m['precision']:6.3f} {m['f1']:6.3f} {m['fp_per_subject']:8.2f}")
+                print(
+                    f"{name:6s} {column:8s} {m['sensitivity']:6.3f} {m['precision']:6.3f} {m['f1']:6.3f} "
+                    f"{m['fp_per_subject']:8.2f}"
+                )
     print(f"{title}: {result.steps_run} steps, best at step {result.best_step} -> {result.model_path}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _training_config(
-        args, base_filters=args.base_filters, depth=args.depth, context_slices=args.context_slices,
+        args,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        context_slices=args.context_slices,
         modalities=tuple(m for m in ("swi", "qsm", "t2") if m in args.modalities),
         spacing_mm=None if args.spacing is None else tuple(args.spacing),
     )
@@ -348,7 +480,9 @@ def _cmd_table(args: argparse.Namespace) -> int:
     subject = _load_subject_from_args(args)
     labels = _subject_label_map(args, subject, args.labels, "labels")
     if labels is None:
-        raise InputError(args.subject or args.swi, "no label map: give --labels FILE (or a subject folder with *_dseg.nii.gz)")
+        raise InputError(
+            args.subject or args.swi, "no label map: give --labels FILE (or a subject folder with *_dseg.nii.gz)"
+        )
     locations = _subject_label_map(args, subject, args.locations, "locations")
     table = measure_lesions(labels, subject, locations=locations)
     write_table_with_sidecar(args.out, table, COLUMNS)
@@ -366,7 +500,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for side in ("truth", "pred"):
         if report[f"unpaired_{side}"]:
             print(f"warning: only in --{side}: {', '.join(report[f'unpaired_{side}'])}", file=sys.stderr)
-    print(f"{'class':6s} {'truth':>6s} {'found':>6s} {'pred':>6s} {'TP':>6s} {'sens':>6s} {'prec':>6s} {'F1':>6s} {'FP/subj':>8s}")
+    print(
+        f"{'class':6s} {'truth':>6s} {'found':>6s} {'pred':>6s} {'TP':>6s} {'sens':>6s} {'prec':>6s} {'F1':>6s} "
+        f"{'FP/subj':>8s}"
+    )
     for name in ("cmb", "iron"):
         r = report[name]
         print(
@@ -383,8 +520,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .cohort import run_cohort
 
-    result = run_cohort(args.bids_root, args.out, model=args.model, device=args.device, workers=args.workers,
-                        scheduler=args.scheduler, overwrite=args.overwrite)
+    result = run_cohort(
+        args.bids_root,
+        args.out,
+        model=args.model,
+        device=args.device,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+    )
     for participant, reason in sorted(result.failed.items()):
         print(f"failed: {participant}: {reason}", file=sys.stderr)
     from .model.files import model_sha256
@@ -392,9 +536,12 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
     others = result.other_models(model_sha256(resolve_model(args.model)))
     if others:
-        print(f"note: {len(others)} skipped subject(s) were made by another model ({', '.join(others[:5])}"
-              f"{', ...' if len(others) > 5 else ''}); --overwrite redoes them; dataset_description.json lists every model",
-              file=sys.stderr)
+        print(
+            f"note: {len(others)} skipped subject(s) were made by another model ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); --overwrite redoes them; dataset_description.json lists every "
+            "model",
+            file=sys.stderr,
+        )
     print(result.summary_line())
     return 1 if result.failed else 0
 

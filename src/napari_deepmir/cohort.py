@@ -52,7 +52,8 @@ class CohortResult:
 
     def summary_line(self) -> str:
         total = len(self.done) + len(self.skipped) + len(self.failed)
-        line = f"{total} subjects: {len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.failed)} failed"
+        counts = f"{len(self.done)} done, {len(self.skipped)} skipped (already done), {len(self.failed)} failed"
+        line = f"{total} subjects: {counts}"
         if self.failed:
             line += f" -> {self.out_dir / 'failures.tsv'}"
         return line
@@ -70,7 +71,9 @@ def _subject_folders(root: Path) -> tuple[list[tuple[str, Path]], dict[str, str]
             if _SESSION_FOLDER.fullmatch(session.name):
                 found.append((f"{folder.name}_{session.name}", session))
             else:
-                refused[f"{folder.name}/{session.name}"] = "not a BIDS session folder name: ses-<label> with letters and digits only"
+                refused[f"{folder.name}/{session.name}"] = (
+                    "not a BIDS session folder name: ses-<label> with letters and digits only"
+                )
         if not sessions:
             found.append((folder.name, folder))
     return found, refused
@@ -102,7 +105,9 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
     return ready, problems
 
 
-def process_subject(subject: CohortSubject, out_dir: str | Path, model_path: str, device: str, overwrite: bool, threads: int) -> dict:
+def process_subject(
+    subject: CohortSubject, out_dir: str | Path, model_path: str, device: str, overwrite: bool, threads: int
+) -> dict:
     """Detect, measure and write one subject (a Dask task) through :mod:`..pipeline`. Never raises:
     failures are reported. A subject whose output set is complete is skipped unless ``overwrite``."""
     from .io.derivatives import read_table
@@ -117,7 +122,7 @@ def process_subject(subject: CohortSubject, out_dir: str | Path, model_path: str
         result = _detect_and_write(subject, outputs, model_path, device, overwrite, threads)
     except InputError as error:
         return outcome | {"status": "failed", "reason": str(error)}
-    except Exception as error:  # one subject must never stop the cohort; the reason goes to failures.tsv
+    except Exception as error:  # noqa: BLE001 (one subject must never stop the cohort; reason to failures.tsv)
         return outcome | {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
     model = {k: result.model[k] for k in ("Model", "ModelSha256")}
     return outcome | {"status": "done", "lesions": result.table, "model": model}
@@ -169,10 +174,17 @@ def run_cohort(
     result = CohortResult(out_dir, failed=dict(problems))
     rows: list[dict] = []
     lesion_tables: list[pd.DataFrame] = []
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = (
+        None
+        if scheduler
+        else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    )
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(process_subject, s, out_dir, model_path, device, overwrite, threads, pure=False) for s in subjects]
+            futures = [
+                client.submit(process_subject, s, out_dir, model_path, device, overwrite, threads, pure=False)
+                for s in subjects
+            ]
             with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
                 for future in as_completed(futures):
                     _collect(future.result(), result, rows, lesion_tables)
@@ -206,7 +218,9 @@ def _models_used(result: CohortResult) -> list[dict]:
     used: dict[tuple, list[str]] = {}
     for participant, model in sorted(result.models.items()):
         used.setdefault((model.get("Model"), model.get("ModelSha256")), []).append(participant)
-    return [{"Model": name, "ModelSha256": sha, "Participants": participants} for (name, sha), participants in used.items()]
+    return [
+        {"Model": name, "ModelSha256": sha, "Participants": participants} for (name, sha), participants in used.items()
+    ]
 
 
 def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables) -> None:
@@ -220,7 +234,11 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": [
-                {"Name": "napari-deepmir", "Version": __version__, "Description": f"model {m['Model']} (sha256 {m['ModelSha256']})"}
+                {
+                    "Name": "napari-deepmir",
+                    "Version": __version__,
+                    "Description": f"model {m['Model']} (sha256 {m['ModelSha256']})",
+                }
                 for m in models
             ],
             "Models": models,
@@ -230,6 +248,8 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
     summary = pd.DataFrame(rows + [{"participant_id": p, "status": "failed"} for p in result.failed])
     write_table(out_dir / "summary.tsv", summary.sort_values("participant_id") if len(summary) else summary)
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(columns=["participant_id"])
-    write_table(out_dir / "lesions.tsv", lesions.sort_values(["participant_id", "lesion_id"]) if len(lesions) else lesions)
+    write_table(
+        out_dir / "lesions.tsv", lesions.sort_values(["participant_id", "lesion_id"]) if len(lesions) else lesions
+    )
     failures = pd.DataFrame(sorted(result.failed.items()), columns=["participant_id", "reason"])
     write_table(out_dir / "failures.tsv", failures)

@@ -40,13 +40,20 @@ class PreparedInput:
 
     def labels_to_working(self, labels: np.ndarray) -> np.ndarray:
         """A label map on the SWI grid -> working grid (nearest neighbour)."""
-        return _resample_zoom(_reorient(np.asarray(labels), self.orientation), self.zoom, self.channels.shape[1:], order=0)
+        return _resample_zoom(
+            _reorient(np.asarray(labels), self.orientation), self.zoom, self.channels.shape[1:], order=0
+        )
 
     def to_subject_grid(self, volume: np.ndarray, order: int = 1) -> np.ndarray:
         """A working-grid volume, or a stack of them (C, X, Y, Z), -> the SWI grid, exactly its shape."""
         if volume.ndim == 4:
             return np.stack([self.to_subject_grid(v, order) for v in volume])
-        canonical = _resample_zoom(np.asarray(volume, dtype=np.float32 if order else volume.dtype), 1 / self.zoom, self.canonical_shape, order=order)
+        canonical = _resample_zoom(
+            np.asarray(volume, dtype=np.float32 if order else volume.dtype),
+            1 / self.zoom,
+            self.canonical_shape,
+            order=order,
+        )
         return _reorient(canonical, self.orientation, inverse=True)
 
 
@@ -65,7 +72,9 @@ def _resample_zoom(array: np.ndarray, zoom: np.ndarray, shape, order: int) -> np
         return array
     matrix = 1.0 / zoom
     offset = 0.5 * matrix - 0.5
-    return ndimage.affine_transform(array, matrix, offset=offset, output_shape=tuple(shape), order=order, mode="nearest")
+    return ndimage.affine_transform(
+        array, matrix, offset=offset, output_shape=tuple(shape), order=order, mode="nearest"
+    )
 
 
 def prepare_input(subject: Subject, card) -> PreparedInput:
@@ -79,14 +88,15 @@ def prepare_input(subject: Subject, card) -> PreparedInput:
     if missing:
         raise InputError(
             subject.paths.get("swi"),
-            f"model {card.name!r} needs {'+'.join(m.upper() for m in card.modalities)} but subject {subject.name} has no "
+            f"model {card.name!r} needs {'+'.join(m.upper() for m in card.modalities)} but subject {subject.name} has "
+            "no "
             f"{'/'.join(m.upper() for m in missing)} image",
         )
     orientation = io_orientation(subject.affine)
     canonical_spacing = np.abs(subject.spacing[orientation[:, 0].astype(int).argsort()])
     canonical_shape = tuple(_reorient(np.empty(subject.shape, np.uint8), orientation).shape)
     zoom = canonical_spacing / np.asarray(card.spacing_mm, dtype=float)
-    working_shape = tuple(max(1, int(round(n * z))) for n, z in zip(canonical_shape, zoom))
+    working_shape = tuple(max(1, round(n * z)) for n, z in zip(canonical_shape, zoom))
     zoom = np.array(working_shape) / np.array(canonical_shape)
 
     def to_working(data: np.ndarray, order: int) -> np.ndarray:
@@ -178,7 +188,8 @@ def _slice_batches(prepared: PreparedInput, context: int, batch_size: int):
 
 
 def _stack_context(channels: np.ndarray, slices: np.ndarray, context: int, multiple: int) -> np.ndarray:
-    """(B, modalities*(2k+1), H, W) inputs: each modality with its neighbouring slices (edge-padded), padded in-plane."""
+    """(B, modalities*(2k+1), H, W) inputs: each modality with its neighbouring slices (edge-padded),
+    padded in-plane."""
     depth = channels.shape[-1]
     offsets = np.arange(-context, context + 1)
     index = np.clip(slices[:, None] + offsets[None, :], 0, depth - 1)  # (B, 2k+1)
@@ -217,7 +228,9 @@ def iter_predict(
     yield 0, len(batches)
     width, height = prepared.channels.shape[1:3]
     for done, slices in enumerate(batches, start=1):
-        batch = torch.from_numpy(_stack_context(prepared.channels, slices, card.context_slices, module.size_multiple)).to(torch_device)
+        batch = torch.from_numpy(
+            _stack_context(prepared.channels, slices, card.context_slices, module.size_multiple)
+        ).to(torch_device)
         with torch.inference_mode(), torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=bf16):
             probabilities = torch.softmax(module(batch).float(), dim=1)[:, :, :width, :height]
         working[:, :, :, slices] = probabilities.permute(1, 2, 3, 0).cpu().numpy().astype(np.float16)
@@ -237,8 +250,15 @@ def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:
     return out
 
 
-def apply_postprocess(probabilities: np.ndarray, subject: Subject, card, *, min_probability: float | None = None,
-                      min_qsm_ppb: float | None = None, min_probability_no_qsm: float | None = None) -> np.ndarray:
+def apply_postprocess(
+    probabilities: np.ndarray,
+    subject: Subject,
+    card,
+    *,
+    min_probability: float | None = None,
+    min_qsm_ppb: float | None = None,
+    min_probability_no_qsm: float | None = None,
+) -> np.ndarray:
     """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected) touching
     ``subject.whole_brain``, each given the class with the larger summed probability; components below
     ``min_volume_mm3`` or whose peak lesion probability is below ``min_probability`` are dropped.
@@ -295,7 +315,9 @@ def predict_subject(
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Run :func:`iter_predict` to the end, reporting ``progress(done, total)`` if given."""
-    steps = iter_predict(subject, model, device=device, batch_size=batch_size, return_probabilities=return_probabilities, bf16=bf16)
+    steps = iter_predict(
+        subject, model, device=device, batch_size=batch_size, return_probabilities=return_probabilities, bf16=bf16
+    )
     while True:
         try:
             done, total = next(steps)

@@ -48,12 +48,20 @@ def model_provenance(loaded) -> dict:
     """Name, folder and sha256 of a loaded model (its identity in every output)."""
     from .model.files import model_sha256
 
-    return {"Model": loaded.card.name, "ModelPath": None if loaded.path is None else str(loaded.path),
-            "ModelSha256": model_sha256(loaded.path)}
+    return {
+        "Model": loaded.card.name,
+        "ModelPath": None if loaded.path is None else str(loaded.path),
+        "ModelSha256": model_sha256(loaded.path),
+    }
 
 
 def iter_detect(
-    subject: Subject, model=None, *, device: str = "auto", locations: np.ndarray | None = None, bf16: bool = False,
+    subject: Subject,
+    model=None,
+    *,
+    device: str = "auto",
+    locations: np.ndarray | None = None,
+    bf16: bool = False,
 ) -> Generator[tuple[int, int], None, DetectionResult]:
     """Predict and measure ``subject``; yields ``(done, total)`` slice batches (closing it cancels) and returns
     a :class:`DetectionResult`. ``model``: None (the shipped default), a model folder or a LoadedModel;
@@ -67,10 +75,14 @@ def iter_detect(
     table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
     lesion_ids, _ = label_lesions(prediction.labels)
     provenance = model_provenance(loaded) | {"Device": str(torch_device)}
-    return DetectionResult(subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance)
+    return DetectionResult(
+        subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance
+    )
 
 
-def detect(subject: Subject, model=None, *, progress: Callable[[int, int], None] | None = None, **options) -> DetectionResult:
+def detect(
+    subject: Subject, model=None, *, progress: Callable[[int, int], None] | None = None, **options
+) -> DetectionResult:
     """Run :func:`iter_detect` to the end, reporting ``progress(done, total)`` if given."""
     steps = iter_detect(subject, model, **options)
     while True:
@@ -82,7 +94,9 @@ def detect(subject: Subject, model=None, *, progress: Callable[[int, int], None]
             progress(done, total)
 
 
-def write_detection(result: DetectionResult, outputs: OutputSet, *, overwrite: bool = False, lookup: bool = True) -> OutputSet:
+def write_detection(
+    result: DetectionResult, outputs: OutputSet, *, overwrite: bool = False, lookup: bool = True
+) -> OutputSet:
     """Write a detection as one output set (labels, lesion table + sidecar, provenance; see :mod:`..io.outputs`)."""
     from .lesions.measure import COLUMNS
 
@@ -93,4 +107,6 @@ def write_detection(result: DetectionResult, outputs: OutputSet, *, overwrite: b
         "Warnings": list(subject.warnings),
         "GeneratedBy": result.model,
     }
-    return write_outputs(outputs, result.labels, subject.affine, result.table, COLUMNS, provenance, overwrite=overwrite, lookup=lookup)
+    return write_outputs(
+        outputs, result.labels, subject.affine, result.table, COLUMNS, provenance, overwrite=overwrite, lookup=lookup
+    )

@@ -32,7 +32,11 @@ class _StageLines:
             return
         of = f"/{self.total}" if self.total else ""
         extra = "".join(f", {key} {value}" for key, value in self._postfix.items())
-        print(f"{self.desc}: {self.n}{of} {self.unit} in {time.perf_counter() - self._start:.1f} s{extra}", file=sys.stderr, flush=True)
+        print(
+            f"{self.desc}: {self.n}{of} {self.unit} in {time.perf_counter() - self._start:.1f} s{extra}",
+            file=sys.stderr,
+            flush=True,
+        )
         self._start = None
 
     def __enter__(self):

@@ -4,4 +4,14 @@ from .errors import InputError
 from .nifti import Volume, load_volume, save_labels, save_nifti
 from .subject import Subject, assemble_subject, load_subject, load_subject_dir
 
-__all__ = ["InputError", "Subject", "assemble_subject", "Volume", "load_subject", "load_subject_dir", "load_volume", "save_labels", "save_nifti"]
+__all__ = [
+    "InputError",
+    "Subject",
+    "Volume",
+    "assemble_subject",
+    "load_subject",
+    "load_subject_dir",
+    "load_volume",
+    "save_labels",
+    "save_nifti",
+]

@@ -98,8 +98,14 @@ def load_brain_mask(path, subject) -> np.ndarray:
     from .resample import resample_volume_to
 
     volume = load_volume(path, check_values=False)
-    mask = resample_volume_to(Volume((volume.data != 0).astype(np.float32), volume.affine, volume.path),
-                              Volume(subject.swi, subject.affine, subject.paths.get("swi")), order=1) > 0.5
+    mask = (
+        resample_volume_to(
+            Volume((volume.data != 0).astype(np.float32), volume.affine, volume.path),
+            Volume(subject.swi, subject.affine, subject.paths.get("swi")),
+            order=1,
+        )
+        > 0.5
+    )
     if not mask.any():
         raise InputError(path, "the brain mask is empty on the SWI grid")
     return mask

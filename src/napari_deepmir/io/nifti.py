@@ -78,7 +78,7 @@ def load_volume(
         raise InputError(path, "is a folder, expected a NIfTI file (.nii or .nii.gz)")
     try:
         image = nib.load(str(path))
-    except Exception as error:  # nibabel raises several types for unreadable files
+    except Exception as error:  # noqa: BLE001 (nibabel raises several types for unreadable files)
         raise InputError(path, f"not a readable NIfTI file ({error})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"not a NIfTI image (nibabel read it as {type(image).__name__})")
@@ -93,7 +93,8 @@ def load_volume(
     if math.prod(shape) > budget:
         raise InputError(
             path,
-            f"image of {' x '.join(map(str, shape))} voxels ({math.prod(shape):,}) is over the budget of {budget:,} voxels "
+            f"image of {' x '.join(map(str, shape))} voxels ({math.prod(shape):,}) is over the budget of {budget:,} "
+            "voxels "
             "(set DEEPMIR_MAX_VOXELS to raise it)",
         )
     affine, warnings = choose_affine(image.header, path)
@@ -107,7 +108,7 @@ def load_volume(
             data = np.abs(np.asarray(image.dataobj)).astype(dtype).reshape(shape)
         else:
             data = np.asarray(image.dataobj, dtype=dtype).reshape(shape)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (gzip, zlib, numpy and nibabel each raise their own)
         raise InputError(path, f"corrupt or truncated NIfTI data ({error})") from None
     if stored.kind == "c":
         warnings.append(f"{path}: complex-valued data ({stored}); using its magnitude")

@@ -105,15 +105,25 @@ def check_can_write(outputs: OutputSet, *, overwrite: bool) -> None:
         made = provenance.get("GeneratedBy", {})
         raise InputError(
             outputs.folder,
-            f"outputs of {outputs.participant} already exist (model {made.get('Model', '?')}, {provenance.get('Date', '?')}); "
+            f"outputs of {outputs.participant} already exist (model {made.get('Model', '?')}, "
+            f"{provenance.get('Date', '?')}); "
             "pass --overwrite to replace them",
         )
-    raise InputError(found[0], "exists and was not written by napari-deepmir; choose another output folder or pass --overwrite")
+    raise InputError(
+        found[0], "exists and was not written by napari-deepmir; choose another output folder or pass --overwrite"
+    )
 
 
 def write_outputs(
-    outputs: OutputSet, labels: np.ndarray, affine: np.ndarray, table: pd.DataFrame, columns: dict, provenance: dict,
-    *, overwrite: bool = False, lookup: bool = True,
+    outputs: OutputSet,
+    labels: np.ndarray,
+    affine: np.ndarray,
+    table: pd.DataFrame,
+    columns: dict,
+    provenance: dict,
+    *,
+    overwrite: bool = False,
+    lookup: bool = True,
 ) -> OutputSet:
     """Write one participant's output set as a unit (see the module docstring); ``lookup`` adds ``dseg.tsv``."""
     check_can_write(outputs, overwrite=overwrite)
@@ -132,8 +142,11 @@ def write_outputs(
             write_dseg_lookup(outputs.folder / LOOKUP)
         write_json(outputs.marker, {**record, "Complete": True})
     except OSError as error:  # a full disk, a folder gone read-only: say so in one line; the marker says incomplete
-        raise InputError(outputs.folder, f"writing the outputs of {outputs.participant} failed ({error.strerror or error}); "
-                         "what was written is marked incomplete and the next run replaces it") from None
+        raise InputError(
+            outputs.folder,
+            f"writing the outputs of {outputs.participant} failed ({error.strerror or error}); "
+            "what was written is marked incomplete and the next run replaces it",
+        ) from None
     return outputs
 
 
@@ -146,5 +159,3 @@ def output_folder_of(out_dir: str | Path, participant: str) -> Path:
 def dataset_outputs(out_dir: str | Path, participant: str) -> OutputSet:
     """A participant's output set inside a derivatives dataset."""
     return OutputSet(output_folder_of(out_dir, participant), participant)
-
-

@@ -1,4 +1,5 @@
-"""QSM units: detect ppm, ppb or SI (dimensionless, 1 ppm = 1e-6), check them, convert to ppb (the unit we report in)."""
+"""QSM units: detect ppm, ppb or SI (dimensionless, 1 ppm = 1e-6), check them, convert to ppb (the unit we
+report in)."""
 
 from pathlib import Path
 from typing import Literal

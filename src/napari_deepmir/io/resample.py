@@ -7,7 +7,13 @@ from .nifti import Volume
 
 
 def resample_to_grid(
-    data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target_affine: np.ndarray, *, order: int = 1, cval: float = 0.0
+    data: np.ndarray,
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    target_affine: np.ndarray,
+    *,
+    order: int = 1,
+    cval: float = 0.0,
 ) -> np.ndarray:
     """Resample ``data`` (on ``affine``) onto the grid ``shape``/``target_affine``.
 

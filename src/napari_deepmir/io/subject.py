@@ -133,11 +133,14 @@ def assemble_subject(
 
 def _report_invalid_in_brain(subject: Subject, volume: Volume, reference: Volume) -> None:
     """Add a warning if NaN/inf voxels of ``volume`` fall inside the brain (they were set to 0)."""
-    on_grid = resample_volume_to(Volume(volume.invalid.astype(np.uint8), volume.affine, volume.path), reference, order=0)
+    on_grid = resample_volume_to(
+        Volume(volume.invalid.astype(np.uint8), volume.affine, volume.path), reference, order=0
+    )
     n_inside = int((on_grid.astype(bool) & subject.mask).sum())
     if n_inside:
         subject.warnings.append(
-            f"{volume.path}: {n_inside} NaN/infinite voxels inside the brain were set to 0; results there are unreliable"
+            f"{volume.path}: {n_inside} NaN/infinite voxels inside the brain were set to 0; results there are "
+            "unreliable"
         )
 
 
@@ -149,5 +152,9 @@ def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tu
         wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
         raise InputError(folder, f"no {'/'.join(m.upper() for m in missing)} file found (looked for {wanted})")
     return load_subject(
-        files["swi"], files.get("qsm"), files.get("t2"), qsm_units=qsm_units, name=subject_id(folder) or Path(folder).name
+        files["swi"],
+        files.get("qsm"),
+        files.get("t2"),
+        qsm_units=qsm_units,
+        name=subject_id(folder) or Path(folder).name,
     )

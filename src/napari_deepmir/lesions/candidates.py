@@ -32,9 +32,31 @@ PENALTY_VESSEL = 0.3
 PENALTY_NOT_PARAMAGNETIC = 0.4
 
 COLUMNS = (
-    "rank", "x_mm", "y_mm", "z_mm", "i", "j", "k", "seed_i", "seed_j", "seed_k", "diameter_mm", "qsm_mean_ppb",
-    "score", "suggested_class", "flags", "reason", "qsm_peak_ppb", "swi_contrast", "extent_mm", "elongation",
-    "volume_mm3", "voxels", "blob_response", "probability_mean", "location",
+    "rank",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "i",
+    "j",
+    "k",
+    "seed_i",
+    "seed_j",
+    "seed_k",
+    "diameter_mm",
+    "qsm_mean_ppb",
+    "score",
+    "suggested_class",
+    "flags",
+    "reason",
+    "qsm_peak_ppb",
+    "swi_contrast",
+    "extent_mm",
+    "elongation",
+    "volume_mm3",
+    "voxels",
+    "blob_response",
+    "probability_mean",
+    "location",
 )
 
 
@@ -106,8 +128,9 @@ def grow_region(subject, seed_voxel) -> np.ndarray:
     return mask
 
 
-def find_candidates(subject, *, probabilities: np.ndarray | None = None, locations: np.ndarray | None = None,
-                    max_candidates: int = 200) -> pd.DataFrame:
+def find_candidates(
+    subject, *, probabilities: np.ndarray | None = None, locations: np.ndarray | None = None, max_candidates: int = 200
+) -> pd.DataFrame:
     """Likely lesions of ``subject`` ranked best first (columns :data:`COLUMNS`).
 
     ``probabilities`` (3, *grid), a model's class probabilities, add seeds at their lesion peaks and
@@ -134,9 +157,16 @@ def find_candidates(subject, *, probabilities: np.ndarray | None = None, locatio
         features = _measure_in_box(subject, box, region)
         location = None if locations is None else location_name(locations[box][region])
         flags, suggestion, reason = judge(features, location)
-        row = features | {"seed_i": int(seed[0]), "seed_j": int(seed[1]), "seed_k": int(seed[2]),
-                          "blob_response": float(response[box][region].max()), "location": location,
-                          "flags": ";".join(flags), "suggested_class": suggestion, "reason": reason}
+        row = features | {
+            "seed_i": int(seed[0]),
+            "seed_j": int(seed[1]),
+            "seed_k": int(seed[2]),
+            "blob_response": float(response[box][region].max()),
+            "location": location,
+            "flags": ";".join(flags),
+            "suggested_class": suggestion,
+            "reason": reason,
+        }
         if lesion_probability is None:
             row["probability_mean"] = math.nan
         else:

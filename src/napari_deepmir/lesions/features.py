@@ -19,8 +19,21 @@ from ..io.nifti import voxel_sizes
 SHELL_MM = 2.0
 
 FEATURE_COLUMNS = (
-    "voxels", "volume_mm3", "diameter_mm", "extent_mm", "elongation", "i", "j", "k", "x_mm", "y_mm", "z_mm",
-    "qsm_mean_ppb", "qsm_peak_ppb", "qsm_core_ppb", "swi_contrast",
+    "voxels",
+    "volume_mm3",
+    "diameter_mm",
+    "extent_mm",
+    "elongation",
+    "i",
+    "j",
+    "k",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "qsm_mean_ppb",
+    "qsm_peak_ppb",
+    "qsm_core_ppb",
+    "swi_contrast",
 )
 #: Share of a region's voxels, the darkest on SWI, that make its core.
 CORE_SHARE = 0.25
@@ -71,7 +84,7 @@ def core_mean(qsm_values: np.ndarray, swi_values: np.ndarray) -> float:
     """Mean QSM over the darkest quarter (at least one voxel) of a region on SWI: the susceptibility
     source itself, not the blooming rim or the tissue it sits in (a calcification inside the iron-rich
     pallidum is negative at its core while its SWI blob is mostly positive tissue)."""
-    n = max(1, int(round(CORE_SHARE * len(swi_values))))
+    n = max(1, round(CORE_SHARE * len(swi_values)))
     darkest = np.argpartition(swi_values, n - 1)[:n]
     return float(qsm_values[darkest].mean())
 
@@ -84,8 +97,14 @@ def _shell(region_mask: np.ndarray, spacing: np.ndarray, shell_mm: float) -> np.
     return ndimage.binary_dilation(region_mask, structure=structure) & ~region_mask
 
 
-def swi_contrast(swi: np.ndarray, coords: np.ndarray, spacing: np.ndarray, *, exclude: np.ndarray | None = None,
-                 shell_mm: float = SHELL_MM) -> float:
+def swi_contrast(
+    swi: np.ndarray,
+    coords: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    shell_mm: float = SHELL_MM,
+) -> float:
     """How much darker the voxels ``coords`` (N x 3) are than a tissue shell around them.
 
     Contrast = 1 - mean(region) / mean(shell).
@@ -106,8 +125,14 @@ def swi_contrast(swi: np.ndarray, coords: np.ndarray, spacing: np.ndarray, *, ex
     return 1.0 - float(swi[box][region].mean()) / background if background > 0 else math.nan
 
 
-def region_features(lesion_ids: np.ndarray, affine: np.ndarray, *, swi: np.ndarray | None = None,
-                    qsm: np.ndarray | None = None, exclude: np.ndarray | None = None) -> pd.DataFrame:
+def region_features(
+    lesion_ids: np.ndarray,
+    affine: np.ndarray,
+    *,
+    swi: np.ndarray | None = None,
+    qsm: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+) -> pd.DataFrame:
     """One row per id of ``lesion_ids`` (index ``lesion_id``) with :data:`FEATURE_COLUMNS`.
 
     Centroids in voxels (i, j, k) and world mm (scanner RAS through ``affine``); QSM in the units of
@@ -130,7 +155,9 @@ def region_features(lesion_ids: np.ndarray, affine: np.ndarray, *, swi: np.ndarr
             "diameter_mm": equivalent_diameter_mm(volume),
             "extent_mm": max_extent_mm(points, edges),
             "elongation": elongation(points, edges),
-            "i": centroid[0], "j": centroid[1], "k": centroid[2],
+            "i": centroid[0],
+            "j": centroid[1],
+            "k": centroid[2],
         }
         row.update(zip(("x_mm", "y_mm", "z_mm"), _world(affine, centroid[None])[0]))
         values = None if qsm is None else qsm[tuple(coords.T)]

@@ -73,7 +73,9 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
     no_qsm = math.isnan(peak) or math.isnan(mean)
     core = features["qsm_core_ppb"]
     # a calcification: negative on average, or negative at its SWI core (inside paramagnetic tissue)
-    diamagnetic = not no_qsm and ((peak <= DIAMAGNETIC_PPB and mean < 0) or (math.isfinite(core) and core <= DIAMAGNETIC_PPB))
+    diamagnetic = not no_qsm and (
+        (peak <= DIAMAGNETIC_PPB and mean < 0) or (math.isfinite(core) and core <= DIAMAGNETIC_PPB)
+    )
     paramagnetic = not no_qsm and peak >= PARAMAGNETIC_PPB and mean > 0
     tubular = shape >= TUBULAR_ELONGATION and features["extent_mm"] >= TUBULAR_MIN_EXTENT_MM
     in_basal_ganglia = location == LOCATION_NAMES[BASAL_GANGLIA]
@@ -110,8 +112,9 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
     return flags, suggestion, reason
 
 
-def assess_region(mask: np.ndarray, subject, locations: np.ndarray | None = None, *,
-                  labelled_as: str | None = None) -> Assessment:
+def assess_region(
+    mask: np.ndarray, subject, locations: np.ndarray | None = None, *, labelled_as: str | None = None
+) -> Assessment:
     """Measure the region ``mask`` (on the subject's SWI grid) and judge it against the protocol."""
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != tuple(subject.shape):

@@ -4,7 +4,6 @@ Columns and units are described in :data:`COLUMNS` (and docs/lesion-tables.md); 
 descriptions go into the BIDS JSON sidecar written next to a table.
 """
 
-
 import numpy as np
 import pandas as pd
 
@@ -32,7 +31,10 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "qsm_mean_ppb": ("Mean magnetic susceptibility in the lesion", "ppb"),
     "qsm_peak_ppb": ("Extreme susceptibility on the side of the mean (maximum when paramagnetic)", "ppb"),
     "qsm_core_ppb": ("Mean susceptibility in the darkest quarter of the lesion on SWI (its source)", "ppb"),
-    "qsm_coverage": ("Share of the lesion's voxels where the QSM has data (an eroded QSM mask leaves the cortex out)", None),
+    "qsm_coverage": (
+        "Share of the lesion's voxels where the QSM has data (an eroded QSM mask leaves the cortex out)",
+        None,
+    ),
     "qsm_confirmed": ("Whether QSM shows the lesion paramagnetic: yes, no, or no QSM data (not confirmed)", None),
     "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
     "probability_mean": ("Mean model probability of the lesion's class inside it", None),
@@ -65,8 +67,14 @@ def label_lesions(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     return renumber[combined], dict(sorted((int(renumber[old]), value) for old, value in classes.items()))
 
 
-def measure_lesions(labels: np.ndarray, subject=None, *, affine: np.ndarray | None = None,
-                    probabilities: np.ndarray | None = None, locations: np.ndarray | None = None) -> pd.DataFrame:
+def measure_lesions(
+    labels: np.ndarray,
+    subject=None,
+    *,
+    affine: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    locations: np.ndarray | None = None,
+) -> pd.DataFrame:
     """One row per lesion of ``labels`` (on the SWI grid) with the columns of :data:`COLUMNS`.
 
     ``subject`` (a :class:`~napari_deepmir.io.Subject`) gives the affine, SWI and QSM (ppb); without it
@@ -80,7 +88,8 @@ def measure_lesions(labels: np.ndarray, subject=None, *, affine: np.ndarray | No
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
     lesion_ids, classes = label_lesions(labels)
     features = region_features(
-        lesion_ids, affine,
+        lesion_ids,
+        affine,
         swi=None if subject is None else subject.swi,
         qsm=None if subject is None else subject.qsm,
         exclude=labels > 0,
@@ -104,11 +113,17 @@ def measure_lesions(labels: np.ndarray, subject=None, *, affine: np.ndarray | No
         for _, row in table.iterrows()
     ]
     qsm = None if subject is None else subject.qsm
-    table.insert(table.columns.get_loc("swi_contrast"), "qsm_coverage", [
-        np.nan if qsm is None else float(np.count_nonzero(qsm[box][lesion_ids[box] == lesion])) / voxels
-        for lesion, voxels, box in zip(table["lesion_id"], table["voxels"], objects)
-    ])
-    table.insert(table.columns.get_loc("swi_contrast"), "qsm_confirmed", [qsm_verdict(flags) for flags, _, _ in verdicts])
+    table.insert(
+        table.columns.get_loc("swi_contrast"),
+        "qsm_coverage",
+        [
+            np.nan if qsm is None else float(np.count_nonzero(qsm[box][lesion_ids[box] == lesion])) / voxels
+            for lesion, voxels, box in zip(table["lesion_id"], table["voxels"], objects)
+        ],
+    )
+    table.insert(
+        table.columns.get_loc("swi_contrast"), "qsm_confirmed", [qsm_verdict(flags) for flags, _, _ in verdicts]
+    )
     table["flags"] = [";".join(flags) for flags, _, _ in verdicts]
     table["suggested_class"] = [suggestion for _, suggestion, _ in verdicts]
     return table
@@ -133,7 +148,7 @@ def summarize_lesions(table: pd.DataFrame, subject_name: str) -> dict:
     summary: dict = {"subject": subject_name, "n_lesions": len(table)}
     for name in CLASS_NAMES.values():
         rows = table[table["class"] == name] if len(table) else table
-        summary[f"n_{name}"] = int(len(rows))
+        summary[f"n_{name}"] = len(rows)
         summary[f"{name}_volume_mm3"] = float(rows["volume_mm3"].sum()) if len(rows) else 0.0
         if "location" in table.columns:
             for location in LOCATION_NAMES.values():

@@ -68,7 +68,9 @@ class ModelCard:
     #: Working grid of the network: in-plane x, y and slice spacing (mm), after reorientation to RAS.
     spacing_mm: list = field(default_factory=lambda: [1.0, 1.0, 2.0])
     normalisation: dict = field(default_factory=lambda: {"method": "robust-z", "clip": 8.0})
-    postprocess: dict = field(default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5, "min_qsm_ppb": 20.0})
+    postprocess: dict = field(
+        default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5, "min_qsm_ppb": 20.0}
+    )
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     parent: dict | None = None
@@ -90,8 +92,14 @@ class ModelCard:
         for key, (low, high) in ARCHITECTURE_RANGES.items():
             _check_number(f"architecture.{key}", self.architecture[key], low, high, integer=True)
         modalities = self.modalities if isinstance(self.modalities, (list, tuple)) else [None]
-        if not all(m in MODALITIES for m in modalities) or len(set(modalities)) != len(modalities) or "swi" not in modalities:
-            raise ValueError(f"modalities must be distinct names among {list(MODALITIES)}, SWI among them; got {self.modalities!r}")
+        if (
+            not all(m in MODALITIES for m in modalities)
+            or len(set(modalities)) != len(modalities)
+            or "swi" not in modalities
+        ):
+            raise ValueError(
+                f"modalities must be distinct names among {list(MODALITIES)}, SWI among them; got {self.modalities!r}"
+            )
         self.modalities = [m for m in MODALITIES if m in self.modalities]
         if self.classes not in CLASS_LAYOUTS:
             raise ValueError(f"classes must be one of {CLASS_LAYOUTS}, got {self.classes!r}")

@@ -92,11 +92,18 @@ def recover_folder(folder: str | Path) -> Path:
 def _remove_leftovers(parent: Path, names: frozenset) -> None:
     """Delete staging folders and stale ``.NAME.old`` folders left in ``parent`` by a killed earlier run."""
     for entry in parent.iterdir():
-        if not (_STAGING.fullmatch(entry.name) or (entry.name.endswith(".old") and entry.name.startswith(".")
-                                                   and (parent / entry.name[1:-4]).is_dir())):
+        if not (
+            _STAGING.fullmatch(entry.name)
+            or (entry.name.endswith(".old") and entry.name.startswith(".") and (parent / entry.name[1:-4]).is_dir())
+        ):
             continue
         try:
-            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < _STARTED and _holds_only(entry, names):
+            if (
+                entry.is_dir()
+                and not entry.is_symlink()
+                and entry.stat().st_mtime < _STARTED
+                and _holds_only(entry, names)
+            ):
                 shutil.rmtree(entry)
         except OSError:
             pass  # another process got there first, or it is not ours to delete
@@ -116,7 +123,10 @@ def write_folder(folder: str | Path, write: Callable[[Path], None], names: froze
             retired = _retired(folder)
             if retired.exists():
                 if not retired.is_dir() or retired.is_symlink() or not _holds_only(retired, names):
-                    raise InputError(retired, f"is in the way of replacing {folder.name} and holds files we did not write; move it away")
+                    raise InputError(
+                        retired,
+                        f"is in the way of replacing {folder.name} and holds files we did not write; move it away",
+                    )
                 shutil.rmtree(retired)
             os.replace(folder, retired)
             os.replace(staging, folder)
@@ -141,8 +151,11 @@ def check_model_destination(folder: str | Path, overwrite: bool = False) -> None
         return
     if CARD not in entries or not _holds_only(folder, MODEL_FILES):
         others = [name for name in entries if name not in MODEL_FILES] or entries
-        raise InputError(folder, f"not a model folder (it holds {others[0]!r}{' and more' if len(others) > 1 else ''}); "
-                                 "it is never replaced: give a new or empty folder")
+        raise InputError(
+            folder,
+            f"not a model folder (it holds {others[0]!r}{' and more' if len(others) > 1 else ''}); "
+            "it is never replaced: give a new or empty folder",
+        )
     if not overwrite:
         raise InputError(folder, "a model is already there; pass --overwrite to replace it")
 
@@ -160,7 +173,9 @@ def _parse_card(folder: Path) -> tuple[ModelCard, dict]:
         raise InputError(card_path, f"invalid model card: not readable JSON ({error})") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
-        raise InputError(card_path, f"model format {version} is newer than this napari-deepmir reads ({FORMAT_VERSION}); upgrade")
+        raise InputError(
+            card_path, f"model format {version} is newer than this napari-deepmir reads ({FORMAT_VERSION}); upgrade"
+        )
     try:
         return ModelCard.from_dict(data), data
     except (ValueError, TypeError) as error:
@@ -184,7 +199,9 @@ def save_model(folder: str | Path, module, card: ModelCard, overwrite: bool = Fa
         state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
         # bytes written by Python honour the umask; safetensors' save_file makes its files 0600
         (staging / WEIGHTS).write_bytes(save(state, metadata={"format": "pt", "napari-deepmir": str(FORMAT_VERSION)}))
-        (staging / CARD).write_text(json.dumps({**card.to_dict(), "sha256": model_sha256(staging)}, indent=2), encoding="utf-8")
+        (staging / CARD).write_text(
+            json.dumps({**card.to_dict(), "sha256": model_sha256(staging)}, indent=2), encoding="utf-8"
+        )
 
     return write_folder(folder, write, MODEL_FILES)
 
@@ -200,7 +217,9 @@ def _check_weights_header(weights: Path, card: ModelCard) -> None:
 
     try:
         with safe_open(str(weights), framework="pt") as handle:
-            header = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}  # noqa: SIM118 (not a dict)
+            header = {
+                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
+            }
     except (SafetensorError, OSError, ValueError) as error:
         raise InputError(weights, f"not a readable safetensors file ({error})") from None
     arch = card.architecture
@@ -210,20 +229,35 @@ def _check_weights_header(weights: Path, card: ModelCard) -> None:
     problems += [k for k in expected if k in header and header[k][0] != tuple(expected[k].shape)]
     if problems:
         first = problems[0]
-        detail = f"{first}: weights {header[first][0] if first in header else 'missing'}, card expects {tuple(expected[first].shape) if first in expected else 'none'}"
-        raise InputError(weights, f"weights do not fit the model card ({card.in_channels} input channels, {card.n_classes} classes, "
-                                  f"base_filters {arch['base_filters']}, depth {arch['depth']}); {len(problems)} mismatched tensors, e.g. {detail}")
+        found = header[first][0] if first in header else "missing"
+        wanted = tuple(expected[first].shape) if first in expected else "none"
+        detail = f"{first}: weights {found}, card expects {wanted}"
+        raise InputError(
+            weights,
+            f"weights do not fit the model card ({card.in_channels} input channels, {card.n_classes} classes, "
+            f"base_filters {arch['base_filters']}, depth {arch['depth']}); {len(problems)} mismatched tensors, e.g. "
+            f"{detail}",
+        )
     for key, tensor in expected.items():
-        allowed = _FLOAT_DTYPES if tensor.is_floating_point() else {"I64"}  # the network's only integers: BatchNorm's counters
+        allowed = (
+            _FLOAT_DTYPES if tensor.is_floating_point() else {"I64"}
+        )  # the network's only integers: BatchNorm's counters
         if header[key][1] not in allowed:
-            raise InputError(weights, f"tensor {key} has dtype {header[key][1]}, expected {' or '.join(sorted(allowed))}")
+            raise InputError(
+                weights, f"tensor {key} has dtype {header[key][1]}, expected {' or '.join(sorted(allowed))}"
+            )
 
 
 def _check_sha256(folder: Path, recorded) -> None:
     if recorded is None:
-        warnings.warn(f"{folder / CARD}: no sha256 recorded, so the weights cannot be checked against the card", stacklevel=3)
+        warnings.warn(
+            f"{folder / CARD}: no sha256 recorded, so the weights cannot be checked against the card", stacklevel=3
+        )
     elif recorded != model_sha256(folder):
-        raise InputError(folder / WEIGHTS, f"the weights are not those the model card was written with (SHA-256 differs from {CARD}'s)")
+        raise InputError(
+            folder / WEIGHTS,
+            f"the weights are not those the model card was written with (SHA-256 differs from {CARD}'s)",
+        )
 
 
 def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
@@ -235,8 +269,14 @@ def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
 
     from .unet import DeepmirUNet
 
-    if Path(path).suffix not in ("", ".safetensors", ".json") and not Path(path).is_dir():  # a folder may be "model-1.2"
-        raise InputError(path, "not a model: expected a model folder or a .safetensors file (pickled .pt/.pth models are refused: they can run code)")
+    if (
+        Path(path).suffix not in ("", ".safetensors", ".json") and not Path(path).is_dir()
+    ):  # a folder may be "model-1.2"
+        raise InputError(
+            path,
+            "not a model: expected a model folder or a .safetensors file (pickled .pt/.pth models are refused: they "
+            "can run code)",
+        )
     folder = recover_folder(model_folder(path))
     card, data = _parse_card(folder)
     weights = folder / WEIGHTS

@@ -62,7 +62,9 @@ def list_models() -> list[ModelEntry]:
     candidates = [default_model_path()]
     users = user_models_dir()
     if users.is_dir():
-        candidates += sorted(p.parent for p in users.glob(f"*/{CARD}") if not p.parent.name.startswith("."))  # not staging copies
+        candidates += sorted(
+            p.parent for p in users.glob(f"*/{CARD}") if not p.parent.name.startswith(".")
+        )  # not staging copies
     candidates += _registered_paths()
     entries, seen = [], set()
     for folder in candidates:

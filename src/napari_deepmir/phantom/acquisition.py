@@ -49,11 +49,15 @@ class Acquisition:
         slice_mm = float(rng.choice([1.5, 2.0, 2.5, 3.0]))
         voxel = (in_plane, in_plane, slice_mm)
         z_fov = float(rng.uniform(100, fov_mm[2]))
-        shape = (int(round(fov_mm[0] / in_plane)), int(round(fov_mm[1] / in_plane)), int(round(z_fov / slice_mm)))
+        shape = (round(fov_mm[0] / in_plane), round(fov_mm[1] / in_plane), round(z_fov / slice_mm))
         tilt = np.deg2rad(rng.uniform(0, 25))
         azimuth = rng.uniform(0, 2 * np.pi)
         b0 = (float(np.sin(tilt) * np.cos(azimuth)), float(np.sin(tilt) * np.sin(azimuth)), float(np.cos(tilt)))
-        t2_voxel = None if rng.random() < 0.5 else (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.2)), float(rng.uniform(2.0, 5.0)))
+        t2_voxel = (
+            None
+            if rng.random() < 0.5
+            else (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.2)), float(rng.uniform(2.0, 5.0)))
+        )
         return cls(
             shape=shape,
             voxel_mm=voxel,

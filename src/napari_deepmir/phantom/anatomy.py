@@ -79,7 +79,9 @@ def draw_head(xyz: np.ndarray, rng: np.random.Generator, voxel_mm) -> Head:
     r = _ellipsoid(xyz, (0, 0, 4), radii) * (1 + 0.03 * wobble)
     angle = np.arctan2(xyz[1], xyz[0])
     elevation = np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1]))
-    folds = np.sin(angle * rng.integers(14, 22) + rng.uniform(0, 6)) * np.sin(elevation * rng.integers(9, 15) + rng.uniform(0, 6))
+    folds = np.sin(angle * rng.integers(14, 22) + rng.uniform(0, 6)) * np.sin(
+        elevation * rng.integers(9, 15) + rng.uniform(0, 6)
+    )
     tissue = np.zeros(shape, np.uint8)
     tissue[r < 1.16] = BY_NAME["scalp"].code
     tissue[r < 1.08] = BY_NAME["skull"].code
@@ -90,7 +92,7 @@ def draw_head(xyz: np.ndarray, rng: np.random.Generator, voxel_mm) -> Head:
     s = radii / np.array([68.0, 84.0, 58.0])  # structures scale with the brain
 
     def put(name, centre, size, mirror=True):
-        for side in ((-1, 1) if mirror else (1,)):
+        for side in (-1, 1) if mirror else (1,):
             c = np.array(centre, float) * s * [side, 1, 1]
             tissue[_ellipsoid(xyz, c, np.array(size) * s) <= 1] = BY_NAME[name].code
 
@@ -103,7 +105,9 @@ def draw_head(xyz: np.ndarray, rng: np.random.Generator, voxel_mm) -> Head:
     put("brainstem", (0, -20, -34), (11, 11, 26), mirror=False)
     put("substantia nigra", (9, -15, -14), (3, 6, 2.5))
     put("red nucleus", (5, -17, -10), (3, 3, 3))
-    cerebellum = (_ellipsoid(xyz, np.array([0, -50, -38]) * s, np.array([48, 26, 20]) * s) <= 1) & (tissue != BY_NAME["brainstem"].code)
+    cerebellum = (_ellipsoid(xyz, np.array([0, -50, -38]) * s, np.array([48, 26, 20]) * s) <= 1) & (
+        tissue != BY_NAME["brainstem"].code
+    )
     tissue[cerebellum & (r < 0.99)] = BY_NAME["cerebellum"].code
     ventricle_size = rng.uniform(0.7, 1.5)  # atrophy varies between subjects
     put("ventricle", (8, 2, 12), (4 * ventricle_size, 22, 6 * ventricle_size))

@@ -49,7 +49,10 @@ def _fine_grid(acquisition: Acquisition, fine_voxel_mm):
 
 def _world_coordinates(shape, affine) -> np.ndarray:
     grid = np.indices(shape, dtype=np.float32)
-    return np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), grid) + affine[:3, 3].astype(np.float32)[:, None, None, None]
+    return (
+        np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), grid)
+        + affine[:3, 3].astype(np.float32)[:, None, None, None]
+    )
 
 
 def _background_field(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -57,7 +60,9 @@ def _background_field(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x, y, z = xyz / 100.0
     c = rng.normal(0, 1, 6)
     sinus = np.exp(-((xyz[0] / 25) ** 2 + ((xyz[1] - 60) / 20) ** 2 + ((xyz[2] + 30) / 20) ** 2))
-    return (40 * (c[0] * x + c[1] * y + c[2] * z) + 30 * (c[3] * x * y + c[4] * z**2) + rng.uniform(200, 600) * sinus).astype(np.float32)
+    return (
+        40 * (c[0] * x + c[1] * y + c[2] * z) + 30 * (c[3] * x * y + c[4] * z**2) + rng.uniform(200, 600) * sinus
+    ).astype(np.float32)
 
 
 def generate_subject(
@@ -95,7 +100,9 @@ def generate_subject(
     phase_per_ppb = rad_per_ppb(acquisition.field_t, acquisition.te_ms)
     total = field + _background_field(xyz, rng)
     del xyz
-    fine_signal = (maps.proton_density * np.exp(-acquisition.te_ms * 1e-3 * np.clip(maps.r2star, 0, None))).astype(np.complex64)
+    fine_signal = (maps.proton_density * np.exp(-acquisition.te_ms * 1e-3 * np.clip(maps.r2star, 0, None))).astype(
+        np.complex64
+    )
     fine_signal *= np.exp(-1j * acquisition.phase_sign * phase_per_ppb * total).astype(np.complex64)
     del total
     signal = block_mean(fine_signal, factors).astype(np.complex64)  # intravoxel dephasing: blooming
@@ -103,10 +110,12 @@ def generate_subject(
     brain = block_mean(inside.astype(np.float32), factors) > 0.5
     white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
     sigma = float(np.median(np.abs(signal[white]))) / acquisition.snr
-    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(np.complex64)
+    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(
+        np.complex64
+    )
     magnitude = np.abs(signal)
 
-    filter_px = max(16, int(round(64 * acquisition.shape[0] / 176)))
+    filter_px = max(16, round(64 * acquisition.shape[0] / 176))
     swi = swi_from_signal(signal, acquisition.phase_sign, filter_px=filter_px)
 
     # QSM: the local (background-free) field as a pipeline would estimate it, noisy where signal is low
@@ -115,7 +124,9 @@ def generate_subject(
     local = (local + noise_sd * rng.standard_normal(local.shape)).astype(np.float32)
     qsm_mask = ndimage.binary_erosion(brain, iterations=1)
     qsm = tkd_inversion(local * qsm_mask, acquisition.voxel_mm, b0_voxel) * qsm_mask
-    qsm -= np.median(qsm[qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)]) if qsm_mask.any() else 0
+    qsm -= (
+        np.median(qsm[qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)]) if qsm_mask.any() else 0
+    )
     qsm = (qsm * qsm_mask).astype(np.float32)
     if acquisition.qsm_units == "ppm":
         qsm = qsm / np.float32(1000.0)
@@ -172,7 +183,13 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
         "locations": save_labels(f"{stem}_desc-locations_dseg.nii.gz", subject.locations, subject.affine),
     }
     acquisition = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(subject.acquisition).items()}
-    record = {"subject": subject.name, "seed": subject.seed, "qsm_units": subject.acquisition.qsm_units, "acquisition": acquisition, "lesions": subject.lesions}
+    record = {
+        "subject": subject.name,
+        "seed": subject.seed,
+        "qsm_units": subject.acquisition.qsm_units,
+        "acquisition": acquisition,
+        "lesions": subject.lesions,
+    }
     paths["lesions"] = write_text_atomic(f"{stem}_lesions.json", json.dumps(record, indent=1))
     return paths
 

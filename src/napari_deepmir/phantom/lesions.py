@@ -91,7 +91,9 @@ class Placer:
             }
         )
 
-    def _paint(self, inside: np.ndarray, slices, *, chi=None, chi_add=None, pd_scale=1.0, r2_add=0.0, t2_scale=1.0, label=0):
+    def _paint(
+        self, inside: np.ndarray, slices, *, chi=None, chi_add=None, pd_scale=1.0, r2_add=0.0, t2_scale=1.0, label=0
+    ):
         m = self.maps
         if chi is not None:
             m.chi[slices][inside] = chi

@@ -60,4 +60,6 @@ def tkd_inversion(local_field: np.ndarray, voxel_mm, b0_voxel: np.ndarray, thres
     kernel = dipole_kernel(local_field.shape, voxel_mm, b0_voxel)
     inverse = np.where(np.abs(kernel) > threshold, 1 / np.where(kernel == 0, 1, kernel), np.sign(kernel) / threshold)
     inverse[0, 0, 0] = 0
-    return fft.irfftn(fft.rfftn(local_field, workers=-1) * inverse.astype(np.float32), s=local_field.shape, workers=-1).astype(np.float32)
+    return fft.irfftn(
+        fft.rfftn(local_field, workers=-1) * inverse.astype(np.float32), s=local_field.shape, workers=-1
+    ).astype(np.float32)

@@ -32,7 +32,9 @@ class Augmentation:
 def _crop_transform(size: int, crop: int, rotation: float, zoom: tuple[float, float], flips: tuple[bool, bool]):
     """Matrix and offset mapping output pixels of a ``size`` patch onto a ``crop``-wide input, about the centres."""
     cos, sin = np.cos(rotation), np.sin(rotation)
-    matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag([(-1 if flips[0] else 1) / zoom[0], (-1 if flips[1] else 1) / zoom[1]])
+    matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag(
+        [(-1 if flips[0] else 1) / zoom[0], (-1 if flips[1] else 1) / zoom[1]]
+    )
     centre_out = (size - 1) / 2
     centre_in = (crop - 1) / 2
     offset = centre_in - matrix @ np.array([centre_out, centre_out])
@@ -55,7 +57,9 @@ def augment_patch(
     out = np.empty((n_mod, n_slices, size, size), np.float32)
     for m in range(n_mod):
         for s in range(n_slices):
-            out[m, s] = ndimage.affine_transform(image[m, s], matrix, offset, output_shape=shape, order=1, mode="nearest")
+            out[m, s] = ndimage.affine_transform(
+                image[m, s], matrix, offset, output_shape=shape, order=1, mode="nearest"
+            )
     target = ndimage.affine_transform(labels, matrix, offset, output_shape=shape, order=0, mode="constant")
     if aug.enabled:
         out = _augment_intensity(out, rng, aug)

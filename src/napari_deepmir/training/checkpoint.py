@@ -72,7 +72,10 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         torch.set_rng_state(tensors["rng.torch"])
     except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(folder / TENSORS, f"corrupt checkpoint, or one of another model ({reason}); delete it or start without --resume") from None
+        raise InputError(
+            folder / TENSORS,
+            f"corrupt checkpoint, or one of another model ({reason}); delete it or start without --resume",
+        ) from None
     return record
 
 

@@ -70,7 +70,9 @@ class PatchSampler:
         if voxels is None or len(voxels) == 0:
             centre = np.array([rng.integers(n) for n in pools.shape])
         else:
-            centre = voxels[rng.integers(len(voxels))] + rng.integers(-self.patch_size // 4, self.patch_size // 4 + 1, size=3) * [1, 1, 0]
+            centre = voxels[rng.integers(len(voxels))] + rng.integers(
+                -self.patch_size // 4, self.patch_size // 4 + 1, size=3
+            ) * [1, 1, 0]
             centre = np.clip(centre, 0, np.array(pools.shape) - 1)
         x, y, z = centre
         h, k = self.half, self.context

@@ -119,7 +119,9 @@ def pooled_metrics(per_subject: list[dict]) -> dict:
     """Lesion-wise metrics per class from counts pooled over subjects, plus mean false positives per subject."""
     pooled = {}
     for name in CLASS_NAMES.values():
-        counts = [sum(s[name][key] for s in per_subject) for key in ("n_truth", "n_truth_found", "n_pred", "n_pred_true")]
+        counts = [
+            sum(s[name][key] for s in per_subject) for key in ("n_truth", "n_truth_found", "n_pred", "n_pred_true")
+        ]
         pooled[name] = lesion_metrics(*counts)
         pooled[name]["fp_per_subject"] = pooled[name]["false_positives"] / max(len(per_subject), 1)
     return pooled
@@ -127,7 +129,9 @@ def pooled_metrics(per_subject: list[dict]) -> dict:
 
 def load_training_subjects(config: TrainingConfig, card) -> list[AnnotatedSubject]:
     """Every annotated subject of ``config`` (folders, then in-memory samples), prepared for ``card``."""
-    subjects = [load_annotated_subject(folder, card) for folder in annotated_folders(config.data)] if config.data else []
+    subjects = (
+        [load_annotated_subject(folder, card) for folder in annotated_folders(config.data)] if config.data else []
+    )
     subjects += [prepare_annotated(subject, labels, card) for subject, labels in config.samples]
     if not subjects:
         raise ValueError("no annotated subjects: give data folders or samples")
@@ -137,7 +141,9 @@ def load_training_subjects(config: TrainingConfig, card) -> list[AnnotatedSubjec
 def split_subjects(subjects: list, val_share: float, seed: int) -> tuple[list, list]:
     """(train, validation) by a seeded shuffle; at least one of each when there are 2+ subjects and a share."""
     order = np.random.default_rng(seed).permutation(len(subjects))
-    n_val = 0 if val_share <= 0 or len(subjects) < 2 else min(len(subjects) - 1, max(1, round(val_share * len(subjects))))
+    n_val = (
+        0 if val_share <= 0 or len(subjects) < 2 else min(len(subjects) - 1, max(1, round(val_share * len(subjects))))
+    )
     return [subjects[i] for i in order[n_val:]], [subjects[i] for i in order[:n_val]]
 
 
@@ -155,7 +161,9 @@ def _batch(sampler: PatchSampler, config: TrainingConfig, step: int) -> tuple[to
     worker, after a resume, and with or without data workers."""
     rng = np.random.default_rng([config.seed, step])
     augmentation = Augmentation(enabled=config.augment)
-    pairs = [augment_patch(*sampler.sample(rng), config.patch_size, rng, augmentation) for _ in range(config.batch_size)]
+    pairs = [
+        augment_patch(*sampler.sample(rng), config.patch_size, rng, augmentation) for _ in range(config.batch_size)
+    ]
     return torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
 
 
@@ -186,7 +194,11 @@ def _new_card(config: TrainingConfig):
     try:
         return ModelCard(
             name=config.name or Path(config.out).name,
-            architecture={"base_filters": config.base_filters, "depth": config.depth, "context_slices": config.context_slices},
+            architecture={
+                "base_filters": config.base_filters,
+                "depth": config.depth,
+                "context_slices": config.context_slices,
+            },
             modalities=list(config.modalities),
             **extra,
         )
@@ -207,11 +219,15 @@ def _initial_model(config: TrainingConfig, device):
         return base.module, card, parent
     card = _new_card(config)
     arch = card.architecture
-    module = DeepmirUNet(card.in_channels, n_classes=3, base_filters=arch["base_filters"], depth=arch["depth"]).to(device)
+    module = DeepmirUNet(card.in_channels, n_classes=3, base_filters=arch["base_filters"], depth=arch["depth"]).to(
+        device
+    )
     return module, card, None
 
 
-def _validate(module, card, subjects: list[AnnotatedSubject], device, tune_threshold: bool) -> tuple[dict, float | None]:
+def _validate(
+    module, card, subjects: list[AnnotatedSubject], device, tune_threshold: bool
+) -> tuple[dict, float | None]:
     """Pooled lesion-wise metrics on full volumes via the inference path; with ``tune_threshold`` the
     ``min_probability`` giving the best mean F1 is chosen (and returned), else the card's is used."""
     from ..inference import apply_postprocess, predict_subject
@@ -246,7 +262,9 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
     started = time.perf_counter()
     config = dataclasses.replace(config, out=Path(config.out), base=None if config.base is None else Path(config.base))
     if config.base is not None and config.out.resolve() == config.base.resolve():
-        raise InputError(config.out, "the output folder is the base model; write the fine-tuned model to another folder")
+        raise InputError(
+            config.out, "the output folder is the base model; write the fine-tuned model to another folder"
+        )
     checkpoint_dir = config.out.parent / f".{config.out.name}.checkpoint"
     resuming = config.resume and has_checkpoint(checkpoint_dir)
     may_replace = config.overwrite or resuming  # a resumed run's model at ``out`` is its own
@@ -280,8 +298,18 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
     if parent is not None:
         card.parent = parent
 
-    state = {"step": 0, "best_score": -math.inf, "best_step": 0, "base_metrics": None, "best_metrics": None,
-             "since_best": 0, "losses": [], "saved": False, "stopped_early": False, "threshold": card.postprocess["min_probability"]}
+    state = {
+        "step": 0,
+        "best_score": -math.inf,
+        "best_step": 0,
+        "base_metrics": None,
+        "best_metrics": None,
+        "since_best": 0,
+        "losses": [],
+        "saved": False,
+        "stopped_early": False,
+        "threshold": card.postprocess["min_probability"],
+    }
     if resuming:
         state.update(load_checkpoint(checkpoint_dir, module, optimizer, state))
     elif val_subjects:
@@ -289,14 +317,27 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
         state["base_metrics"] = metrics
         if parent is not None:  # the base is the model to beat; a fine-tune that never improves keeps it
             state["best_score"], state["best_metrics"] = validation_score(metrics), metrics
-        yield TrainingReport(0, config.steps, None, optimizer.param_groups[0]["lr"], metrics, validation_score(metrics),
-                             state["best_score"], 0, elapsed_s=time.perf_counter() - started)
+        yield TrainingReport(
+            0,
+            config.steps,
+            None,
+            optimizer.param_groups[0]["lr"],
+            metrics,
+            validation_score(metrics),
+            state["best_score"],
+            0,
+            elapsed_s=time.perf_counter() - started,
+        )
 
     stopped = False
     workers = _data_workers(config, device)
-    batches = torch.utils.data.DataLoader(_BatchStream(sampler, config, state["step"]), batch_size=None,
-                                          num_workers=workers, pin_memory=device.type == "cuda",
-                                          prefetch_factor=4 if workers else None)
+    batches = torch.utils.data.DataLoader(
+        _BatchStream(sampler, config, state["step"]),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
     try:
         module.train()
         for step, (images, targets) in enumerate(batches, start=state["step"]):
@@ -307,21 +348,35 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            time_share = 0.0 if config.max_minutes is None else (time.perf_counter() - started) / (60 * config.max_minutes)
+            time_share = (
+                0.0 if config.max_minutes is None else (time.perf_counter() - started) / (60 * config.max_minutes)
+            )
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _schedule(step + 1, config.steps, warmup, time_share)
             state["step"] = step + 1
             state["losses"].append(loss.item())
-            report = TrainingReport(step + 1, config.steps, state["losses"][-1], optimizer.param_groups[0]["lr"],
-                                    best_score=state["best_score"], best_step=state["best_step"],
-                                    elapsed_s=time.perf_counter() - started)
+            report = TrainingReport(
+                step + 1,
+                config.steps,
+                state["losses"][-1],
+                optimizer.param_groups[0]["lr"],
+                best_score=state["best_score"],
+                best_step=state["best_step"],
+                elapsed_s=time.perf_counter() - started,
+            )
             out_of_time = config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes
             is_last = step + 1 == config.steps or out_of_time
             if val_subjects and ((step + 1) % config.eval_every == 0 or is_last):
                 metrics, threshold = _validate(module, card, val_subjects, device, config.tune_threshold)
                 report.metrics, report.score = metrics, validation_score(metrics)
                 if report.score > state["best_score"]:
-                    state.update(best_score=report.score, best_step=step + 1, best_metrics=metrics, since_best=0, threshold=threshold)
+                    state.update(
+                        best_score=report.score,
+                        best_step=step + 1,
+                        best_metrics=metrics,
+                        since_best=0,
+                        threshold=threshold,
+                    )
                     _record_and_save(module, card, config.out, state, len(val_subjects), may_replace)
                     report.saved = True
                 else:
@@ -357,14 +412,20 @@ def _record_and_save(module, card, out: Path, state: dict, n_validation: int, ma
     from ..model.files import save_model
 
     card.postprocess["min_probability"] = state["threshold"]
-    card.metrics = {"validation_before": state["base_metrics"], "validation_after": state["best_metrics"],
-                    "best_step": state["best_step"], "n_validation_subjects": n_validation}
+    card.metrics = {
+        "validation_before": state["base_metrics"],
+        "validation_after": state["best_metrics"],
+        "best_step": state["best_step"],
+        "n_validation_subjects": n_validation,
+    }
     card.training["steps_run"] = state["step"]
     save_model(out, module, card, overwrite=may_replace or state["saved"])
     state["saved"] = True
 
 
-def run_training(config: TrainingConfig, should_stop: Callable[[], bool] = lambda: False) -> Generator[TrainingReport, None, TrainingResult]:
+def run_training(
+    config: TrainingConfig, should_stop: Callable[[], bool] = lambda: False
+) -> Generator[TrainingReport, None, TrainingResult]:
     """:func:`iter_train`, ended cleanly (best model kept, base untouched) as soon as ``should_stop()``
     is true after a step; yields every report and returns the :class:`TrainingResult`."""
     from ..model.files import load_model
