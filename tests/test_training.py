@@ -264,7 +264,9 @@ def test_train_replaces_a_model_only_with_overwrite_and_never_a_folder_of_other_
     assert _tree(study) == before
 
     model = tmp_path / "model"
-    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", *TINY_ARGS]) == 0
+    assert main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "30", *TINY_ARGS]) == 0
+    log = capsys.readouterr().err  # stderr is a log here, not a terminal: a line per stage, no bar redrawn per step
+    assert "\r" not in log and len(log.splitlines()) <= 4 and "deepmir train: 30/30 step in" in log
     first = _tree(model)
     assert (
         main(["train", "--data", str(strong_data), "--out", str(model), "--steps", "2", "--seed", "1", *TINY_ARGS]) == 2
