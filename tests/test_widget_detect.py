@@ -54,8 +54,7 @@ def _add_subject(viewer, subject):
 
 def _widget(make_napari_viewer, tiny_models, model="tiny-swi-qsm"):
     viewer = make_napari_viewer()
-    widget = DetectWidget(viewer)
-    viewer.window.add_dock_widget(widget, area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
     widget.add_model(tiny_models[model])
     assert widget.model_entry.name == model
     return viewer, widget
@@ -64,8 +63,8 @@ def _widget(make_napari_viewer, tiny_models, model="tiny-swi-qsm"):
 def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_models, synthetic_subject):
     viewer, widget = _widget(make_napari_viewer, tiny_models)
     swi = _add_subject(viewer, synthetic_subject)
-    assert widget.layer_boxes["swi"].currentData() is swi  # pre-filled from the layer metadata
-    assert widget.layer_boxes["qsm"].currentText() == "sub-tiny QSM"
+    assert widget.inputs.layers["swi"] == swi  # pre-filled from the layer metadata
+    assert widget.inputs.layers["qsm"].name == "sub-tiny QSM"
     widget.device_box.setCurrentText("cpu")
     widget.probabilities_check.setChecked(True)
     progress = []
@@ -128,7 +127,7 @@ def test_missing_modality_gives_a_message_and_runs_nothing(make_napari_viewer, q
     widget.run()
     assert widget.worker is None and widget.run_button.text() == "Run"
     assert "sub-tiny lesions" not in viewer.layers
-    widget.layer_boxes["t2"].setCurrentIndex(widget.layer_boxes["t2"].findText("sub-tiny SWI"))
+    widget.inputs.pickers["t2"].value = viewer.layers["sub-tiny SWI"]
     assert widget.missing_modalities() == [] and widget.status_label.text() == ""
 
 

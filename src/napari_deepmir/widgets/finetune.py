@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import InputError
-from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers
+from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers, ticked_by_default
 
 #: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
 PLOT_INTERVAL_S = 0.5
@@ -93,8 +93,7 @@ class FinetuneWidget(QWidget):
         self.result = None
         self._stop = threading.Event()
         self._build()
-        self.viewer.layers.events.inserted.connect(self.refresh_annotations)
-        self.viewer.layers.events.removed.connect(self.refresh_annotations)
+        self.viewer.layers.events.connect(self._on_layers_event)
         self.refresh_annotations()
         self.refresh_models()
 
@@ -149,14 +148,22 @@ class FinetuneWidget(QWidget):
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
-    def refresh_annotations(self, event=None) -> None:
-        """List the annotation layers again, keeping ticks; new ones are ticked."""
-        ticked = {self.layer_list.item(i).text(): self.layer_list.item(i).checkState() for i in range(self.layer_list.count())}
+    def _on_layers_event(self, event) -> None:
+        # "data" and "paint": a detection the rater corrects becomes an annotation
+        if event.type in ("inserted", "removed", "moved", "reordered", "name", "data", "paint"):
+            self.refresh_annotations()
+
+    def refresh_annotations(self) -> None:
+        """List the annotation layers again, keeping ticks; new ones are ticked unless they are the sample's truth."""
+        ticked = {self.layer_list.item(i).data(Qt.ItemDataRole.UserRole): self.layer_list.item(i).checkState()
+                  for i in range(self.layer_list.count())}
         self.layer_list.clear()
         for layer in annotation_layers(self.viewer.layers):
             item = QListWidgetItem(layer.name)
+            item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)  # follows renames
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(ticked.get(layer.name, Qt.CheckState.Checked))
+            default = Qt.CheckState.Checked if ticked_by_default(layer) else Qt.CheckState.Unchecked
+            item.setCheckState(ticked.get(layer.unique_id, default))
             self.layer_list.addItem(item)
 
     def refresh_models(self) -> None:
@@ -185,10 +192,11 @@ class FinetuneWidget(QWidget):
     # ---- running ------------------------------------------------------------------------------
     def settings(self) -> FinetuneSettings:
         """The current choices; annotation layers are read now (InputError names a bad layer)."""
-        ticked = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                  if self.layer_list.item(i).checkState() == Qt.CheckState.Checked}
         layers = list(self.viewer.layers)
-        samples = [sample_from_layers(layer, layers) for layer in annotation_layers(layers) if layer.name in ticked]
+        shown = annotation_layers(layers)
+        ticked = [layer for i, layer in enumerate(shown)
+                  if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+        samples = [sample_from_layers(layer, layers) for layer in ticked]
         return FinetuneSettings(
             base=self.base_box.currentData().path, name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
             samples=samples, folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
