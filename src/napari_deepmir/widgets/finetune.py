@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -32,6 +32,8 @@ from qtpy.QtWidgets import (
 from ..io import InputError
 from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers, ticked_by_default
 
+#: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
+EDIT_DELAY_MS = 300
 #: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
 PLOT_INTERVAL_S = 0.5
 
@@ -93,6 +95,8 @@ class FinetuneWidget(QWidget):
         self.result = None
         self._stop = threading.Event()
         self._build()
+        self._edit_timer = QTimer(self, singleShot=True, interval=EDIT_DELAY_MS)
+        self._edit_timer.timeout.connect(self.refresh_annotations)
         self.viewer.layers.events.connect(self._on_layers_event)
         self.refresh_annotations()
         self.refresh_models()
@@ -149,9 +153,10 @@ class FinetuneWidget(QWidget):
         layout.addWidget(self.status_label)
 
     def _on_layers_event(self, event) -> None:
-        # "data" and "paint": a detection the rater corrects becomes an annotation
-        if event.type in ("inserted", "removed", "moved", "reordered", "name", "data", "paint"):
+        if event.type in ("inserted", "removed", "moved", "reordered", "name"):
             self.refresh_annotations()
+        elif event.type in ("paint", "data"):  # a detection the rater corrects becomes an annotation
+            self._edit_timer.start()
 
     def refresh_annotations(self) -> None:
         """List the annotation layers again, keeping ticks; new ones are ticked unless they are the sample's truth."""

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS
-from ._layers import centre_on, subject_from_layers
+from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, count_summary, kind_of, measure_labels_layer, show_lesion_ids
 
 #: Columns shown, in this order, when the table has them (export writes every column).
@@ -250,10 +250,12 @@ class LesionTableWidget(QWidget):
             self.go_to_lesion(int(lesion))
 
     def go_to_lesion(self, lesion_id: int) -> None:
-        """Show a lesion: the axial slice through its centroid, camera centred on it, zoomed in."""
+        """Show a lesion: the axial slice through its centroid, camera centred on it, zoomed in, ringed."""
         row = self.table.set_index("lesion_id").loc[lesion_id]
         zoom = float(min(self.viewer.canvas.size)) / FIELD_OF_VIEW_MM
-        centre_on(self.viewer, (row["x_mm"], row["y_mm"], row["z_mm"]), zoom=zoom)
+        centre = (row["x_mm"], row["y_mm"], row["z_mm"])
+        centre_on(self.viewer, centre, zoom=zoom)
+        show_marker(self.viewer, centre)
 
     # ---- viewer -> table ----------------------------------------------------------------------
     def selected_lesion(self) -> int | None:
