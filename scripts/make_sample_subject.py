@@ -5,7 +5,6 @@ Volumes are stored as integers in steps of 1/300 of their range (below the noise
 """
 
 import shutil
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np

@@ -161,7 +161,7 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_
 
 
 def test_the_labelling_panel_fits_a_1000_pixel_high_screen(make_napari_viewer, qtbot, subject_folder):
-    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    _, widget = _open(make_napari_viewer, subject_folder, qtbot)
     assert widget.minimumSizeHint().height() < 600  # what does not fit scrolls
 
 

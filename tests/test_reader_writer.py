@@ -3,9 +3,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
-from qtpy.QtCore import Qt
-
 from conftest import oblique_affine, sphere_world, write_nifti
+from qtpy.QtCore import Qt
 
 CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
 

@@ -1,11 +1,11 @@
 """The Detect lesions widget in a real viewer with a tiny real model: result layers, progress, cancel, messages."""
 
 import numpy as np
-from qtpy.QtCore import Qt
 import pytest
-
 from conftest import oblique_affine
 from lesion_scenes import SPACING, scene, world_of
+from qtpy.QtCore import Qt
+
 from napari_deepmir.io import Subject
 from napari_deepmir.io.display import DisplayGeometry
 from napari_deepmir.layers import image_layer_data

@@ -3,9 +3,9 @@ layers together, follow renames, refuse a mix of subjects; Fine-tune pairs each 
 
 import numpy as np
 import pytest
+from training_scenes import write_blob_subject
 
 from napari_deepmir.io import load_subject_dir
-from training_scenes import write_blob_subject
 
 
 @pytest.fixture(scope="module")

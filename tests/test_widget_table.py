@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import oblique_affine, sphere_world
+from lesion_scenes import SPACING, scene, world_of, write_scene
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
-from conftest import oblique_affine, sphere_world
-from lesion_scenes import SPACING, scene, world_of, write_scene
 from napari_deepmir.io.derivatives import read_table
 from napari_deepmir.widgets._layers import camera_of
 from napari_deepmir.widgets.table import FIELD_OF_VIEW_MM

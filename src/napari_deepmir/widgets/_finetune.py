@@ -66,6 +66,17 @@ def sample_from_layers(labels_layer, layers) -> tuple:
     return subject, labels.astype(np.uint8)
 
 
+def waiting_for(last_step: int | None, config) -> str:
+    """What a training run is busy with after the report of ``last_step`` (None: no report yet), in words."""
+    validating = bool(config.val_share)
+    if last_step is None:
+        return "the first validation (the base model predicts the validation subjects' whole volumes)" if validating else "the first training step"
+    step = last_step + 1
+    if validating and (step % config.eval_every == 0 or step == config.steps):
+        return f"step {step} and its validation (the model predicts the validation subjects' whole volumes)"
+    return f"training step {step}"
+
+
 def new_model_name(base_name: str) -> str:
     """A readable, unique-enough name for a fine-tuned model, e.g. ``default-ft-20261125-1430``."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", base_name.replace("(shipped)", "")).strip("-").lower() or "model"

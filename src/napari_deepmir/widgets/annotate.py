@@ -490,10 +490,11 @@ class AnnotateWidget(QWidget):
         """Show the guidance for the painted lesion (or the SWI blob) under the mouse cursor."""
         if self.layer is None:
             return
+        from scipy import ndimage
+
         from ..lesions.candidates import grow_region
         from ..lesions.components import CONNECTIVITY_26
         from ..lesions.guidance import assess_region
-        from scipy import ndimage
 
         index = np.round(self.layer.world_to_data(self.viewer.cursor.position)).astype(int)[-3:]
         data = np.asarray(self.layer.data)

@@ -30,7 +30,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import InputError
-from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers, ticked_by_default
+from ._finetune import (
+    FinetuneSettings,
+    annotation_layers,
+    new_model_name,
+    sample_from_layers,
+    ticked_by_default,
+    waiting_for,
+)
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
 EDIT_DELAY_MS = 300
@@ -46,7 +53,7 @@ class LossPlot(QWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(4, 2.4), layout="constrained")
+        self.figure = figure = Figure(figsize=(4, 2.4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(figure)
         self.loss_axes = figure.add_subplot()
         self.loss_axes.set_xlabel("step")
@@ -60,6 +67,22 @@ class LossPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self.clear()
+
+    def set_theme(self, theme_name: str) -> None:
+        """Colour the plot like napari's theme ``theme_name`` (background, text, axes)."""
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(theme_name)
+        background, text = theme.background.as_hex(), theme.text.as_hex()
+        self.figure.set_facecolor(background)
+        for axes in (self.loss_axes, self.score_axes):
+            axes.set_facecolor(background)
+            axes.tick_params(colors=text, which="both")
+            axes.xaxis.label.set_color(text)
+            axes.yaxis.label.set_color(text)
+            for spine in axes.spines.values():
+                spine.set_edgecolor(text)
+        self.canvas.draw_idle()
 
     def clear(self) -> None:
         self.steps, self.losses, self.score_steps, self.scores = [], [], [], []
@@ -147,6 +170,8 @@ class FinetuneWidget(QWidget):
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
         layout.addWidget(self.progress)
         self.plot = LossPlot()
+        self.plot.set_theme(self.viewer.theme)
+        self.viewer.events.theme.connect(lambda event: self.plot.set_theme(self.viewer.theme))
         layout.addWidget(self.plot, stretch=1)
         self.status_label = QLabel(wordWrap=True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -226,6 +251,7 @@ class FinetuneWidget(QWidget):
             self._report(str(error))
             return
         self._stop.clear()
+        self._config, self._last_step = config, None
         self.result = None
         self.plot.clear()
         self.progress.setRange(0, config.steps)
@@ -243,11 +269,15 @@ class FinetuneWidget(QWidget):
         self.worker.start()
 
     def stop(self) -> None:
-        """End after the current step; the best model so far is kept (or the base, if nothing beat it)."""
+        """End after the current step; the best model so far is kept (or the base, if nothing beat it).
+        The status says what the stop waits for (a validation predicts whole volumes: it can take a while)."""
+        if self.worker is None or self._stop.is_set():
+            return
         self._stop.set()
-        self.status_label.setText("Stopping after this step…")
+        self.status_label.setText(f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…")
 
     def _on_report(self, report) -> None:
+        self._last_step = report.step
         self.progress.setValue(report.step)
         self.plot.add(report)
         if report.score is not None:
