@@ -142,7 +142,9 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_
     widget.start_button.click()
     candidates = _find(widget, qtbot)
     marker = viewer.layers["current lesion"]  # a ring on the candidate under review
-    assert np.allclose(marker.data[0], candidates.loc[0, ["z_mm", "y_mm", "x_mm"]].to_numpy(float))
+    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert ((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any()  # the yellow ring is drawn
     swi = viewer.layers[f"{subject_folder.name} SWI"]
     for other, key in ((swi, Qt.Key.Key_C), (marker, Qt.Key.Key_R)):
         viewer.layers.selection.active = other
@@ -151,7 +153,7 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_
     viewer.layers.selection.active = widget.layer
     _press(viewer, qtbot, Qt.Key.Key_C)
     assert len(widget.session.decisions) == 1 and widget.session.position == 1
-    assert np.allclose(marker.data[0], candidates.loc[1, ["z_mm", "y_mm", "x_mm"]].to_numpy(float))
+    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
 
     layer = widget.layer
     _dock(viewer, widget).title.close_button.click()  # the user closes the panel
@@ -161,8 +163,12 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_
 
 
 def test_the_labelling_panel_fits_a_1000_pixel_high_screen(make_napari_viewer, qtbot, subject_folder):
-    _, widget = _open(make_napari_viewer, subject_folder, qtbot)
-    assert widget.minimumSizeHint().height() < 600  # what does not fit scrolls
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    viewer.window._qt_window.resize(1600, 1000)
+    qtbot.wait(200)
+    assert widget.minimumSizeHint().height() < 600  # what does not fit the height scrolls
+    content = widget.scroll_area.widget()
+    assert content.width() >= content.minimumSizeHint().width()  # nothing cut off at the side
 
 
 def test_guidance_for_a_painted_lesion_under_the_cursor(make_napari_viewer, qtbot, subject_folder, tmp_path):

@@ -33,6 +33,12 @@ def viewer_and_widget(make_napari_viewer, tmp_path, qtbot):
     return viewer, widget
 
 
+def _shows_yellow(viewer) -> bool:
+    """Whether the rendered canvas shows yellow (the ring marking a lesion)."""
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    return bool(((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any())
+
+
 def _row_of(table: pd.DataFrame, centre) -> pd.Series:
     distance = np.linalg.norm(table[["x_mm", "y_mm", "z_mm"]].to_numpy() - centre, axis=1)
     return table.iloc[int(np.argmin(distance))]
@@ -75,7 +81,8 @@ def test_clicking_a_row_moves_the_viewer_to_the_lesion(viewer_and_widget, qtbot)
         labels = viewer.layers["sub-01 labels"]
         index = np.round(labels.world_to_data((viewer.dims.point[0], y, x))).astype(int)
         assert labels.data[tuple(index)] == lesion["label"]  # the shown slice cuts through the lesion
-        assert viewer.layers["current lesion"].data[0] == pytest.approx((z, y, x))  # a ring marks it
+        ring = viewer.layers["current lesion"]  # a ring marks it, drawn on the slice shown
+        assert ring.data[0] == pytest.approx((viewer.dims.point[0], y, x)) and _shows_yellow(viewer)
 
 
 def test_clicking_a_lesion_in_the_viewer_selects_its_row(viewer_and_widget, qtbot):

@@ -84,8 +84,10 @@ MARKER_SIZE_MM = 12.0
 
 
 def show_marker(viewer, xyz_mm) -> None:
-    """Ring a scanner RAS point with a yellow circle (a Points layer, added once); the active layer stays active."""
-    zyx = np.asarray(xyz_mm, dtype=float)[None, ::-1]
+    """Ring a scanner RAS point with a yellow circle on the axial slice shown (call after :func:`centre_on`):
+    a Points layer, added once; the active layer stays active."""
+    zyx = np.asarray(xyz_mm, dtype=float)[None, ::-1].copy()
+    zyx[0, 0] = viewer.dims.point[0]  # on the shown slice (the dims snap to slices), so the ring is drawn
     if MARKER_LAYER in viewer.layers:
         viewer.layers[MARKER_LAYER].data = zyx
         return

@@ -98,6 +98,20 @@ def _keys_table() -> str:
     return "<table style='font-size:small'>" + "".join(rows) + "</table>"
 
 
+class VerticalScrollArea(QScrollArea):
+    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
+
+    def __init__(self):
+        super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:
+            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+
 class AnnotateWidget(QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
@@ -125,7 +139,8 @@ class AnnotateWidget(QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        scroll = VerticalScrollArea()
+        self.scroll_area = scroll
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
