@@ -116,6 +116,7 @@ def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer
     subject = load_subject_dir(annotated)
     assert np.array_equal(np.asarray(nib.load(str(files["labels"])).dataobj), expected)
     assert subject.shape == expected.shape
+    assert find_subject_folders(subject_folder.parent) == [subject_folder]  # the dataset still holds one subject
 
 
 def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_path):
