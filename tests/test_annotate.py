@@ -10,7 +10,6 @@ from qtpy.QtCore import Qt
 from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_files, find_subject_folders
-from napari_deepmir.widgets.annotate import AnnotateWidget
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +29,15 @@ def subject_folder(tmp_path_factory):
 def _open(make_napari_viewer, folder, qtbot):
     viewer = make_napari_viewer(show=True)
     viewer.open(str(folder), plugin="napari-deepmir")
-    widget = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
     widget.start_button.click()
     return viewer, widget
+
+
+def _dock(viewer, widget):
+    from napari._qt.widgets.qt_viewer_dock_widget import QtViewerDockWidget
+
+    return next(d for d in viewer.window._qt_window.findChildren(QtViewerDockWidget) if d.widget() is widget)
 
 
 def _press(viewer, qtbot, key, modifier=Qt.KeyboardModifier.NoModifier):
@@ -56,7 +60,7 @@ def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer
     n = len(candidates)
     assert n >= 4 and widget.progress_label.text() == f"reviewed 0 / {n}"
     geometry, layer = widget.geometry, widget.layer
-    assert layer.name == f"{subject_folder.name} annotation" and viewer.layers.selection.active is layer
+    assert layer.name == f"{subject_folder.name} annotation" and viewer.layers.selection.active == layer
 
     _press(viewer, qtbot, Qt.Key.Key_C)  # accept #1 as CMB
     _press(viewer, qtbot, Qt.Key.Key_I)  # accept #2 as iron deposit
@@ -91,7 +95,8 @@ def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer
     assert (expected == 2).sum() > (painted == 2).sum()
     qtbot.waitUntil(lambda: np.array_equal(_saved_labels(widget), expected), timeout=10_000)
     folder = widget.session.folder
-    widget.close()
+    assert folder == subject_folder.parent / "derivatives" / "deepmir-annotations" / subject_folder.name
+    viewer.window.remove_dock_widget("all")
     viewer.close()
 
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
@@ -111,6 +116,7 @@ def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer
     subject = load_subject_dir(annotated)
     assert np.array_equal(np.asarray(nib.load(str(files["labels"])).dataobj), expected)
     assert subject.shape == expected.shape
+    assert find_subject_folders(subject_folder.parent) == [subject_folder]  # the dataset still holds one subject
 
 
 def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_path):
@@ -125,6 +131,45 @@ def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_p
     assert np.array_equal(np.asarray(widget.layer.data), before)
     widget.autosave()
     assert np.array_equal(_saved_labels(widget), widget.geometry.from_display(before))
+    # the decision whose paint was undone is stale: shown as such, not counted or saved as accepted
+    assert "stale" in widget.candidate_list.item(0).text() and widget.progress_label.text().startswith("reviewed 0 /")
+    (saved,) = json.loads(widget.session.decisions_path.read_text())["decisions"]
+    assert saved["decision"] == "accepted-cmb" and saved["stale"] is True
+
+
+def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_napari_viewer, qtbot, subject_folder, tmp_path):
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.start_button.click()
+    candidates = _find(widget, qtbot)
+    marker = viewer.layers["current lesion"]  # a ring on the candidate under review
+    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert ((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any()  # the yellow ring is drawn
+    swi = viewer.layers[f"{subject_folder.name} SWI"]
+    for other, key in ((swi, Qt.Key.Key_C), (marker, Qt.Key.Key_R)):
+        viewer.layers.selection.active = other
+        _press(viewer, qtbot, key)
+        assert widget.session.decisions == [] and widget.session.position == 0
+    viewer.layers.selection.active = widget.layer
+    _press(viewer, qtbot, Qt.Key.Key_C)
+    assert len(widget.session.decisions) == 1 and widget.session.position == 1
+    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
+
+    layer = widget.layer
+    _dock(viewer, widget).title.close_button.click()  # the user closes the panel
+    viewer.layers.selection.active = layer
+    _press(viewer, qtbot, Qt.Key.Key_C)
+    assert len(widget.session.decisions) == 1 and widget.session.position == 1
+
+
+def test_the_labelling_panel_fits_a_1000_pixel_high_screen(make_napari_viewer, qtbot, subject_folder):
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    viewer.window._qt_window.resize(1600, 1000)
+    qtbot.wait(200)
+    assert widget.minimumSizeHint().height() < 600  # what does not fit the height scrolls
+    content = widget.scroll_area.widget()
+    assert content.width() >= content.minimumSizeHint().width()  # nothing cut off at the side
 
 
 def test_guidance_for_a_painted_lesion_under_the_cursor(make_napari_viewer, qtbot, subject_folder, tmp_path):

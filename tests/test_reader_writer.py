@@ -3,8 +3,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import oblique_affine, sphere_world, write_nifti
+from qtpy.QtCore import Qt
 
 CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
 
@@ -55,12 +55,13 @@ def test_subject_folder_gives_three_aligned_layers_with_modality_display(make_na
     viewer = make_napari_viewer()
     viewer.open(str(files["folder"]), plugin="napari-deepmir")
     names = [layer.name for layer in viewer.layers]
-    assert names == ["sub-07 T2", "sub-07 SWI", "sub-07 QSM", "sub-07 labels"]
-    t2, swi, qsm, labels = viewer.layers
+    assert names == ["sub-07 T2", "sub-07 QSM", "sub-07 SWI", "sub-07 labels"]  # SWI on top of the images
+    t2, qsm, swi, labels = viewer.layers
     assert t2.data.shape == swi.data.shape == qsm.data.shape == labels.data.shape  # all on the SWI grid
     low, high = qsm.contrast_limits
-    assert low == pytest.approx(-high) and high > 0  # diverging, symmetric about 0
-    assert qsm.colormap.name != "gray" and swi.colormap.name == "gray"
+    assert low == pytest.approx(-high) and high > 0  # symmetric about 0
+    assert qsm.colormap.name == swi.colormap.name == "gray"  # the red/blue labels stand out on every image
+    assert swi.visible and not qsm.visible  # QSM one click away
     assert _value_at_world(labels, CENTRE) == 1
     assert labels.get_color(1) is not None and not np.allclose(labels.get_color(1), labels.get_color(2))
 
@@ -92,8 +93,20 @@ def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-deepmir", "synthetic_subject")
     names = [layer.name for layer in viewer.layers]
-    assert names == ["sample T2", "sample SWI", "sample QSM", "sample locations", "sample true lesions"]
+    assert names == ["sub-sample T2", "sub-sample QSM", "sub-sample SWI", "sub-sample locations", "sub-sample true lesions"]
     shapes = {layer.data.shape for layer in viewer.layers}
     assert len(shapes) == 1  # all on the SWI grid
-    truth = viewer.layers["sample true lesions"].data
+    assert not viewer.layers["sub-sample QSM"].visible and viewer.layers["sub-sample SWI"].colormap.name == "gray"
+    truth = viewer.layers["sub-sample true lesions"].data
     assert {1, 2} <= set(np.unique(truth))
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    item = finetune.layer_list.item(0)  # the truth is offered for training, but not ticked: it is the test's answer
+    assert item.text() == "sub-sample true lesions" and item.checkState() == Qt.CheckState.Unchecked
+
+
+def test_the_reader_claims_only_nifti_files_and_folders(tmp_path):
+    import npe2
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    readers = npe2.PluginManager.instance().iter_compatible_readers([str(tmp_path / "notes.txt")])
+    assert "napari-deepmir" not in [reader.plugin_name for reader in readers]

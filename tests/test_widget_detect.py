@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
-
 from conftest import oblique_affine
 from lesion_scenes import SPACING, scene, world_of
+from qtpy.QtCore import Qt
+
 from napari_deepmir.io import Subject
 from napari_deepmir.io.display import DisplayGeometry
 from napari_deepmir.layers import image_layer_data
 from napari_deepmir.widgets._layers import add_layer
 from napari_deepmir.widgets._lesions import count_summary, detect_in_layers
-from napari_deepmir.widgets.detect import DetectWidget
 
 WORKER_TIMEOUT_MS = 60_000
 
@@ -54,8 +54,7 @@ def _add_subject(viewer, subject):
 
 def _widget(make_napari_viewer, tiny_models, model="tiny-swi-qsm"):
     viewer = make_napari_viewer()
-    widget = DetectWidget(viewer)
-    viewer.window.add_dock_widget(widget, area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
     widget.add_model(tiny_models[model])
     assert widget.model_entry.name == model
     return viewer, widget
@@ -64,8 +63,8 @@ def _widget(make_napari_viewer, tiny_models, model="tiny-swi-qsm"):
 def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_models, synthetic_subject):
     viewer, widget = _widget(make_napari_viewer, tiny_models)
     swi = _add_subject(viewer, synthetic_subject)
-    assert widget.layer_boxes["swi"].currentData() is swi  # pre-filled from the layer metadata
-    assert widget.layer_boxes["qsm"].currentText() == "sub-tiny QSM"
+    assert widget.inputs.layers["swi"] == swi  # pre-filled from the layer metadata
+    assert widget.inputs.layers["qsm"].name == "sub-tiny QSM"
     widget.device_box.setCurrentText("cpu")
     widget.probabilities_check.setChecked(True)
     progress = []
@@ -128,7 +127,7 @@ def test_missing_modality_gives_a_message_and_runs_nothing(make_napari_viewer, q
     widget.run()
     assert widget.worker is None and widget.run_button.text() == "Run"
     assert "sub-tiny lesions" not in viewer.layers
-    widget.layer_boxes["t2"].setCurrentIndex(widget.layer_boxes["t2"].findText("sub-tiny SWI"))
+    widget.inputs.pickers["t2"].value = viewer.layers["sub-tiny SWI"]
     assert widget.missing_modalities() == [] and widget.status_label.text() == ""
 
 
@@ -136,7 +135,7 @@ def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_
     from napari_deepmir.model.registry import list_models, register_model
 
     viewer = make_napari_viewer()
-    widget = DetectWidget(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
     names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
     assert "tiny-all" not in names
     register_model(tiny_models["tiny-all"])  # as the fine-tuning widget does
@@ -162,3 +161,31 @@ def test_errors_are_reported_and_the_viewer_keeps_going(
     message = widget.status_label.text()
     assert message.startswith("Detection failed:") and "model.safetensors" in message  # names the file
     assert widget.run_button.text() == "Run" and "sub-tiny lesions" not in viewer.layers
+
+
+def _run(widget, qtbot):
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+
+
+def test_a_rerun_keeps_corrections_and_finetune_offers_only_corrected_detections(
+    make_napari_viewer, qtbot, tiny_models, synthetic_subject
+):
+    viewer, widget = _widget(make_napari_viewer, tiny_models)
+    _add_subject(viewer, synthetic_subject)
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    widget.device_box.setCurrentText("cpu")
+    _run(widget, qtbot)
+    layer = viewer.layers["sub-tiny lesions"]
+    assert finetune.layer_list.count() == 0  # a raw detection would teach the model nothing
+    _run(widget, qtbot)  # nothing edited: the detection is simply replaced
+    assert [la.name for la in viewer.layers if la.name.startswith("sub-tiny lesions")] == ["sub-tiny lesions ids", "sub-tiny lesions"]
+
+    layer.paint((10, 30, 30), 1 if layer.data[10, 30, 30] != 1 else 2)  # the rater's correction
+    corrected = np.asarray(layer.data).copy()
+    qtbot.waitUntil(lambda: finetune.layer_list.count() == 1)  # now a correction: offered for training
+    item = finetune.layer_list.item(0)
+    assert item.text() == "sub-tiny lesions" and item.checkState() == Qt.CheckState.Checked
+    _run(widget, qtbot)
+    assert np.array_equal(layer.data, corrected)  # the correction is still there
+    assert "sub-tiny lesions [2]" in viewer.layers and "'sub-tiny lesions [2]'" in widget.status_label.text()

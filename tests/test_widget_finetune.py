@@ -5,6 +5,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from training_scenes import write_blob_subject
 
 from napari_deepmir.inference import predict_subject
 from napari_deepmir.io import load_subject_dir
@@ -13,7 +14,6 @@ from napari_deepmir.model.registry import list_models, register_model, user_mode
 from napari_deepmir.training.trainer import TrainingConfig, train
 from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
-from training_scenes import write_blob_subject
 
 TIMEOUT_MS = 120_000
 TINY = dict(base_filters=4, depth=3, context_slices=1, spacing_mm=(1.0, 1.0, 2.0), patch_size=32, batch_size=4)
@@ -64,6 +64,7 @@ def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_th
     qtbot.waitUntil(lambda: widget.progress.value() >= 12, timeout=TIMEOUT_MS)
     assert viewer.layers  # the viewer answers while training runs
     widget.start_button.click()  # Stop
+    assert widget.status_label.text().startswith("Stopping: waiting for")  # says what it waits for
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
 
     assert widget.start_button.text() == "Start"
@@ -90,3 +91,14 @@ def test_an_annotation_without_its_swi_is_refused_by_name(make_napari_viewer, su
     assert widget.worker is None
     assert annotation.name in widget.status_label.text() and "SWI" in widget.status_label.text()
     assert not any(user_models_dir().glob("*-ft-*"))
+
+
+def test_the_loss_plot_follows_napari_theme(make_napari_viewer):
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    for theme in ("light", "dark"):
+        viewer.theme = theme
+        assert to_hex(widget.plot.figure.get_facecolor()) == get_theme(theme).background.as_hex()

@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
-from qtpy.QtCore import Qt
-
 from conftest import oblique_affine, sphere_world
 from lesion_scenes import SPACING, scene, world_of, write_scene
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox
+
 from napari_deepmir.io.derivatives import read_table
 from napari_deepmir.widgets._layers import camera_of
-from napari_deepmir.widgets.table import FIELD_OF_VIEW_MM, LesionTableWidget
+from napari_deepmir.widgets.table import FIELD_OF_VIEW_MM
 
 AFFINE = oblique_affine(SPACING)
 #: (centre RAS mm, radius mm, QSM ppb): two microbleeds and, third, a sphere relabelled as an iron deposit.
@@ -28,9 +29,14 @@ def viewer_and_widget(make_napari_viewer, tmp_path, qtbot):
     write_scene(folder, swi, qsm, labels, affine)
     viewer = make_napari_viewer(show=True)
     viewer.open(str(folder), plugin="napari-deepmir")
-    widget = LesionTableWidget(viewer)
-    viewer.window.add_dock_widget(widget, area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Lesion table")
     return viewer, widget
+
+
+def _shows_yellow(viewer) -> bool:
+    """Whether the rendered canvas shows yellow (the ring marking a lesion)."""
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    return bool(((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any())
 
 
 def _row_of(table: pd.DataFrame, centre) -> pd.Series:
@@ -40,7 +46,8 @@ def _row_of(table: pd.DataFrame, centre) -> pd.Series:
 
 def test_table_lists_the_spheres_with_their_measurements(viewer_and_widget):
     viewer, widget = viewer_and_widget
-    assert widget.layer is viewer.layers["sub-01 labels"]
+    assert widget.layer == viewer.layers["sub-01 labels"]
+    assert widget.findChild(QComboBox).currentText() == "sub-01 labels"  # the picker shows the layer measured
     table = widget.table
     assert len(table) == 3 and widget.proxy.rowCount() == 3
     assert sorted(table["class"]) == ["cmb", "cmb", "iron"]
@@ -74,6 +81,8 @@ def test_clicking_a_row_moves_the_viewer_to_the_lesion(viewer_and_widget, qtbot)
         labels = viewer.layers["sub-01 labels"]
         index = np.round(labels.world_to_data((viewer.dims.point[0], y, x))).astype(int)
         assert labels.data[tuple(index)] == lesion["label"]  # the shown slice cuts through the lesion
+        ring = viewer.layers["current lesion"]  # a ring marks it, drawn on the slice shown
+        assert ring.data[0] == pytest.approx((viewer.dims.point[0], y, x)) and _shows_yellow(viewer)
 
 
 def test_clicking_a_lesion_in_the_viewer_selects_its_row(viewer_and_widget, qtbot):

@@ -42,7 +42,7 @@ def detect_screenshot(viewer, path: Path):
     while detect.worker is not None:
         _settle(0.1)
     print(f"detection: {time.monotonic() - started:.1f} s; {detect.status_label.text()}")
-    viewer.layers["sample true lesions"].visible = False
+    viewer.layers["sub-sample true lesions"].visible = False
     _settle()
     viewer.screenshot(str(path), canvas_only=False)
     return detect.result_layer
@@ -90,8 +90,8 @@ def main(folder: str, which: str = "both") -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
     viewer.open_sample("napari-deepmir", "synthetic_subject")
-    viewer.layers["sample QSM"].visible = False  # lesions over the SWI
-    labels = viewer.layers["sample true lesions"]
+    viewer.layers["sub-sample QSM"].visible = False  # lesions over the SWI
+    labels = viewer.layers["sub-sample true lesions"]
     if which in ("both", "detect"):
         labels = detect_screenshot(viewer, out / "detect-widget.png")
     if which in ("both", "table"):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from .conventions import BIDS_SUFFIXES
 from .io import InputError, load_subject_dir, load_volume
-from .io.bids import find_subject_files
+from .io.bids import find_subject_files, subject_id
 from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import detect_qsm_units, to_ppb
@@ -51,12 +51,11 @@ def read_nifti_file(path: Path) -> tuple:
         return locations_layer_data(volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem)
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
-        return labels_layer_data(
-            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata={"path": str(path)}
-        )
+        metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
+        return labels_layer_data(volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata=metadata)
     volume = load_volume(path)
-    modality = next((m for ending, m in _MODALITY_ENDINGS.items() if lower.endswith(ending)), None)
-    metadata = {"path": str(path)}
+    ending, modality = next(((e, m) for e, m in _MODALITY_ENDINGS.items() if lower.endswith(e)), ("", None))
+    metadata = {"path": str(path), "subject": subject_id(path) or stem[: len(stem) - len(ending)]}
     data = volume.data
     if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units
         units = detect_qsm_units(data, data != 0)
@@ -65,23 +64,28 @@ def read_nifti_file(path: Path) -> tuple:
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
-    """A subject folder -> T2, SWI, QSM aligned on the SWI grid (+ labels and locations if present)."""
+    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations and labels if present).
+
+    Every layer's metadata names the subject, so pickers keep one subject's layers together."""
     subject = load_subject_dir(folder)
     geometry = DisplayGeometry(subject.shape, subject.affine)
-    layers = [
-        image_layer_data(subject.modality(m), geometry, modality=m, name=f"{subject.name} {m.upper()}", metadata={"path": str(subject.paths[m])})
-        for m in ("t2", "swi", "qsm")
-        if m in subject.available
-    ]
-    if subject.qsm_units:
-        layers[-1][1]["metadata"]["deepmir"]["qsm_units_in_file"] = subject.qsm_units
+    layers = []
+    for modality in ("t2", "qsm", "swi"):
+        if modality in subject.available:
+            metadata = {"path": str(subject.paths[modality]), "subject": subject.name}
+            if modality == "qsm" and subject.qsm_units:
+                metadata["qsm_units_in_file"] = subject.qsm_units
+            layer = image_layer_data(subject.modality(modality), geometry, modality=modality, name=f"{subject.name} {modality.upper()}", metadata=metadata)
+            layer[1]["visible"] = modality != "qsm"  # SWI shows the lesions; QSM is one click away
+            layers.append(layer)
     files = find_subject_files(folder)
     if "locations" in files:
-        layers.append(locations_layer_data(_on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations"))
+        locations = locations_layer_data(_on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations")
+        locations[1]["metadata"]["deepmir"]["subject"] = subject.name
+        layers.append(locations)
     if "labels" in files:
-        layers.append(
-            labels_layer_data(_on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata={"path": str(files["labels"])})
-        )
+        metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
+        layers.append(labels_layer_data(_on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata=metadata))
     return layers
 
 

@@ -1,26 +1,22 @@
-"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > napari-deepmir)."""
+"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > napari-deepmir).
 
-from .io.display import DisplayGeometry
-from .io.resample import resample_to_grid
-from .layers import image_layer_data, labels_layer_data, locations_layer_data
+The subject is pre-made by ``scripts/make_sample_subject.py`` (the phantom, seeded) and shipped as
+package data, so it opens in about a second; it reads like any subject folder.
+"""
 
-#: Small enough to open in a few seconds, large enough to hold every kind of lesion and mimic.
-SAMPLE_SHAPE = (160, 192, 48)
-SAMPLE_VOXEL_MM = (1.0, 1.0, 2.5)
-#: Physics grid of the sample: twice as fine as the acquisition, which keeps blooming and opens in seconds.
-SAMPLE_FINE_VOXEL_MM = (0.7, 0.7, 1.25)
+from pathlib import Path
+
+SAMPLE_SUBJECT = "sub-sample"
+SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
 
 def make_synthetic_subject() -> list[tuple]:
-    """T2, SWI, QSM, the true labels and the location map of a seeded synthetic subject."""
-    from .phantom import Acquisition, generate_subject
+    """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
+    from ._reader import read_subject_folder
 
-    subject = generate_subject(
-        seed=7, acquisition=Acquisition(shape=SAMPLE_SHAPE, voxel_mm=SAMPLE_VOXEL_MM), name="sub-sample", fine_voxel_mm=SAMPLE_FINE_VOXEL_MM
-    )
-    geometry = DisplayGeometry(subject.swi.shape, subject.affine)
-    t2 = resample_to_grid(subject.t2, subject.t2_affine, subject.swi.shape, subject.affine)
-    layers = [image_layer_data(data, geometry, modality=m, name=f"sample {m.upper()}") for m, data in (("t2", t2), ("swi", subject.swi), ("qsm", subject.qsm))]
-    layers.append(locations_layer_data(subject.locations, geometry, name="sample locations"))
-    layers.append(labels_layer_data(subject.labels, geometry, name="sample true lesions"))
+    layers = read_subject_folder(SAMPLE_FOLDER)
+    for _, kwargs, _ in layers:
+        if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
+            kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
+            kwargs["metadata"]["deepmir"]["origin"] = "truth"
     return layers

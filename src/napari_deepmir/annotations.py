@@ -1,7 +1,7 @@
 """Annotation store for guided labelling: labels, candidate decisions and review position per subject.
 
-One folder per subject under an annotation root (by default ``deepmir-annotations/`` beside the
-subject's SWI file) holds ``sub-X_dseg.nii.gz`` (labels on the SWI grid, SWI affine),
+One folder per subject under an annotation root (by default ``derivatives/deepmir-annotations/`` of
+the dataset that holds the subject's folder, which subject discovery skips) holds ``sub-X_dseg.nii.gz`` (labels on the SWI grid, SWI affine),
 ``sub-X_decisions.json`` (who accepted or rejected which candidate, when, and where the review
 stopped), ``sub-X_candidates.csv`` (the candidate list under review) and the subject's modality
 files (hard links when possible, else copies). The root is thus a data folder that
@@ -28,7 +28,7 @@ from .io import InputError, Subject, save_labels, save_nifti
 from .io.atomic import atomic_path, write_text_atomic
 from .io.bids import find_subject_files, subject_id
 
-#: Folder made beside a subject's SWI file when no annotation root is given.
+#: Folder made under the dataset's ``derivatives/`` when no annotation root is given.
 DEFAULT_FOLDER_NAME = "deepmir-annotations"
 #: A candidate's decision: accepted as a class (``accepted-cmb``, ``accepted-iron``) or rejected.
 ACCEPTED = {value: f"accepted-{name}" for value, name in CLASS_NAMES.items()}
@@ -74,6 +74,8 @@ class Decision:
     decision: str
     rater: str
     time: str
+    #: An acceptance whose paint is gone (undone or erased): shown as stale, not counted as accepted.
+    stale: bool = False
 
     def __post_init__(self):
         if self.decision not in DECISIONS:
@@ -165,12 +167,31 @@ class AnnotationSession:
         self.save_decisions()
         return made
 
+    def mark_stale(self, labels: np.ndarray) -> bool:
+        """Mark each accepted candidate whose seed voxel no longer holds its class in ``labels`` (SWI grid)
+        as stale (and one painted again as not); saved when anything changed. True when something changed."""
+        if self.candidates is None:
+            return False
+        changed = False
+        for _, row in self.candidates.iterrows():
+            decision = self.decision_for(row)
+            if decision is None or decision.decision == REJECTED:
+                continue
+            value = next(v for v, name in ACCEPTED.items() if name == decision.decision)
+            stale = bool(labels[candidate_seed(row)] != value)
+            if stale != decision.stale:
+                decision.stale, changed = stale, True
+        if changed:
+            self.save_decisions()
+        return changed
+
     @property
     def reviewed(self) -> int:
         """How many candidates of the current list have a decision."""
         if self.candidates is None:
             return 0
-        return sum(self.decision_for(row) is not None for _, row in self.candidates.iterrows())
+        decisions = (self.decision_for(row) for _, row in self.candidates.iterrows())
+        return sum(d is not None and not d.stale for d in decisions)
 
     def set_position(self, position: int) -> None:
         """Remember the candidate under review (index into the candidate list); saved at once."""
@@ -196,8 +217,17 @@ class AnnotationSession:
         return {value: class_components(self.labels, value)[1] for value in CLASS_NAMES}
 
 
+def default_annotation_root(swi_path: str | Path) -> Path:
+    """``<dataset>/derivatives/deepmir-annotations`` for a subject's SWI file (``<dataset>/sub-X[/anat]/...swi.nii.gz``)."""
+    subject_folder = Path(swi_path).resolve().parent
+    if subject_folder.name == "anat":
+        subject_folder = subject_folder.parent
+    return subject_folder.parent / "derivatives" / DEFAULT_FOLDER_NAME
+
+
 class AnnotationStore:
-    """Where annotation sessions live: ``root/<sub-X>/``, or beside each subject's SWI file when no root is set."""
+    """Where annotation sessions live: ``root/<sub-X>/``; without a root,
+    ``<dataset>/derivatives/deepmir-annotations/<sub-X>/`` (the dataset: the folder holding the subject's folder)."""
 
     def __init__(self, root: str | Path | None = None):
         self.root = None if root in (None, "") else Path(root)
@@ -210,7 +240,7 @@ class AnnotationStore:
         swi = subject.paths.get("swi")
         if swi is None:
             raise InputError(None, f"subject {subject.name} was not read from a file: choose an annotation folder")
-        return Path(swi).resolve().parent / DEFAULT_FOLDER_NAME / name
+        return default_annotation_root(swi) / name
 
     def open(self, subject: Subject, *, rater: str | None = None) -> AnnotationSession:
         """Create or reopen the annotation session of ``subject`` (labels, candidates, decisions, position)."""

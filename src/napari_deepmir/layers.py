@@ -37,12 +37,12 @@ def robust_limits(data: np.ndarray, low: float = 1.0, high: float = 99.5) -> tup
 def image_layer_data(
     data: np.ndarray, geometry: DisplayGeometry, *, modality: str | None = None, name: str | None = None, metadata: dict | None = None
 ) -> tuple:
-    """Image layer in mm with modality-aware display: QSM diverging about 0, SWI/T2 grey."""
+    """Image layer in mm, grey (the class colours stay distinct from every image); QSM symmetric about 0."""
     kwargs = _base_kwargs(name or MODALITY_TITLES.get(modality, "image"), geometry, {"modality": modality, **(metadata or {})})
     if modality == "qsm":
         values = np.abs(data[data != 0])
         limit = float(np.percentile(values, 99)) if values.size else 1.0
-        kwargs.update(colormap="bwr", contrast_limits=(-limit, limit))
+        kwargs.update(colormap="gray", contrast_limits=(-limit, limit))
     else:
         kwargs.update(colormap="gray", contrast_limits=robust_limits(data))
     return geometry.to_display(data), kwargs, "image"

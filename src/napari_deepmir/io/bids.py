@@ -10,6 +10,10 @@ from .nifti import NIFTI_SUFFIXES
 SUBJECT_PATTERN = re.compile(r"sub-[A-Za-z0-9]+")
 
 
+#: The BIDS folder of derived data (annotations, predictions) in a dataset.
+DERIVATIVES = "derivatives"
+
+
 def subject_id(path: str | Path) -> str | None:
     """The ``sub-XXX`` name found anywhere in ``path`` (the last one), or None."""
     found = SUBJECT_PATTERN.findall(str(path))
@@ -48,9 +52,17 @@ def find_subject_files(folder: str | Path) -> dict[str, Path]:
 
 
 def find_subject_folders(root: str | Path) -> list[Path]:
-    """Every folder under ``root`` (root included) that holds an SWI file, sorted by name."""
+    """Every folder under ``root`` (root included) that holds an SWI file, sorted by name.
+
+    Folders under a ``derivatives`` folder of ``root`` (annotations, predictions: copies of subjects,
+    not subjects) are skipped; give such a folder itself as ``root`` to read it."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "folder not found")
-    folders = {p.parent.parent if p.parent.name == "anat" else p.parent for p in root.rglob("*_swi.nii*")}
-    return sorted(folders)
+    files = [p for p in root.rglob("*_swi.nii*") if not in_derivatives(p, root)]
+    return sorted({p.parent.parent if p.parent.name == "anat" else p.parent for p in files})
+
+
+def in_derivatives(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a ``derivatives`` folder below ``root``."""
+    return DERIVATIVES in Path(path).relative_to(root).parts[:-1]

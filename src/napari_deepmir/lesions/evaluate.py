@@ -14,7 +14,7 @@ import numpy as np
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
-from ..io.bids import subject_id
+from ..io.bids import in_derivatives, subject_id
 from ..io.nifti import is_nifti_path
 from ..progress import progress_bar
 from .components import check_same_grid, class_components, load_label_map
@@ -69,7 +69,8 @@ _NOT_LABEL_MAPS = tuple(f"_{s}" for s in ("swi", "Chimap", "T2w", "desc-location
 def _label_files(folder: Path) -> dict[str, Path]:
     """Label map per subject under ``folder``: NIfTI files grouped by the ``sub-XXX`` in their path.
 
-    Image files (``_swi``, ``_Chimap``, ``_T2w``) and location maps are skipped; when a subject has
+    Image files (``_swi``, ``_Chimap``, ``_T2w``), location maps and anything in a ``derivatives``
+    folder below ``folder`` (annotations kept beside the raw data) are skipped; when a subject has
     several files, the ones ending in ``_dseg`` win; two candidates left is an error.
     """
     folder = folder.resolve()  # so that a folder given as "." still contributes its own sub-XXX name
@@ -77,7 +78,7 @@ def _label_files(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.rglob("*.nii*")):
         stem = path.name.split(".nii")[0]
         name = subject_id(path.relative_to(folder.parent))
-        if not is_nifti_path(path) or stem.endswith(_NOT_LABEL_MAPS) or name is None:
+        if not is_nifti_path(path) or stem.endswith(_NOT_LABEL_MAPS) or name is None or in_derivatives(path, folder):
             continue
         found.setdefault(name, []).append(path)
     chosen = {}

@@ -9,51 +9,72 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Labels
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
+from ._inputs import source_images, subject_layer, subject_of
 from ._layers import geometry_of, modality_of, subject_from_layers
-from ._lesions import kind_of, on_same_grid
+from ._lesions import edited_since_detection, kind_of, on_same_grid
 
 #: Layer kinds of this plugin that are never annotations.
 _NOT_ANNOTATIONS = ("lesion_ids", "locations")
 
 
 def annotation_layers(layers) -> list[Labels]:
-    """3D Labels layers holding class labels (0 background, 1 CMB, 2 iron deposit): annotations, or
-    predictions the rater corrected."""
+    """3D Labels layers holding class labels (0 background, 1 CMB, 2 iron deposit) that can teach a model:
+    annotations, label files, the truth of the sample, and detections the rater corrected (an unedited
+    detection would only teach the model what it already says)."""
     return [
         layer for layer in layers
         if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in _NOT_ANNOTATIONS
+        and not (layer.metadata.get("deepmir", {}).get("origin") == "detection" and not edited_since_detection(layer))
     ]
 
 
-def _image_of(layers, modality: str, labels_layer=None):
-    """The first image layer of ``modality`` (on the labels layer's grid when one is given)."""
-    for layer in layers:
-        if isinstance(layer, Image) and kind_of(layer) is None and modality_of(layer) == modality:
-            if labels_layer is None or on_same_grid(layer, labels_layer):
-                return layer
-    return None
+def ticked_by_default(layer) -> bool:
+    """Whether an annotation layer is used unless the user unticks it: not the sample's truth (a test answer)."""
+    return layer.metadata.get("deepmir", {}).get("origin") != "truth"
+
+
+def _swi_of(labels_layer, layers):
+    """The SWI layer of the annotation's subject on its grid; without a subject match, the only SWI on that grid."""
+    on_grid = [la for la in source_images(layers) if modality_of(la) == "swi" and on_same_grid(la, labels_layer)]
+    same_subject = [la for la in on_grid if subject_of(la) == subject_of(labels_layer)]
+    if same_subject:
+        return same_subject[0]
+    return on_grid[0] if len(on_grid) == 1 else None
 
 
 def sample_from_layers(labels_layer, layers) -> tuple:
-    """(Subject, labels on its SWI grid) for an annotation layer, from the image layers beside it.
+    """(Subject, labels on its SWI grid) for an annotation layer, from its subject's image layers.
 
-    The SWI layer must share the annotation's grid (annotations are painted on SWI); QSM and T2 may
-    lie on grids of their own and are resampled. Raises InputError naming the layer when something is off."""
-    swi = _image_of(layers, "swi", labels_layer)
+    The SWI layer must share the annotation's grid (annotations are painted on SWI); QSM and T2 are
+    that SWI's subject's and may lie on grids of their own (resampled). Raises InputError naming the
+    layer when something is off."""
+    swi = _swi_of(labels_layer, layers)
     if swi is None:
-        raise InputError(labels_layer.name, "no SWI layer on this annotation's grid: open the subject's SWI with it")
+        raise InputError(labels_layer.name, f"no SWI layer of {subject_of(labels_layer)} on this annotation's grid: open the subject's SWI with it")
     labels = geometry_of(labels_layer).from_display(np.asarray(labels_layer.data))
     extra = sorted(set(np.unique(labels).tolist()) - {0, *CLASS_NAMES})
     if extra:
         raise InputError(labels_layer.name, f"label values {extra} are not classes (1 CMB, 2 iron deposit)")
     if not labels.any():
         raise InputError(labels_layer.name, "no lesion is painted in this annotation")
-    subject = subject_from_layers(swi, _image_of(layers, "qsm"), _image_of(layers, "t2"))
+    subject_name = subject_of(swi)
+    subject = subject_from_layers(swi, subject_layer(layers, subject_name, "qsm"), subject_layer(layers, subject_name, "t2"))
     return subject, labels.astype(np.uint8)
+
+
+def waiting_for(last_step: int | None, config) -> str:
+    """What a training run is busy with after the report of ``last_step`` (None: no report yet), in words."""
+    validating = bool(config.val_share)
+    if last_step is None:
+        return "the first validation (the base model predicts the validation subjects' whole volumes)" if validating else "the first training step"
+    step = last_step + 1
+    if validating and (step % config.eval_every == 0 or step == config.steps):
+        return f"step {step} and its validation (the model predicts the validation subjects' whole volumes)"
+    return f"training step {step}"
 
 
 def new_model_name(base_name: str) -> str:

@@ -75,3 +75,26 @@ def centre_on(viewer, xyz_mm, *, zoom: float | None = 4.0) -> None:
     camera.center = tuple(zyx[-2:]) if viewer.dims.ndisplay == 2 else tuple(zyx)
     if zoom is not None:
         camera.zoom = zoom
+
+
+#: Name of the Points layer that rings the lesion or candidate under review.
+MARKER_LAYER = "current lesion"
+#: Diameter (mm) of the ring drawn around it.
+MARKER_SIZE_MM = 12.0
+
+
+def show_marker(viewer, xyz_mm) -> None:
+    """Ring a scanner RAS point with a yellow circle on the axial slice shown (call after :func:`centre_on`):
+    a Points layer, added once; the active layer stays active."""
+    zyx = np.asarray(xyz_mm, dtype=float)[None, ::-1].copy()
+    zyx[0, 0] = viewer.dims.point[0]  # on the shown slice (the dims snap to slices), so the ring is drawn
+    if MARKER_LAYER in viewer.layers:
+        viewer.layers[MARKER_LAYER].data = zyx
+        return
+    active = viewer.layers.selection.active
+    viewer.add_points(
+        zyx, name=MARKER_LAYER, symbol="ring", size=MARKER_SIZE_MM, face_color="yellow", border_width=0,
+        out_of_slice_display=False, units=("mm", "mm", "mm"),
+    )
+    if active is not None:
+        viewer.layers.selection.active = active

@@ -5,6 +5,7 @@ locations); the table also goes, as ``features``, on a hidden Labels layer of le
 label per lesion), which is where napari's Features table and other plugins read per-object tables.
 """
 
+import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def companion_layers(layers, labels_layer) -> CompanionLayers:
     found = CompanionLayers()
     probabilities = {}
     for layer in layers:
-        if layer is labels_layer or layer.data.ndim != 3 or not on_same_grid(layer, labels_layer):
+        if layer == labels_layer or layer.data.ndim != 3 or not on_same_grid(layer, labels_layer):
             continue
         kind = kind_of(layer)
         if kind == "locations" and found.locations is None:
@@ -147,9 +148,33 @@ def lesions_layer_name(subject_name: str) -> str:
     return f"{subject_name} lesions"
 
 
+def data_checksum(data) -> int:
+    """A checksum of a layer's data (to tell whether it was edited)."""
+    return zlib.crc32(np.ascontiguousarray(data))
+
+
+def edited_since_detection(layer) -> bool:
+    """Whether a detection's labels layer was painted since the detection put it there."""
+    info = layer.metadata.get("deepmir", {})
+    return info.get("origin") == "detection" and info.get("checksum") != data_checksum(layer.data)
+
+
+def _free_lesions_name(layers, name: str) -> str:
+    """``name`` unless a layer of that name holds anything but an unedited detection, else ``name [2]``, ..."""
+    candidate, n = name, 2
+    while candidate in layers and not (
+        layers[candidate].metadata.get("deepmir", {}).get("origin") == "detection" and not edited_since_detection(layers[candidate])
+    ):
+        candidate, n = f"{name} [{n}]", n + 1
+    return candidate
+
+
 def show_detection(viewer, detection: Detection, *, probabilities: bool = False) -> list:
-    """Add the detection's layers: class labels, hidden lesion ids with the table, probabilities if asked."""
-    name = lesions_layer_name(detection.subject.name)
+    """Add the detection's layers: class labels, hidden lesion ids with the table, probabilities if asked.
+
+    An unedited earlier detection of the subject is replaced; a layer with corrections is never
+    overwritten: the new labels go to a new layer (``sub-X lesions [2]``), the last of the list."""
+    name = _free_lesions_name(viewer.layers, lesions_layer_name(detection.subject.name))
     added = []
     if probabilities:
         for value in (CMB, IRON):
@@ -158,5 +183,7 @@ def show_detection(viewer, detection: Detection, *, probabilities: bool = False)
             kwargs["name"] = f"{detection.subject.name} {kwargs['name']}"
             added.append(add_layer(viewer, (data, kwargs, kind)))
     added.append(show_lesion_ids(viewer, detection.measurement, name=f"{name} ids"))
-    added.append(add_layer(viewer, labels_layer_data(detection.result.labels, detection.geometry, name=name)))
+    data, kwargs, kind = labels_layer_data(detection.result.labels, detection.geometry, name=name, metadata={"origin": "detection"})
+    kwargs["metadata"]["deepmir"]["checksum"] = data_checksum(data)
+    added.append(add_layer(viewer, (data, kwargs, kind)))
     return added

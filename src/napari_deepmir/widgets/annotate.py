@@ -8,13 +8,11 @@ import html
 import math
 
 import numpy as np
-from napari.layers import Image
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QButtonGroup,
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
@@ -27,17 +25,21 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ..annotations import ACCEPTED, REJECTED, AnnotationStore, candidate_centre, candidate_seed, default_rater
 from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
-from ._layers import add_layer, camera_of, centre_on, geometry_of, modality_of, subject_from_layers
+from ._inputs import SubjectInputs
+from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
 
-#: Keyboard shortcuts bound on the viewer (napari's own Labels keys — P paint, E erase, F fill,
-#: [ and ] brush size, Ctrl+Z undo — keep working). None of these is a napari default for Labels layers.
+#: Keyboard shortcuts bound on the annotation Labels layer only: they act while it is the selected
+#: layer and go with it (napari's own Labels keys — P paint, E erase, F fill, [ and ] brush size,
+#: Ctrl+Z undo — keep working). None of these is a napari default for Labels layers.
 KEYS = {
     "N": ("next candidate", "next"),
     "Shift-N": ("previous candidate", "previous"),
@@ -96,6 +98,20 @@ def _keys_table() -> str:
     return "<table style='font-size:small'>" + "".join(rows) + "</table>"
 
 
+class VerticalScrollArea(QScrollArea):
+    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
+
+    def __init__(self):
+        super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:
+            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+
 class AnnotateWidget(QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
@@ -117,20 +133,24 @@ class AnnotateWidget(QWidget):
         self._poll_timer.timeout.connect(self.autosave)
         self._counts_timer = QTimer(self, singleShot=True, interval=300)
         self._counts_timer.timeout.connect(self._update_counts)
-        self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
-        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
-        self._refresh_layer_choices()
-        for key, (_, method) in KEYS.items():
-            self.viewer.bind_key(key, self._key_handler(method), overwrite=True)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.use_model.setEnabled(bool(self._probability_layers()))
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        scroll = VerticalScrollArea()
+        self.scroll_area = scroll
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        content = QWidget()
+        scroll.setWidget(content)  # the widget fits any screen height: what does not fit scrolls
+        layout = QVBoxLayout(content)
+        self.inputs = SubjectInputs(self.viewer)
+        layout.addWidget(self.inputs.native)
         inputs = QFormLayout()
-        self.modality_boxes = {m: QComboBox() for m in ("t2", "swi", "qsm")}
-        for modality, title in (("t2", "T2"), ("swi", "SWI"), ("qsm", "QSM")):
-            inputs.addRow(title, self.modality_boxes[modality])
-        self.folder_edit = QLineEdit(placeholderText="beside the SWI file: deepmir-annotations/")
+        self.folder_edit = QLineEdit(placeholderText="<dataset>/derivatives/deepmir-annotations/")
         inputs.addRow("Save to", self.folder_edit)
         self.rater_edit = QLineEdit(default_rater())
         inputs.addRow("Rater", self.rater_edit)
@@ -190,29 +210,33 @@ class AnnotateWidget(QWidget):
 
         self.guidance = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.guidance.setMinimumHeight(120)
+        self.guidance.setMinimumHeight(100)
         layout.addWidget(self.guidance)
         self.status_label = QLabel(wordWrap=True)
         layout.addWidget(self.status_label)
+        keys = QCollapsible("Keys (on the annotation layer)")
         self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
-        layout.addWidget(self.keys_label)
+        keys.addWidget(self.keys_label)
+        layout.addWidget(keys)
 
-    def _refresh_layer_choices(self, event=None) -> None:
-        images = [layer for layer in self.viewer.layers if isinstance(layer, Image) and layer.data.ndim == 3]
-        for modality, box in self.modality_boxes.items():
-            current = box.currentData()
-            box.clear()
-            if modality != "swi":
-                box.addItem("(none)", None)
-            for layer in images:
-                box.addItem(layer.name, layer)
-            preferred = current if current in images else next((l for l in images if modality_of(l) == modality), None)
-            if preferred is not None:
-                box.setCurrentIndex(box.findData(preferred))
+    def _on_layer_inserted(self, event=None) -> None:
+        self.use_model.setEnabled(bool(self._probability_layers()))
+
+    def _on_layer_removed(self, event=None) -> None:
         self.use_model.setEnabled(bool(self._probability_layers()))
         if self.layer is not None and self.layer not in self.viewer.layers:
+            self._release_layer(save=True)
+
+    def _release_layer(self, *, save: bool) -> None:
+        """Save, then let go of the annotation layer: its keys, paint hook and the autosave poll."""
+        if self.layer is None:
+            return
+        if save:
             self.autosave()
-            self.layer = None
+        self._bind_keys(False)
+        self.layer.events.paint.disconnect(self._on_paint)
+        self._poll_timer.stop()
+        self.layer = None
 
     def _probability_layers(self) -> dict[int, object]:
         found = {}
@@ -225,11 +249,10 @@ class AnnotateWidget(QWidget):
     # ---- session ------------------------------------------------------------------------------
     def start(self) -> None:
         """Open (or resume) the annotation of the chosen subject and show its annotation layer."""
-        swi = self.modality_boxes["swi"].currentData()
-        if swi is None:
-            self._status("Open a subject first: an SWI layer is needed.")
+        if self.inputs.problem:
+            self._status(self.inputs.problem)
             return
-        qsm, t2 = self.modality_boxes["qsm"].currentData(), self.modality_boxes["t2"].currentData()
+        swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
         self.autosave()
         self.subject = subject_from_layers(swi, qsm, t2)
         self.geometry = geometry_of(swi)
@@ -244,12 +267,12 @@ class AnnotateWidget(QWidget):
         self.rater_edit.setText(self.session.rater)
         self.locations = self._locations()
         name = f"{self.subject.name} annotation"
-        metadata = {"path": str(self.session.labels_path)}
+        metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
         layer_data = labels_layer_data(self.session.labels, self.geometry, name=name, metadata=metadata)
-        if self.layer is not None:
-            self.layer.events.paint.disconnect(self._on_paint)
+        self._release_layer(save=False)
         self.layer = add_layer(self.viewer, layer_data)
         self.layer.events.paint.connect(self._on_paint)
+        self._bind_keys(True)
         self._set_paint_class(self.class_group.checkedId())
         self._apply_brush_size()
         self.viewer.reset_view()
@@ -272,26 +295,34 @@ class AnnotateWidget(QWidget):
         """Save the annotation layer if it changed since the last save; True when written."""
         if self.session is None or self.layer is None:
             return False
-        written = self.session.save_labels(self.geometry.from_display(np.asarray(self.layer.data)))
+        labels = self.geometry.from_display(np.asarray(self.layer.data))
+        written = self.session.save_labels(labels)
         if written:
             self._update_counts()
             self._status(f"saved {self.session.labels_path.name}")
+            if self.session.mark_stale(labels):  # an undo or erase took an accepted candidate's paint
+                self._show_candidates(move=False)
         return written
 
     def _on_paint(self, event=None) -> None:
         self._autosave_timer.start()
         self._counts_timer.start()
 
-    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock closing or the viewer quitting
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock closed (napari hides it) or the viewer quitting
         self.autosave()
+        self._bind_keys(False)
         super().hideEvent(event)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        self.autosave()
-        self._poll_timer.stop()
-        for key in KEYS:
-            self.viewer.bind_key(key, None)
-        super().closeEvent(event)
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock shown again
+        self._bind_keys(True)
+        super().showEvent(event)
+
+    def _bind_keys(self, on: bool) -> None:
+        """Bind (or unbind) the review keys on the annotation layer."""
+        if self.layer is None:
+            return
+        for key, (_, method) in KEYS.items():
+            self.layer.bind_key(key, self._key_handler(method) if on else None, overwrite=True)
 
     # ---- painting -----------------------------------------------------------------------------
     def _set_paint_class(self, value: int) -> None:
@@ -365,7 +396,7 @@ class AnnotateWidget(QWidget):
         self._show_candidates()
         self._status(f"{len(table)} candidates, best first")
 
-    def _show_candidates(self) -> None:
+    def _show_candidates(self, *, move: bool = True) -> None:
         self.candidate_list.blockSignals(True)
         self.candidate_list.clear()
         table = None if self.session is None else self.session.candidates
@@ -374,19 +405,23 @@ class AnnotateWidget(QWidget):
                 self.candidate_list.addItem(QListWidgetItem())
                 self._describe_row(int(row.name))
         self.candidate_list.blockSignals(False)
-        if table is not None and len(table):
+        if table is not None and len(table) and move:
             self.go_to(self.session.position)
+        elif table is not None and len(table):
+            self.candidate_list.setCurrentRow(self.session.position)
         self._update_progress()
 
     def _describe_row(self, index: int) -> None:
         row = self.session.candidates.iloc[index]
         decision = self.session.decision_for(row)
         verdict = _DECISION_TEXT[decision.decision] if decision else "·"
+        if decision is not None and decision.stale:
+            verdict += " (stale: its paint is gone; decide again)"
         evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row['qsm_mean_ppb']))}"
         text = f"#{int(row['rank'])}  {row['suggested_class']}  {evidence}  → {verdict}"
         item = self.candidate_list.item(index)
         item.setText(text)
-        if decision is not None and decision.decision != REJECTED:
+        if decision is not None and decision.decision != REJECTED and not decision.stale:
             item.setForeground(QColor(_colour(CMB if decision.decision == ACCEPTED[CMB] else IRON)))
         elif decision is not None:
             item.setForeground(QColor("gray"))
@@ -419,6 +454,7 @@ class AnnotateWidget(QWidget):
         row = table.iloc[index]
         zoom = None if self._fit_zoom is None else self._fit_zoom * CANDIDATE_ZOOM
         centre_on(self.viewer, candidate_centre(row), zoom=zoom)
+        show_marker(self.viewer, candidate_centre(row))
         self._activate_layer()
         self.guidance.setText(guidance_html(row.to_dict(), title=f"Candidate #{int(row['rank'])} of {len(table)}"))
 
@@ -469,10 +505,11 @@ class AnnotateWidget(QWidget):
         """Show the guidance for the painted lesion (or the SWI blob) under the mouse cursor."""
         if self.layer is None:
             return
+        from scipy import ndimage
+
         from ..lesions.candidates import grow_region
         from ..lesions.components import CONNECTIVITY_26
         from ..lesions.guidance import assess_region
-        from scipy import ndimage
 
         index = np.round(self.layer.world_to_data(self.viewer.cursor.position)).astype(int)[-3:]
         data = np.asarray(self.layer.data)
@@ -491,7 +528,7 @@ class AnnotateWidget(QWidget):
 
     # ---- keys and messages --------------------------------------------------------------------
     def _key_handler(self, method: str):
-        def handler(viewer):
+        def handler(layer):
             getattr(self, method)()
 
         handler.__doc__ = next(text for text, m in KEYS.values() if m == method)

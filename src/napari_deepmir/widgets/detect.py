@@ -6,7 +6,6 @@ measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from
 
 from pathlib import Path
 
-from napari.layers import Image
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -23,10 +22,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..conventions import MODALITIES, MODALITY_TITLES
-from ._layers import modality_of
-from ._lesions import companion_layers, count_summary, detect_in_layers, kind_of, show_detection
-
-_NONE = "(none)"
+from ._inputs import SubjectInputs
+from ._lesions import companion_layers, count_summary, detect_in_layers, lesions_layer_name, show_detection
 
 
 def available_devices() -> list[str]:
@@ -73,19 +70,15 @@ class DetectWidget(QWidget):
         self.result_layer = None
         self.detection = None
         self._build()
-        self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
-        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
-        self._refresh_layer_choices()
         self.refresh_models()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        self.inputs = SubjectInputs(self.viewer)
+        self.inputs.changed.connect(self._check_inputs)
+        layout.addWidget(self.inputs.native)
         form = QFormLayout()
-        self.layer_boxes = {m: QComboBox() for m in ("t2", "swi", "qsm")}
-        for modality, box in self.layer_boxes.items():
-            box.currentIndexChanged.connect(self._check_inputs)
-            form.addRow(MODALITY_TITLES[modality], box)
         model_row = QHBoxLayout()
         self.model_box = QComboBox()
         self.model_box.currentIndexChanged.connect(self._check_inputs)
@@ -114,24 +107,6 @@ class DetectWidget(QWidget):
         self.status_label = QLabel(wordWrap=True)
         layout.addWidget(self.status_label)
         layout.addStretch()
-
-    def _refresh_layer_choices(self, event=None) -> None:
-        images = [
-            layer for layer in self.viewer.layers
-            if isinstance(layer, Image) and layer.data.ndim == 3 and kind_of(layer) != "probability"
-        ]
-        for modality, box in self.layer_boxes.items():
-            current = box.currentData()
-            box.blockSignals(True)
-            box.clear()
-            if modality != "swi":
-                box.addItem(_NONE, None)
-            for layer in images:
-                box.addItem(layer.name, layer)
-            preferred = current if current in images else next((i for i in images if modality_of(i) == modality), None)
-            box.setCurrentIndex(box.findData(preferred) if preferred is not None else 0)
-            box.blockSignals(False)
-        self._check_inputs()
 
     def refresh_models(self) -> None:
         """List the registered models again (the default first); keeps the current choice when it is still there."""
@@ -173,11 +148,13 @@ class DetectWidget(QWidget):
         if self.model_entry is None:
             return []
         needed = self.model_entry.card.modalities
-        return [m for m in MODALITIES if m in needed and self.layer_boxes[m].currentData() is None]
+        return [m for m in MODALITIES if m in needed and self.inputs.layers[m] is None]
 
     def _check_inputs(self, *_) -> bool:
         missing = self.missing_modalities()
-        if self.model_entry is None:
+        if self.inputs.problem:
+            message = self.inputs.problem
+        elif self.model_entry is None:
             message = "No model found: add one with Browse…"
         elif missing:
             names = " and ".join(MODALITY_TITLES[m] for m in missing)
@@ -206,7 +183,7 @@ class DetectWidget(QWidget):
             return
         from napari.qt.threading import create_worker
 
-        swi, qsm, t2 = (self.layer_boxes[m].currentData() for m in ("swi", "qsm", "t2"))
+        swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
         locations = companion_layers(self.viewer.layers, swi).locations
         handlers = {
             "yielded": self._on_progress,
@@ -242,7 +219,11 @@ class DetectWidget(QWidget):
         self.detection = detection
         self.save_button.setEnabled(True)
         self.progress.setValue(self.progress.maximum())
-        self.status_label.setText(f"{detection.subject.name}: {count_summary(detection.measurement.table)}")
+        message = f"{detection.subject.name}: {count_summary(detection.measurement.table)}"
+        default_name = lesions_layer_name(detection.subject.name)
+        if self.result_layer.name != default_name:
+            message += f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
+        self.status_label.setText(message)
 
     def _on_finished(self) -> None:
         self.worker = None

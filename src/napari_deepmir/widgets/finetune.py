@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -30,8 +30,17 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import InputError
-from ._finetune import FinetuneSettings, annotation_layers, new_model_name, sample_from_layers
+from ._finetune import (
+    FinetuneSettings,
+    annotation_layers,
+    new_model_name,
+    sample_from_layers,
+    ticked_by_default,
+    waiting_for,
+)
 
+#: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
+EDIT_DELAY_MS = 300
 #: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
 PLOT_INTERVAL_S = 0.5
 
@@ -44,7 +53,7 @@ class LossPlot(QWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(4, 2.4), layout="constrained")
+        self.figure = figure = Figure(figsize=(4, 2.4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(figure)
         self.loss_axes = figure.add_subplot()
         self.loss_axes.set_xlabel("step")
@@ -58,6 +67,22 @@ class LossPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self.clear()
+
+    def set_theme(self, theme_name: str) -> None:
+        """Colour the plot like napari's theme ``theme_name`` (background, text, axes)."""
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(theme_name)
+        background, text = theme.background.as_hex(), theme.text.as_hex()
+        self.figure.set_facecolor(background)
+        for axes in (self.loss_axes, self.score_axes):
+            axes.set_facecolor(background)
+            axes.tick_params(colors=text, which="both")
+            axes.xaxis.label.set_color(text)
+            axes.yaxis.label.set_color(text)
+            for spine in axes.spines.values():
+                spine.set_edgecolor(text)
+        self.canvas.draw_idle()
 
     def clear(self) -> None:
         self.steps, self.losses, self.score_steps, self.scores = [], [], [], []
@@ -93,8 +118,9 @@ class FinetuneWidget(QWidget):
         self.result = None
         self._stop = threading.Event()
         self._build()
-        self.viewer.layers.events.inserted.connect(self.refresh_annotations)
-        self.viewer.layers.events.removed.connect(self.refresh_annotations)
+        self._edit_timer = QTimer(self, singleShot=True, interval=EDIT_DELAY_MS)
+        self._edit_timer.timeout.connect(self.refresh_annotations)
+        self.viewer.layers.events.connect(self._on_layers_event)
         self.refresh_annotations()
         self.refresh_models()
 
@@ -144,19 +170,30 @@ class FinetuneWidget(QWidget):
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
         layout.addWidget(self.progress)
         self.plot = LossPlot()
+        self.plot.set_theme(self.viewer.theme)
+        self.viewer.events.theme.connect(lambda event: self.plot.set_theme(self.viewer.theme))
         layout.addWidget(self.plot, stretch=1)
         self.status_label = QLabel(wordWrap=True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
-    def refresh_annotations(self, event=None) -> None:
-        """List the annotation layers again, keeping ticks; new ones are ticked."""
-        ticked = {self.layer_list.item(i).text(): self.layer_list.item(i).checkState() for i in range(self.layer_list.count())}
+    def _on_layers_event(self, event) -> None:
+        if event.type in ("inserted", "removed", "moved", "reordered", "name"):
+            self.refresh_annotations()
+        elif event.type in ("paint", "data"):  # a detection the rater corrects becomes an annotation
+            self._edit_timer.start()
+
+    def refresh_annotations(self) -> None:
+        """List the annotation layers again, keeping ticks; new ones are ticked unless they are the sample's truth."""
+        ticked = {self.layer_list.item(i).data(Qt.ItemDataRole.UserRole): self.layer_list.item(i).checkState()
+                  for i in range(self.layer_list.count())}
         self.layer_list.clear()
         for layer in annotation_layers(self.viewer.layers):
             item = QListWidgetItem(layer.name)
+            item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)  # follows renames
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(ticked.get(layer.name, Qt.CheckState.Checked))
+            default = Qt.CheckState.Checked if ticked_by_default(layer) else Qt.CheckState.Unchecked
+            item.setCheckState(ticked.get(layer.unique_id, default))
             self.layer_list.addItem(item)
 
     def refresh_models(self) -> None:
@@ -185,10 +222,11 @@ class FinetuneWidget(QWidget):
     # ---- running ------------------------------------------------------------------------------
     def settings(self) -> FinetuneSettings:
         """The current choices; annotation layers are read now (InputError names a bad layer)."""
-        ticked = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                  if self.layer_list.item(i).checkState() == Qt.CheckState.Checked}
         layers = list(self.viewer.layers)
-        samples = [sample_from_layers(layer, layers) for layer in annotation_layers(layers) if layer.name in ticked]
+        shown = annotation_layers(layers)
+        ticked = [layer for i, layer in enumerate(shown)
+                  if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+        samples = [sample_from_layers(layer, layers) for layer in ticked]
         return FinetuneSettings(
             base=self.base_box.currentData().path, name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
             samples=samples, folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
@@ -213,6 +251,7 @@ class FinetuneWidget(QWidget):
             self._report(str(error))
             return
         self._stop.clear()
+        self._config, self._last_step = config, None
         self.result = None
         self.plot.clear()
         self.progress.setRange(0, config.steps)
@@ -230,11 +269,15 @@ class FinetuneWidget(QWidget):
         self.worker.start()
 
     def stop(self) -> None:
-        """End after the current step; the best model so far is kept (or the base, if nothing beat it)."""
+        """End after the current step; the best model so far is kept (or the base, if nothing beat it).
+        The status says what the stop waits for (a validation predicts whole volumes: it can take a while)."""
+        if self.worker is None or self._stop.is_set():
+            return
         self._stop.set()
-        self.status_label.setText("Stopping after this step…")
+        self.status_label.setText(f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…")
 
     def _on_report(self, report) -> None:
+        self._last_step = report.step
         self.progress.setValue(report.step)
         self.plot.add(report)
         if report.score is not None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from magicgui.widgets import ComboBox
 from napari.layers import Labels
 from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS
-from ._layers import centre_on, subject_from_layers
+from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, count_summary, kind_of, measure_labels_layer, show_lesion_ids
 
 #: Columns shown, in this order, when the table has them (export writes every column).
@@ -111,8 +111,7 @@ class LesionTableWidget(QWidget):
         self._build()
         self._update_timer = QTimer(self, singleShot=True, interval=UPDATE_DELAY_MS)
         self._update_timer.timeout.connect(self.update_table)
-        self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
-        self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
+        self.viewer.layers.events.connect(self._on_layers_event)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self._refresh_layer_choices()
 
@@ -120,9 +119,9 @@ class LesionTableWidget(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.layer_box = QComboBox()
-        self.layer_box.currentIndexChanged.connect(lambda _: self.set_layer(self.layer_box.currentData()))
-        form.addRow("Labels", self.layer_box)
+        self.layer_box = ComboBox(choices=self._choices, nullable=True)
+        self.layer_box.changed.connect(self.set_layer)
+        form.addRow("Labels", self.layer_box.native)
         layout.addLayout(form)
         self.ids_check = QCheckBox("lesion-id layer with this table (napari Features table)")
         self.ids_check.setToolTip("Keep a hidden Labels layer of lesion ids whose features are this table")
@@ -152,22 +151,27 @@ class LesionTableWidget(QWidget):
         buttons.addWidget(self.export_button)
         layout.addLayout(buttons)
 
-    def _refresh_layer_choices(self, event=None) -> None:
-        choices = [
-            layer for layer in self.viewer.layers
+    def _choices(self, widget=None) -> list[tuple[str, object]]:
+        return [
+            (layer.name, layer) for layer in self.viewer.layers
             if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in ("lesion_ids", "locations")
         ]
-        current = self.layer if self.layer in choices else None
-        if current is None and choices:
-            active = self.viewer.layers.selection.active
-            current = active if active in choices else choices[-1]
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        for layer in choices:
-            self.layer_box.addItem(layer.name, layer)
-        self.layer_box.setCurrentIndex(self.layer_box.findData(current) if current is not None else -1)
-        self.layer_box.blockSignals(False)
-        if current is not self.layer:
+
+    def _on_layers_event(self, event) -> None:
+        if event.type in ("inserted", "removed", "moved", "reordered", "name"):
+            self._refresh_layer_choices()
+
+    def _refresh_layer_choices(self) -> None:
+        """List the class Labels layers again; keep the tracked one, else take the active (or the last) one."""
+        with self.layer_box.changed.blocked():
+            self.layer_box.reset_choices()
+            choices = [layer for _, layer in self._choices()]
+            current = self.layer if self.layer in choices else None
+            if current is None and choices:
+                active = self.viewer.layers.selection.active
+                current = active if active in choices else choices[-1]
+            self.layer_box.value = current
+        if current != self.layer:
             self.set_layer(current)
         elif self.layer is not None:
             self._update_timer.start()  # an SWI/QSM/probability layer may have come or gone
@@ -175,7 +179,7 @@ class LesionTableWidget(QWidget):
     # ---- the tracked layer --------------------------------------------------------------------
     def set_layer(self, layer) -> None:
         """Track ``layer`` (a class Labels layer, or None) and show its lesions."""
-        if layer is self.layer:
+        if layer == self.layer:
             return
         if self.layer is not None:
             for event in (self.layer.events.data, self.layer.events.paint, self.layer.events.set_data):
@@ -185,11 +189,9 @@ class LesionTableWidget(QWidget):
         if layer is not None:
             for event in (layer.events.data, layer.events.paint, layer.events.set_data):
                 event.connect(self._schedule_update)
-            index = self.layer_box.findData(layer)
-            if index != self.layer_box.currentIndex():
-                self.layer_box.blockSignals(True)
-                self.layer_box.setCurrentIndex(index)
-                self.layer_box.blockSignals(False)
+            if self.layer_box.value != layer:
+                with self.layer_box.changed.blocked():
+                    self.layer_box.value = layer
             self.ids_check.setChecked(self._ids_layer_name() in self.viewer.layers)
         self.update_table(force=True)
 
@@ -248,10 +250,12 @@ class LesionTableWidget(QWidget):
             self.go_to_lesion(int(lesion))
 
     def go_to_lesion(self, lesion_id: int) -> None:
-        """Show a lesion: the axial slice through its centroid, camera centred on it, zoomed in."""
+        """Show a lesion: the axial slice through its centroid, camera centred on it, zoomed in, ringed."""
         row = self.table.set_index("lesion_id").loc[lesion_id]
         zoom = float(min(self.viewer.canvas.size)) / FIELD_OF_VIEW_MM
-        centre_on(self.viewer, (row["x_mm"], row["y_mm"], row["z_mm"]), zoom=zoom)
+        centre = (row["x_mm"], row["y_mm"], row["z_mm"])
+        centre_on(self.viewer, centre, zoom=zoom)
+        show_marker(self.viewer, centre)
 
     # ---- viewer -> table ----------------------------------------------------------------------
     def selected_lesion(self) -> int | None:
@@ -317,8 +321,7 @@ class LesionTableWidget(QWidget):
         self.summary_label.setText(f"{count_summary(self.table)} — exported to {self.export(path)}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        self.viewer.layers.events.inserted.disconnect(self._refresh_layer_choices)
-        self.viewer.layers.events.removed.disconnect(self._refresh_layer_choices)
+        self.viewer.layers.events.disconnect(self._on_layers_event)
         if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
         self.set_layer(None)

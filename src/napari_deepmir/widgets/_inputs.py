@@ -1,0 +1,130 @@
+"""Layer pickers (magicgui) that follow the viewer and keep one subject's SWI, QSM and T2 together.
+
+Layers are compared with ``==``, never ``is``: plugin widgets get napari's proxy viewer, whose
+layers are fresh proxy objects at every access (equal to the layer, not identical).
+"""
+
+import re
+
+from magicgui.widgets import ComboBox, Container
+from napari.layers import Image
+
+from ..conventions import MODALITY_TITLES
+from ..io.bids import subject_id
+from ._layers import modality_of
+
+#: Layer-list events after which the choices are listed again (a layer's own ``name`` event included).
+_LIST_EVENTS = {"inserted", "removed", "moved", "reordered", "name"}
+#: Last words of a layer name that tell a modality or a kind of labels, dropped to leave the subject's name.
+_KIND_WORDS = re.compile(r"(?i)(^|[ _-])(swi|qsm|chimap|chi|t2w?|image|labels|lesions|annotation|dseg)$")
+
+
+def subject_of(layer) -> str:
+    """The subject a layer belongs to: this plugin's metadata, else a ``sub-X`` in its name, else its
+    name without its modality or labels word (``long SWI`` -> ``long``)."""
+    subject = layer.metadata.get("deepmir", {}).get("subject")
+    if subject:
+        return subject
+    return subject_id(layer.name) or _KIND_WORDS.sub("", layer.name.strip()) or layer.name
+
+
+def source_images(layers) -> list:
+    """3D image layers that can be inputs (no probability or other derived maps of this plugin)."""
+    return [
+        layer for layer in layers
+        if isinstance(layer, Image) and layer.data.ndim == 3 and layer.metadata.get("deepmir", {}).get("kind") is None
+    ]
+
+
+def subject_layer(layers, subject: str, modality: str):
+    """The image layer of ``modality`` of ``subject`` among ``layers``, or None."""
+    return next((la for la in source_images(layers) if modality_of(la) == modality and subject_of(la) == subject), None)
+
+
+def mixed_subjects_message(swi, others: dict) -> str:
+    """Why inputs from several subjects are refused ('' when they are one subject's)."""
+    if swi is None:
+        return ""
+    wrong = [f"{MODALITY_TITLES[m]} {layer.name!r}" for m, layer in others.items() if layer is not None and subject_of(layer) != subject_of(swi)]
+    if not wrong:
+        return ""
+    return f"{' and '.join(wrong)} not of subject {subject_of(swi)} (SWI {swi.name!r}): choose one subject's layers."
+
+
+class SubjectInputs(Container):
+    """SWI, QSM and T2 pickers over the viewer's image layers.
+
+    The SWI picker takes an SWI layer (by metadata or name) until the user chooses; choosing an SWI
+    picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine)."""
+
+    def __init__(self, viewer, modalities=("swi", "qsm", "t2")):
+        self.viewer = viewer
+        self.pickers = {
+            m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m) for m in modalities
+        }
+        super().__init__(widgets=list(self.pickers.values()), labels=True)
+        self.margins = (0, 0, 0, 0)
+        self._swi_chosen_by_hand = False
+        self._updating = False
+        self.pickers["swi"].changed.connect(self._on_swi_changed)
+        viewer.layers.events.connect(self._on_layers_event)
+        self.refresh()
+
+    def _choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in source_images(self.viewer.layers)]
+
+    def _on_layers_event(self, event) -> None:
+        if event.type in _LIST_EVENTS:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """List the layers again (names follow renames); pick the SWI and its subject's layers when needed."""
+        self._updating = True
+        try:
+            self.reset_choices()
+            swi = self.pickers["swi"].value
+            if swi is None or (not self._swi_chosen_by_hand and modality_of(swi) != "swi"):
+                found = [la for la in source_images(self.viewer.layers) if modality_of(la) == "swi"]
+                if found:
+                    self.pickers["swi"].value = found[-1]
+                    self._follow_swi()
+            elif any(p.value is None and subject_layer(self.viewer.layers, subject_of(swi), m) is not None
+                     for m, p in self.pickers.items() if m != "swi"):
+                self._follow_swi(only_empty=True)
+        finally:
+            self._updating = False
+
+    def _on_swi_changed(self, value) -> None:
+        if self._updating:
+            return
+        self._swi_chosen_by_hand = True
+        self._updating = True
+        try:
+            self._follow_swi()
+        finally:
+            self._updating = False
+
+    def _follow_swi(self, only_empty: bool = False) -> None:
+        swi = self.pickers["swi"].value
+        if swi is None:
+            return
+        for modality, picker in self.pickers.items():
+            if modality != "swi" and not (only_empty and picker.value is not None):
+                picker.value = subject_layer(self.viewer.layers, subject_of(swi), modality)
+
+    @property
+    def layers(self) -> dict:
+        """The chosen layer per modality (None when none is chosen)."""
+        return {m: p.value for m, p in self.pickers.items()}
+
+    @property
+    def problem(self) -> str:
+        """'' when the inputs are one subject's, else why not."""
+        chosen = self.layers
+        if chosen["swi"] is None:
+            return "Open a subject first: an SWI layer is needed."
+        return mixed_subjects_message(chosen["swi"], {m: la for m, la in chosen.items() if m != "swi"})
+
+    def disconnect_viewer(self) -> None:
+        """Stop following the viewer (the widget is going away)."""
+        self.viewer.layers.events.disconnect(self._on_layers_event)
