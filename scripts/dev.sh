@@ -59,7 +59,7 @@ case "${1:-}" in
     need_apt xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 \
       libxcb-randr0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
     setup_python
-    .venv/bin/ruff check src tests benchmarks docs/scripts
+    .venv/bin/ruff check .
     check_headless
     QT_QPA_PLATFORM=xcb .venv/bin/python -m pytest tests -p no:cacheprovider
     ;;

@@ -22,7 +22,10 @@ QUANTA = 300
 
 def main() -> None:
     subject = generate_subject(
-        seed=7, acquisition=Acquisition(shape=SHAPE, voxel_mm=VOXEL_MM), name=SAMPLE_SUBJECT, fine_voxel_mm=FINE_VOXEL_MM
+        seed=7,
+        acquisition=Acquisition(shape=SHAPE, voxel_mm=VOXEL_MM),
+        name=SAMPLE_SUBJECT,
+        fine_voxel_mm=FINE_VOXEL_MM,
     )
     shutil.rmtree(SAMPLE_FOLDER, ignore_errors=True)
     paths = write_subject(subject, SAMPLE_FOLDER.parent)

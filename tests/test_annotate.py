@@ -137,7 +137,9 @@ def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_p
     assert saved["decision"] == "accepted-cmb" and saved["stale"] is True
 
 
-def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(make_napari_viewer, qtbot, subject_folder, tmp_path):
+def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
+    make_napari_viewer, qtbot, subject_folder, tmp_path
+):
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
     widget.folder_edit.setText(str(tmp_path / "annotations"))
     widget.start_button.click()

@@ -93,7 +93,13 @@ def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-deepmir", "synthetic_subject")
     names = [layer.name for layer in viewer.layers]
-    assert names == ["sub-sample T2", "sub-sample QSM", "sub-sample SWI", "sub-sample locations", "sub-sample true lesions"]
+    assert names == [
+        "sub-sample T2",
+        "sub-sample QSM",
+        "sub-sample SWI",
+        "sub-sample locations",
+        "sub-sample true lesions",
+    ]
     shapes = {layer.data.shape for layer in viewer.layers}
     assert len(shapes) == 1  # all on the SWI grid
     assert not viewer.layers["sub-sample QSM"].visible and viewer.layers["sub-sample SWI"].colormap.name == "gray"

@@ -179,7 +179,10 @@ def test_a_rerun_keeps_corrections_and_finetune_offers_only_corrected_detections
     layer = viewer.layers["sub-tiny lesions"]
     assert finetune.layer_list.count() == 0  # a raw detection would teach the model nothing
     _run(widget, qtbot)  # nothing edited: the detection is simply replaced
-    assert [la.name for la in viewer.layers if la.name.startswith("sub-tiny lesions")] == ["sub-tiny lesions ids", "sub-tiny lesions"]
+    assert [la.name for la in viewer.layers if la.name.startswith("sub-tiny lesions")] == [
+        "sub-tiny lesions ids",
+        "sub-tiny lesions",
+    ]
 
     layer.paint((10, 30, 30), 1 if layer.data[10, 30, 30] != 1 else 2)  # the rater's correction
     corrected = np.asarray(layer.data).copy()

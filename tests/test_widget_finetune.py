@@ -16,7 +16,14 @@ from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
 
 TIMEOUT_MS = 120_000
-TINY = dict(base_filters=4, depth=3, context_slices=1, spacing_mm=(1.0, 1.0, 2.0), patch_size=32, batch_size=4)
+TINY = {
+    "base_filters": 4,
+    "depth": 3,
+    "context_slices": 1,
+    "spacing_mm": (1.0, 1.0, 2.0),
+    "patch_size": 32,
+    "batch_size": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,9 @@ def _open_subject(viewer, folder):
     return viewer.layers[f"{folder.name} labels"]
 
 
-def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_the_best(make_napari_viewer, qtbot, subjects, base_model):
+def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_the_best(
+    make_napari_viewer, qtbot, subjects, base_model
+):
     viewer = make_napari_viewer()
     annotation = _open_subject(viewer, subjects[0])
     detect = DetectWidget(viewer)

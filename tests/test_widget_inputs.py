@@ -60,4 +60,3 @@ def test_finetune_pairs_each_annotation_with_its_own_subject(make_napari_viewer,
     for folder in (first, second):
         on_disk = load_subject_dir(folder)
         assert np.allclose(samples[folder.name].qsm, on_disk.qsm) and np.allclose(samples[folder.name].t2, on_disk.t2)
-

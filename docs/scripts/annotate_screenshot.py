@@ -13,11 +13,11 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
-import napari  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
+import napari
+from qtpy.QtWidgets import QApplication
 
-from napari_deepmir.io.bids import find_subject_folders  # noqa: E402
-from napari_deepmir.widgets.annotate import AnnotateWidget  # noqa: E402
+from napari_deepmir.io.bids import find_subject_folders
+from napari_deepmir.widgets.annotate import AnnotateWidget
 
 
 def _phantom_subject() -> Path:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
-import napari  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
+import napari
+from qtpy.QtWidgets import QApplication
 
 SCREEN = (1600, 1000)
 
@@ -47,7 +47,9 @@ def _shot(viewer, path: Path) -> None:
 
 def sample_screenshot(out: Path) -> None:
     viewer = _viewer()
-    viewer.dims.set_point(0, viewer.dims.range[0].start + 0.55 * (viewer.dims.range[0].stop - viewer.dims.range[0].start))
+    viewer.dims.set_point(
+        0, viewer.dims.range[0].start + 0.55 * (viewer.dims.range[0].stop - viewer.dims.range[0].start)
+    )
     _shot(viewer, out / "sample-opened.png")
     viewer.close()
 
@@ -90,6 +92,10 @@ def labelling_screenshot(out: Path) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images")
     which = sys.argv[2] if len(sys.argv) > 2 else "all"
-    for name, make in (("sample", sample_screenshot), ("detection", detection_screenshot), ("labelling", labelling_screenshot)):
+    for name, make in (
+        ("sample", sample_screenshot),
+        ("detection", detection_screenshot),
+        ("labelling", labelling_screenshot),
+    ):
         if which in ("all", name):
             make(folder)

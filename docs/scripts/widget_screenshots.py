@@ -16,12 +16,12 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
-import napari  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
+import napari
+from qtpy.QtWidgets import QApplication
 
-from napari_deepmir.widgets.detect import DetectWidget  # noqa: E402
-from napari_deepmir.widgets.finetune import FinetuneWidget  # noqa: E402
-from napari_deepmir.widgets.table import LesionTableWidget  # noqa: E402
+from napari_deepmir.widgets.detect import DetectWidget
+from napari_deepmir.widgets.finetune import FinetuneWidget
+from napari_deepmir.widgets.table import LesionTableWidget
 
 
 def _settle(seconds: float = 1.0) -> None:
@@ -66,7 +66,9 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
     """Fine-tune the default model on the sample's true lesions plus two saved synthetic subjects."""
     from napari_deepmir.phantom import generate_cohort
 
-    os.environ.setdefault("DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-"))  # keep the user's models folder clean
+    os.environ.setdefault(
+        "DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-")
+    )  # keep the user's models folder clean
     widget = FinetuneWidget(viewer)
     widget.setMinimumWidth(480)
     viewer.window.add_dock_widget(widget, name="Fine-tune", area="right")

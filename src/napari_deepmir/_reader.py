@@ -48,11 +48,15 @@ def read_nifti_file(path: Path) -> tuple:
     lower = stem.lower()
     if lower.endswith("_" + BIDS_SUFFIXES["locations"].lower()):
         volume = load_volume(path, check_values=False)
-        return locations_layer_data(volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem)
+        return locations_layer_data(
+            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
+        )
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
         metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
-        return labels_layer_data(volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata=metadata)
+        return labels_layer_data(
+            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata=metadata
+        )
     volume = load_volume(path)
     ending, modality = next(((e, m) for e, m in _MODALITY_ENDINGS.items() if lower.endswith(e)), ("", None))
     metadata = {"path": str(path), "subject": subject_id(path) or stem[: len(stem) - len(ending)]}
@@ -60,7 +64,9 @@ def read_nifti_file(path: Path) -> tuple:
     if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units
         units = detect_qsm_units(data, data != 0)
         data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
-    return image_layer_data(data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata)
+    return image_layer_data(
+        data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata
+    )
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
@@ -75,17 +81,29 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             metadata = {"path": str(subject.paths[modality]), "subject": subject.name}
             if modality == "qsm" and subject.qsm_units:
                 metadata["qsm_units_in_file"] = subject.qsm_units
-            layer = image_layer_data(subject.modality(modality), geometry, modality=modality, name=f"{subject.name} {modality.upper()}", metadata=metadata)
+            layer = image_layer_data(
+                subject.modality(modality),
+                geometry,
+                modality=modality,
+                name=f"{subject.name} {modality.upper()}",
+                metadata=metadata,
+            )
             layer[1]["visible"] = modality != "qsm"  # SWI shows the lesions; QSM is one click away
             layers.append(layer)
     files = find_subject_files(folder)
     if "locations" in files:
-        locations = locations_layer_data(_on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations")
+        locations = locations_layer_data(
+            _on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations"
+        )
         locations[1]["metadata"]["deepmir"]["subject"] = subject.name
         layers.append(locations)
     if "labels" in files:
         metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
-        layers.append(labels_layer_data(_on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata=metadata))
+        layers.append(
+            labels_layer_data(
+                _on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata=metadata
+            )
+        )
     return layers
 
 

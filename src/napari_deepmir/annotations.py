@@ -1,7 +1,8 @@
 """Annotation store for guided labelling: labels, candidate decisions and review position per subject.
 
 One folder per subject under an annotation root (by default ``derivatives/deepmir-annotations/`` of
-the dataset that holds the subject's folder, which subject discovery skips) holds ``sub-X_dseg.nii.gz`` (labels on the SWI grid, SWI affine),
+the dataset that holds the subject's folder, which subject discovery skips) holds ``sub-X_dseg.nii.gz``
+(labels on the SWI grid, SWI affine),
 ``sub-X_decisions.json`` (who accepted or rejected which candidate, when, and where the review
 stopped), ``sub-X_candidates.csv`` (the candidate list under review) and the subject's modality
 files (hard links when possible, else copies). The root is thus a data folder that
@@ -45,7 +46,7 @@ def default_rater() -> str:
     """The login name of the current user (the rater), or ``unknown``."""
     try:
         return getpass.getuser()
-    except Exception:  # getpass raises various errors when no user name is set
+    except Exception:  # noqa: BLE001 (getpass raises various errors when no user name is set)
         return "unknown"
 
 
@@ -218,7 +219,8 @@ class AnnotationSession:
 
 
 def default_annotation_root(swi_path: str | Path) -> Path:
-    """``<dataset>/derivatives/deepmir-annotations`` for a subject's SWI file (``<dataset>/sub-X[/anat]/...swi.nii.gz``)."""
+    """``<dataset>/derivatives/deepmir-annotations`` for a subject's SWI file
+    (``<dataset>/sub-X[/anat]/...swi.nii.gz``)."""
     subject_folder = Path(swi_path).resolve().parent
     if subject_folder.name == "anat":
         subject_folder = subject_folder.parent
@@ -426,5 +428,4 @@ def candidate_centre(candidate) -> tuple[float, float, float]:
 def candidate_seed(candidate) -> tuple[int, int, int]:
     """Voxel (SWI grid) from which a candidate's region grows."""
     columns = ("seed_i", "seed_j", "seed_k") if "seed_i" in candidate else ("i", "j", "k")
-    return tuple(int(round(float(candidate[c]))) for c in columns)
-
+    return tuple(round(float(candidate[c])) for c in columns)

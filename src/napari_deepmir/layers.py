@@ -35,10 +35,17 @@ def robust_limits(data: np.ndarray, low: float = 1.0, high: float = 99.5) -> tup
 
 
 def image_layer_data(
-    data: np.ndarray, geometry: DisplayGeometry, *, modality: str | None = None, name: str | None = None, metadata: dict | None = None
+    data: np.ndarray,
+    geometry: DisplayGeometry,
+    *,
+    modality: str | None = None,
+    name: str | None = None,
+    metadata: dict | None = None,
 ) -> tuple:
     """Image layer in mm, grey (the class colours stay distinct from every image); QSM symmetric about 0."""
-    kwargs = _base_kwargs(name or MODALITY_TITLES.get(modality, "image"), geometry, {"modality": modality, **(metadata or {})})
+    kwargs = _base_kwargs(
+        name or MODALITY_TITLES.get(modality, "image"), geometry, {"modality": modality, **(metadata or {})}
+    )
     if modality == "qsm":
         values = np.abs(data[data != 0])
         limit = float(np.percentile(values, 99)) if values.size else 1.0
@@ -60,7 +67,9 @@ def labels_layer_data(
 
 def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, name: str = "locations") -> tuple:
     """Labels layer of location categories (lobar, deep, basal ganglia, infratentorial), hidden by default."""
-    kwargs = _base_kwargs(name, geometry, {"kind": "locations", "names": {str(k): v for k, v in LOCATION_NAMES.items()}})
+    kwargs = _base_kwargs(
+        name, geometry, {"kind": "locations", "names": {str(k): v for k, v in LOCATION_NAMES.items()}}
+    )
     kwargs.update(opacity=0.3, visible=False)
     return geometry.to_display(np.asarray(locations, dtype=np.uint8)), kwargs, "labels"
 
@@ -69,7 +78,9 @@ def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *
     """Image layer of one class's probability (0..1), additive over the anatomy."""
     name = f"P({CLASS_TITLES[class_value]})"
     kwargs = _base_kwargs(name, geometry, {"kind": "probability", "class": class_value})
-    kwargs.update(colormap=_PROBABILITY_COLORMAPS[class_value], contrast_limits=(0.0, 1.0), blending="additive", opacity=0.8)
+    kwargs.update(
+        colormap=_PROBABILITY_COLORMAPS[class_value], contrast_limits=(0.0, 1.0), blending="additive", opacity=0.8
+    )
     return geometry.to_display(np.asarray(probability, dtype=np.float32)), kwargs, "image"
 
 

@@ -218,7 +218,8 @@ def _check_weights_header(weights: Path, card: ModelCard) -> None:
     try:
         with safe_open(str(weights), framework="pt") as handle:
             header = {
-                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
+                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                for k in handle.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
             }
     except (SafetensorError, OSError, ValueError) as error:
         raise InputError(weights, f"not a readable safetensors file ({error})") from None

@@ -48,7 +48,9 @@ def prepare_annotated(subject: Subject, labels: np.ndarray, card, source: str | 
     truth = check_labels(labels, subject, source)
     missing = [m for m in card.modalities if getattr(subject, m) is None]
     if missing:
-        raise InputError(source or subject.name, f"the model needs {', '.join(m.upper() for m in missing)}, which this subject lacks")
+        raise InputError(
+            source or subject.name, f"the model needs {', '.join(m.upper() for m in missing)}, which this subject lacks"
+        )
     prepared = prepare_input(subject, card)
     working = np.asarray(prepared.labels_to_working(truth)).astype(np.uint8)
     # named by its folder when it has one: subject names repeat across datasets (sub-001 in each)

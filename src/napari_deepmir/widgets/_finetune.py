@@ -26,8 +26,11 @@ def annotation_layers(layers) -> list[Labels]:
     annotations, label files, the truth of the sample, and detections the rater corrected (an unedited
     detection would only teach the model what it already says)."""
     return [
-        layer for layer in layers
-        if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in _NOT_ANNOTATIONS
+        layer
+        for layer in layers
+        if isinstance(layer, Labels)
+        and layer.data.ndim == 3
+        and kind_of(layer) not in _NOT_ANNOTATIONS
         and not (layer.metadata.get("deepmir", {}).get("origin") == "detection" and not edited_since_detection(layer))
     ]
 
@@ -54,7 +57,10 @@ def sample_from_layers(labels_layer, layers) -> tuple:
     layer when something is off."""
     swi = _swi_of(labels_layer, layers)
     if swi is None:
-        raise InputError(labels_layer.name, f"no SWI layer of {subject_of(labels_layer)} on this annotation's grid: open the subject's SWI with it")
+        raise InputError(
+            labels_layer.name,
+            f"no SWI layer of {subject_of(labels_layer)} on this annotation's grid: open the subject's SWI with it",
+        )
     labels = geometry_of(labels_layer).from_display(np.asarray(labels_layer.data))
     extra = sorted(set(np.unique(labels).tolist()) - {0, *CLASS_NAMES})
     if extra:
@@ -62,7 +68,9 @@ def sample_from_layers(labels_layer, layers) -> tuple:
     if not labels.any():
         raise InputError(labels_layer.name, "no lesion is painted in this annotation")
     subject_name = subject_of(swi)
-    subject = subject_from_layers(swi, subject_layer(layers, subject_name, "qsm"), subject_layer(layers, subject_name, "t2"))
+    subject = subject_from_layers(
+        swi, subject_layer(layers, subject_name, "qsm"), subject_layer(layers, subject_name, "t2")
+    )
     return subject, labels.astype(np.uint8)
 
 
@@ -70,7 +78,11 @@ def waiting_for(last_step: int | None, config) -> str:
     """What a training run is busy with after the report of ``last_step`` (None: no report yet), in words."""
     validating = bool(config.val_share)
     if last_step is None:
-        return "the first validation (the base model predicts the validation subjects' whole volumes)" if validating else "the first training step"
+        return (
+            "the first validation (the base model predicts the validation subjects' whole volumes)"
+            if validating
+            else "the first training step"
+        )
     step = last_step + 1
     if validating and (step % config.eval_every == 0 or step == config.steps):
         return f"step {step} and its validation (the model predicts the validation subjects' whole volumes)"
@@ -109,9 +121,20 @@ class FinetuneSettings:
         from ..training.trainer import TrainingConfig
 
         if not self.samples and not self.folders:
-            raise InputError("fine-tuning", "no annotated subject: tick an annotation layer or add a saved subject folder")
+            raise InputError(
+                "fine-tuning", "no annotated subject: tick an annotation layer or add a saved subject folder"
+            )
         return TrainingConfig(
-            out=free_folder(user_models_dir(), self.name), data=[Path(f) for f in self.folders], samples=list(self.samples),
-            base=Path(self.base), name=self.name, steps=self.steps, lr=self.lr, device=self.device,
-            val_share=self.val_share, eval_every=max(10, self.steps // 6), batch_size=8, command="napari Fine-tune widget",
+            out=free_folder(user_models_dir(), self.name),
+            data=[Path(f) for f in self.folders],
+            samples=list(self.samples),
+            base=Path(self.base),
+            name=self.name,
+            steps=self.steps,
+            lr=self.lr,
+            device=self.device,
+            val_share=self.val_share,
+            eval_every=max(10, self.steps // 6),
+            batch_size=8,
+            command="napari Fine-tune widget",
         )

@@ -31,7 +31,8 @@ def subject_of(layer) -> str:
 def source_images(layers) -> list:
     """3D image layers that can be inputs (no probability or other derived maps of this plugin)."""
     return [
-        layer for layer in layers
+        layer
+        for layer in layers
         if isinstance(layer, Image) and layer.data.ndim == 3 and layer.metadata.get("deepmir", {}).get("kind") is None
     ]
 
@@ -45,7 +46,11 @@ def mixed_subjects_message(swi, others: dict) -> str:
     """Why inputs from several subjects are refused ('' when they are one subject's)."""
     if swi is None:
         return ""
-    wrong = [f"{MODALITY_TITLES[m]} {layer.name!r}" for m, layer in others.items() if layer is not None and subject_of(layer) != subject_of(swi)]
+    wrong = [
+        f"{MODALITY_TITLES[m]} {layer.name!r}"
+        for m, layer in others.items()
+        if layer is not None and subject_of(layer) != subject_of(swi)
+    ]
     if not wrong:
         return ""
     return f"{' and '.join(wrong)} not of subject {subject_of(swi)} (SWI {swi.name!r}): choose one subject's layers."
@@ -60,7 +65,8 @@ class SubjectInputs(Container):
     def __init__(self, viewer, modalities=("swi", "qsm", "t2")):
         self.viewer = viewer
         self.pickers = {
-            m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m) for m in modalities
+            m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m)
+            for m in modalities
         }
         super().__init__(widgets=list(self.pickers.values()), labels=True)
         self.margins = (0, 0, 0, 0)
@@ -88,8 +94,11 @@ class SubjectInputs(Container):
                 if found:
                     self.pickers["swi"].value = found[-1]
                     self._follow_swi()
-            elif any(p.value is None and subject_layer(self.viewer.layers, subject_of(swi), m) is not None
-                     for m, p in self.pickers.items() if m != "swi"):
+            elif any(
+                p.value is None and subject_layer(self.viewer.layers, subject_of(swi), m) is not None
+                for m, p in self.pickers.items()
+                if m != "swi"
+            ):
                 self._follow_swi(only_empty=True)
         finally:
             self._updating = False

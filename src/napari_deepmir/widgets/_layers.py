@@ -93,8 +93,14 @@ def show_marker(viewer, xyz_mm) -> None:
         return
     active = viewer.layers.selection.active
     viewer.add_points(
-        zyx, name=MARKER_LAYER, symbol="ring", size=MARKER_SIZE_MM, face_color="yellow", border_width=0,
-        out_of_slice_display=False, units=("mm", "mm", "mm"),
+        zyx,
+        name=MARKER_LAYER,
+        symbol="ring",
+        size=MARKER_SIZE_MM,
+        face_color="yellow",
+        border_width=0,
+        out_of_slice_display=False,
+        units=("mm", "mm", "mm"),
     )
     if active is not None:
         viewer.layers.selection.active = active

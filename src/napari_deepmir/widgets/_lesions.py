@@ -131,7 +131,13 @@ class Detection:
 
 
 def detect_in_layers(
-    swi_layer, qsm_layer=None, t2_layer=None, *, locations_layer=None, model=None, device: str = "auto",
+    swi_layer,
+    qsm_layer=None,
+    t2_layer=None,
+    *,
+    locations_layer=None,
+    model=None,
+    device: str = "auto",
 ) -> Generator[tuple[int, int], None, Detection]:
     """Detect lesions on the subject shown by these layers (on the SWI layer's grid) with :mod:`...pipeline`.
 
@@ -163,7 +169,8 @@ def _free_lesions_name(layers, name: str) -> str:
     """``name`` unless a layer of that name holds anything but an unedited detection, else ``name [2]``, ..."""
     candidate, n = name, 2
     while candidate in layers and not (
-        layers[candidate].metadata.get("deepmir", {}).get("origin") == "detection" and not edited_since_detection(layers[candidate])
+        layers[candidate].metadata.get("deepmir", {}).get("origin") == "detection"
+        and not edited_since_detection(layers[candidate])
     ):
         candidate, n = f"{name} [{n}]", n + 1
     return candidate
@@ -183,7 +190,9 @@ def show_detection(viewer, detection: Detection, *, probabilities: bool = False)
             kwargs["name"] = f"{detection.subject.name} {kwargs['name']}"
             added.append(add_layer(viewer, (data, kwargs, kind)))
     added.append(show_lesion_ids(viewer, detection.measurement, name=f"{name} ids"))
-    data, kwargs, kind = labels_layer_data(detection.result.labels, detection.geometry, name=name, metadata={"origin": "detection"})
+    data, kwargs, kind = labels_layer_data(
+        detection.result.labels, detection.geometry, name=name, metadata={"origin": "detection"}
+    )
     kwargs["metadata"]["deepmir"]["checksum"] = data_checksum(data)
     added.append(add_layer(viewer, (data, kwargs, kind)))
     return added

@@ -105,7 +105,7 @@ class VerticalScrollArea(QScrollArea):
         super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+    def minimumSizeHint(self):
         hint = super().minimumSizeHint()
         if self.widget() is not None:
             hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
@@ -308,12 +308,12 @@ class AnnotateWidget(QWidget):
         self._autosave_timer.start()
         self._counts_timer.start()
 
-    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock closed (napari hides it) or the viewer quitting
+    def hideEvent(self, event) -> None:
         self.autosave()
         self._bind_keys(False)
         super().hideEvent(event)
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt name) — the dock shown again
+    def showEvent(self, event) -> None:
         self._bind_keys(True)
         super().showEvent(event)
 

@@ -99,7 +99,9 @@ class DetectWidget(QWidget):
         self.run_button.clicked.connect(self.run_or_cancel)
         layout.addWidget(self.run_button)
         self.save_button = QPushButton("Save results…", enabled=False)
-        self.save_button.setToolTip("Write the labels, the lesion table and their provenance to a folder (as deepmir predict does)")
+        self.save_button.setToolTip(
+            "Write the labels, the lesion table and their provenance to a folder (as deepmir predict does)"
+        )
         self.save_button.clicked.connect(self._browse_save)
         layout.addWidget(self.save_button)
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
@@ -113,7 +115,7 @@ class DetectWidget(QWidget):
         fill_model_box(self.model_box)
         self._check_inputs()
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt name) — models fine-tuned meanwhile appear
+    def showEvent(self, event) -> None:
         self.refresh_models()
         super().showEvent(event)
 
@@ -194,8 +196,15 @@ class DetectWidget(QWidget):
             "finished": self._on_finished,
         }
         self.worker = create_worker(
-            detect_in_layers, swi, qsm, t2, locations_layer=locations, model=self.model_entry.path,
-            device=self.device_box.currentText(), _connect=handlers, _start_thread=False,
+            detect_in_layers,
+            swi,
+            qsm,
+            t2,
+            locations_layer=locations,
+            model=self.model_entry.path,
+            device=self.device_box.currentText(),
+            _connect=handlers,
+            _start_thread=False,
         )
         self.run_button.setText("Cancel")
         self.progress.setRange(0, 0)  # busy until the first slices are done
@@ -222,7 +231,9 @@ class DetectWidget(QWidget):
         message = f"{detection.subject.name}: {count_summary(detection.measurement.table)}"
         default_name = lesions_layer_name(detection.subject.name)
         if self.result_layer.name != default_name:
-            message += f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
+            message += (
+                f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
+            )
         self.status_label.setText(message)
 
     def _on_finished(self) -> None:
@@ -237,7 +248,9 @@ class DetectWidget(QWidget):
         from ..pipeline import write_detection
 
         try:
-            outputs = write_detection(self.detection.result, OutputSet(Path(folder), self.detection.subject.name), overwrite=overwrite)
+            outputs = write_detection(
+                self.detection.result, OutputSet(Path(folder), self.detection.subject.name), overwrite=overwrite
+            )
         except (ValueError, OSError) as error:  # InputError: outputs there already, folder not writable
             self._report(str(error))
             return None
@@ -253,6 +266,6 @@ class DetectWidget(QWidget):
         self.status_label.setText(message)
         show_error(message)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name) — closing the dock stops a running prediction
+    def closeEvent(self, event) -> None:
         self.cancel()
         super().closeEvent(event)

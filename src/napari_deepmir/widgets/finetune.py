@@ -135,19 +135,25 @@ class FinetuneWidget(QWidget):
         layout.addWidget(self.layer_list)
         layout.addWidget(QLabel("Annotated subjects saved earlier"))
         self.folder_list = QListWidget()
-        self.folder_list.setToolTip("Subject folders with modalities and *_dseg.nii.gz labels (as the labelling tool saves them)")
+        self.folder_list.setToolTip(
+            "Subject folders with modalities and *_dseg.nii.gz labels (as the labelling tool saves them)"
+        )
         layout.addWidget(self.folder_list)
         folder_buttons = QHBoxLayout()
         add_folder, remove_folder = QPushButton("Add folder…"), QPushButton("Remove")
         add_folder.clicked.connect(self._browse_folder)
-        remove_folder.clicked.connect(lambda: [self.folder_list.takeItem(self.folder_list.row(i)) for i in self.folder_list.selectedItems()])
+        remove_folder.clicked.connect(
+            lambda: [self.folder_list.takeItem(self.folder_list.row(i)) for i in self.folder_list.selectedItems()]
+        )
         folder_buttons.addWidget(add_folder)
         folder_buttons.addWidget(remove_folder)
         layout.addLayout(folder_buttons)
 
         form = QFormLayout()
         self.base_box = QComboBox()
-        self.base_box.currentIndexChanged.connect(lambda *_: self.name_edit.setText(new_model_name(self.base_box.currentText())))
+        self.base_box.currentIndexChanged.connect(
+            lambda *_: self.name_edit.setText(new_model_name(self.base_box.currentText()))
+        )
         form.addRow("Base model", self.base_box)
         self.name_edit = QLineEdit()
         form.addRow("New model", self.name_edit)
@@ -157,7 +163,9 @@ class FinetuneWidget(QWidget):
         self.lr_box = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1e-2, singleStep=1e-4, value=3e-4)
         form.addRow("Learning rate", self.lr_box)
         self.val_box = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05, value=0.25)
-        self.val_box.setToolTip("Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best")
+        self.val_box.setToolTip(
+            "Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best"
+        )
         form.addRow("Validation share", self.val_box)
         self.device_box = QComboBox()
         self.device_box.addItems(available_devices())
@@ -185,8 +193,10 @@ class FinetuneWidget(QWidget):
 
     def refresh_annotations(self) -> None:
         """List the annotation layers again, keeping ticks; new ones are ticked unless they are the sample's truth."""
-        ticked = {self.layer_list.item(i).data(Qt.ItemDataRole.UserRole): self.layer_list.item(i).checkState()
-                  for i in range(self.layer_list.count())}
+        ticked = {
+            self.layer_list.item(i).data(Qt.ItemDataRole.UserRole): self.layer_list.item(i).checkState()
+            for i in range(self.layer_list.count())
+        }
         self.layer_list.clear()
         for layer in annotation_layers(self.viewer.layers):
             item = QListWidgetItem(layer.name)
@@ -224,13 +234,21 @@ class FinetuneWidget(QWidget):
         """The current choices; annotation layers are read now (InputError names a bad layer)."""
         layers = list(self.viewer.layers)
         shown = annotation_layers(layers)
-        ticked = [layer for i, layer in enumerate(shown)
-                  if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+        ticked = [
+            layer
+            for i, layer in enumerate(shown)
+            if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
         samples = [sample_from_layers(layer, layers) for layer in ticked]
         return FinetuneSettings(
-            base=self.base_box.currentData().path, name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
-            samples=samples, folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
-            steps=self.steps_box.value(), lr=self.lr_box.value(), device=self.device_box.currentText(), val_share=self.val_box.value(),
+            base=self.base_box.currentData().path,
+            name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
+            samples=samples,
+            folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
+            steps=self.steps_box.value(),
+            lr=self.lr_box.value(),
+            device=self.device_box.currentText(),
+            val_share=self.val_box.value(),
         )
 
     def start_or_stop(self) -> None:
@@ -259,13 +277,18 @@ class FinetuneWidget(QWidget):
         handlers = {
             "yielded": self._on_report,
             "returned": self._on_result,
-            "errored": lambda error: self.status_label.setText(f"Fine-tuning failed: {error} (the base model is unchanged)"),
+            "errored": lambda error: self.status_label.setText(
+                f"Fine-tuning failed: {error} (the base model is unchanged)"
+            ),
             "finished": self._on_finished,
         }
         self.worker = create_worker(run_training, config, self._stop.is_set, _connect=handlers, _start_thread=False)
         self.start_button.setText("Stop")
         n_subjects = len(config.samples) + len(config.data)
-        self.status_label.setText(f"Measuring {self.base_box.currentText()} on the validation subjects, then training on {n_subjects} source(s)…")
+        self.status_label.setText(
+            f"Measuring {self.base_box.currentText()} on the validation subjects, then training on {n_subjects} "
+            "source(s)…"
+        )
         self.worker.start()
 
     def stop(self) -> None:
@@ -274,14 +297,19 @@ class FinetuneWidget(QWidget):
         if self.worker is None or self._stop.is_set():
             return
         self._stop.set()
-        self.status_label.setText(f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…")
+        self.status_label.setText(
+            f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…"
+        )
 
     def _on_report(self, report) -> None:
         self._last_step = report.step
         self.progress.setValue(report.step)
         self.plot.add(report)
         if report.score is not None:
-            self.status_label.setText(f"step {report.step}: validation F1 {report.score:.2f} (best {report.best_score:.2f} at step {report.best_step})")
+            self.status_label.setText(
+                f"step {report.step}: validation F1 {report.score:.2f} (best {report.best_score:.2f} at step "
+                f"{report.best_step})"
+            )
 
     def _on_result(self, result) -> None:
         from ..model.registry import register_model
@@ -291,7 +319,9 @@ class FinetuneWidget(QWidget):
         entry = register_model(result.model_path)
         self._refresh_detect_widgets()
         stopped = " (stopped early)" if result.stopped_early else ""
-        self.status_label.setText(f"{entry.name}: {result.steps_run} steps{stopped} -> {result.model_path}\n{_metrics_text(result)}")
+        self.status_label.setText(
+            f"{entry.name}: {result.steps_run} steps{stopped} -> {result.model_path}\n{_metrics_text(result)}"
+        )
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -311,7 +341,7 @@ class FinetuneWidget(QWidget):
         self.status_label.setText(message)
         show_error(message)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name) — closing the dock stops training, keeping the best model
+    def closeEvent(self, event) -> None:
         self.stop()
         super().closeEvent(event)
 

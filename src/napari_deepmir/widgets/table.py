@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox
 from napari.layers import Labels
-from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
+from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QSortFilterProxyModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,8 +33,21 @@ from ._lesions import companion_layers, count_summary, kind_of, measure_labels_l
 
 #: Columns shown, in this order, when the table has them (export writes every column).
 SHOWN_COLUMNS = (
-    "lesion_id", "class", "volume_mm3", "diameter_mm", "extent_mm", "x_mm", "y_mm", "z_mm", "qsm_mean_ppb",
-    "qsm_peak_ppb", "swi_contrast", "probability_mean", "location", "suggested_class", "flags",
+    "lesion_id",
+    "class",
+    "volume_mm3",
+    "diameter_mm",
+    "extent_mm",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "qsm_mean_ppb",
+    "qsm_peak_ppb",
+    "swi_contrast",
+    "probability_mean",
+    "location",
+    "suggested_class",
+    "flags",
 )
 #: Delay (ms) between the last edit of the labels and the new table.
 UPDATE_DELAY_MS = 300
@@ -64,11 +77,11 @@ class DataFrameModel(QAbstractTableModel):
         self.frame = frame.reset_index(drop=True)
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt name)
-        return 0 if parent.isValid() else len(self.frame)
+    def rowCount(self, parent=None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.frame)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt name)
-        return 0 if parent.isValid() else len(self.frame.columns)
+    def columnCount(self, parent=None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.frame.columns)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -88,7 +101,7 @@ class DataFrameModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 (Qt name)
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return str(self.frame.columns[section])
         return None
@@ -153,7 +166,8 @@ class LesionTableWidget(QWidget):
 
     def _choices(self, widget=None) -> list[tuple[str, object]]:
         return [
-            (layer.name, layer) for layer in self.viewer.layers
+            (layer.name, layer)
+            for layer in self.viewer.layers
             if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in ("lesion_ids", "locations")
         ]
 
@@ -231,8 +245,10 @@ class LesionTableWidget(QWidget):
         self.model.set_frame(table[shown])
         if selected is not None and selected in set(table["lesion_id"]):
             self.select_lesion(selected)
-        images = "no SWI layer on this grid: image columns empty" if companions.swi is None else "with " + "/".join(
-            m.upper() for m in ("swi", "qsm") if getattr(companions, m) is not None
+        images = (
+            "no SWI layer on this grid: image columns empty"
+            if companions.swi is None
+            else "with " + "/".join(m.upper() for m in ("swi", "qsm") if getattr(companions, m) is not None)
         )
         self.summary_label.setText(f"{count_summary(table)} ({images})")
         if self.ids_check.isChecked():
@@ -320,7 +336,7 @@ class LesionTableWidget(QWidget):
             path += ".csv" if "csv" in chosen else ".tsv"
         self.summary_label.setText(f"{count_summary(self.table)} — exported to {self.export(path)}")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+    def closeEvent(self, event) -> None:
         self.viewer.layers.events.disconnect(self._on_layers_event)
         if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
