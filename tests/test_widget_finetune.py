@@ -111,3 +111,25 @@ def test_the_loss_plot_follows_napari_theme(make_napari_viewer):
     for theme in ("light", "dark"):
         viewer.theme = theme
         assert to_hex(widget.plot.figure.get_facecolor()) == get_theme(theme).background.as_hex()
+
+
+def test_stop_during_a_validation_abandons_it_and_writes_nothing(make_napari_viewer, qtbot, subjects, base_model):
+    """Stop does not wait for the base model to predict every validation volume: the validation is abandoned
+    within a batch of slices, no model is written and the base is untouched."""
+    viewer = make_napari_viewer()
+    _open_subject(viewer, subjects[0])
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    for folder in subjects[1:]:
+        widget.add_folder(folder)
+    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(register_model(base_model).path))
+    widget.name_edit.setText("never-written")
+    widget.val_box.setValue(0.5)
+    widget.device_box.setCurrentText("cpu")
+    base_before = _digest(base_model)
+    widget.start_button.click()
+    widget.start_button.click()  # Stop, while the base model is still measured on the validation subjects
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.result is not None and widget.result.model_path is None and widget.result.steps_run == 0
+    assert widget.status_label.text().startswith("Stopped before the first step")
+    assert not (user_models_dir() / "never-written").exists() and _digest(base_model) == base_before
+    assert not widget.plot.losses

@@ -268,8 +268,11 @@ def apply_postprocess(
     indifferent to the QSM's reference offset; voxels where the QSM has no data (0, e.g. beyond an
     eroded brain mask) do not count. A component with none (a lobar microbleed at the cortex) cannot be
     confirmed: it is kept if its peak probability reaches ``min_probability_no_qsm`` (stricter), and the
-    lesion table reports it as not confirmed by QSM."""
+    lesion table reports it as not confirmed by QSM. A microbleed whose dark SWI structure is a tube at
+    least ``tube_min_length_mm`` long (a vein seen end-on, :mod:`.lesions.shape`; 0 turns the rule off)
+    is dropped."""
     from .lesions.components import CONNECTIVITY_26
+    from .lesions.shape import TUBE_MIN_LENGTH_MM, tube_components
 
     postprocess = card.postprocess
     if min_probability is None:
@@ -299,8 +302,13 @@ def apply_postprocess(
         mean = np.asarray(ndimage.sum_labels(qsm, components, index)) / np.maximum(with_data, 1)
         confirmed = (with_data > 0) & (mean - reference >= float(min_qsm_ppb))
         keep &= confirmed | ((with_data == 0) & (peaks >= min_probability_no_qsm))
-    classes = np.where(iron > cmb, 2, 1).astype(np.uint8) * keep
-    lookup = np.concatenate([[0], classes]).astype(np.uint8)
+    classes = np.where(iron > cmb, 2, 1).astype(np.uint8)
+    tube_length = float(postprocess.get("tube_min_length_mm", TUBE_MIN_LENGTH_MM))
+    if tube_length > 0:
+        microbleeds = index[keep & (classes == 1)]
+        for number in tube_components(subject.swi, subject.spacing, components, microbleeds, tube_length):
+            keep[number - 1] = False
+    lookup = np.concatenate([[0], classes * keep]).astype(np.uint8)
     return lookup[components]
 
 

@@ -36,14 +36,16 @@ def dark_region_extents(swi: np.ndarray, spacing, seed) -> tuple[float, float]:
     return float(length), float(width)
 
 
-def is_tube(length_mm: float, width_mm: float) -> bool:
+def is_tube(length_mm: float, width_mm: float, min_length_mm: float = TUBE_MIN_LENGTH_MM) -> bool:
     """Whether a dark region of these extents is a vein-like tube rather than a round lesion."""
-    return length_mm >= TUBE_MIN_LENGTH_MM and length_mm >= TUBE_MIN_ELONGATION * width_mm
+    return length_mm >= min_length_mm and length_mm >= TUBE_MIN_ELONGATION * width_mm
 
 
-def tube_components(swi: np.ndarray, spacing, components: np.ndarray, candidates) -> set[int]:
+def tube_components(
+    swi: np.ndarray, spacing, components: np.ndarray, candidates, min_length_mm: float = TUBE_MIN_LENGTH_MM
+) -> set[int]:
     """The component numbers among ``candidates`` (of the label map ``components``) whose darkest SWI voxel
-    belongs to a tube."""
+    belongs to a tube at least ``min_length_mm`` long."""
     boxes = ndimage.find_objects(components)
     tubes = set()
     for number in candidates:
@@ -51,6 +53,6 @@ def tube_components(swi: np.ndarray, spacing, components: np.ndarray, candidates
         inside = components[box] == number
         darkest = np.unravel_index(np.argmin(np.where(inside, swi[box], np.inf)), inside.shape)
         seed = [s.start + d for s, d in zip(box, darkest)]
-        if is_tube(*dark_region_extents(swi, spacing, seed)):
+        if is_tube(*dark_region_extents(swi, spacing, seed), min_length_mm):
             tubes.add(int(number))
     return tubes

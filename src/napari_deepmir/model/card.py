@@ -19,7 +19,13 @@ ARCHITECTURE_RANGES = {"base_filters": (1, 256), "depth": (2, 8), "context_slice
 #: Allowed working-grid spacing (mm, inclusive).
 SPACING_RANGE_MM = (0.3, 5.0)
 #: Allowed range of each post-processing value; ``min_qsm_ppb`` may also be None (no QSM rule).
-POSTPROCESS_RANGES = {"min_volume_mm3": (0.0, 1000.0), "min_probability": (0.0, 1.0), "min_qsm_ppb": (-1000.0, 1000.0)}
+POSTPROCESS_RANGES = {
+    "min_volume_mm3": (0.0, 1000.0),
+    "min_probability": (0.0, 1.0),
+    "min_qsm_ppb": (-1000.0, 1000.0),
+    "min_probability_no_qsm": (0.0, 1.0),
+    "tube_min_length_mm": (0.0, 100.0),
+}
 #: Allowed robust z-score clip.
 CLIP_RANGE = (0.1, 100.0)
 #: The class layouts a model may have: the project's multiclass labels, or a single lesion class.

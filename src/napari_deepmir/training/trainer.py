@@ -98,7 +98,9 @@ class TrainingReport:
 
 @dataclass
 class TrainingResult:
-    model_path: Path
+    """What a run wrote; ``model_path`` and ``card`` are None when it was stopped before its first step."""
+
+    model_path: Path | None
     card: object
     base_metrics: dict | None
     best_metrics: dict | None
@@ -225,18 +227,32 @@ def _initial_model(config: TrainingConfig, device):
     return module, card, None
 
 
+class _Stopped(Exception):
+    """Raised inside a validation when a stop is asked for: the validation is abandoned."""
+
+
 def _validate(
-    module, card, subjects: list[AnnotatedSubject], device, tune_threshold: bool
+    module, card, subjects: list[AnnotatedSubject], device, tune_threshold: bool, should_stop=lambda: False
 ) -> tuple[dict, float | None]:
     """Pooled lesion-wise metrics on full volumes via the inference path; with ``tune_threshold`` the
-    ``min_probability`` giving the best mean F1 is chosen (and returned), else the card's is used."""
+    ``min_probability`` giving the best mean F1 is chosen (and returned), else the card's is used.
+    Raises :class:`_Stopped` between two batches of slices once ``should_stop()`` is true."""
     from ..inference import apply_postprocess, predict_subject
     from ..model.files import LoadedModel
 
+    def check(*_) -> None:
+        if should_stop():
+            raise _Stopped
+
     module.eval()
     loaded = LoadedModel(module, card, None)
-    predictions = [predict_subject(s.subject, loaded, device=device, return_probabilities=True) for s in subjects]
-    module.train()
+    try:
+        predictions = [
+            predict_subject(s.subject, loaded, device=device, return_probabilities=True, progress=check)
+            for s in subjects
+        ]
+    finally:
+        module.train()
     thresholds = THRESHOLDS if tune_threshold else (card.postprocess["min_probability"],)
     best = None
     for threshold in thresholds:
@@ -250,8 +266,10 @@ def _validate(
     return best
 
 
-def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
+def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[TrainingReport]:
     """Train, yielding a report after every step and after every validation; close the generator to stop.
+    A validation under way when ``should_stop()`` turns true is abandoned within a batch of slices, and
+    the run ends as a stopped one (the best model so far is kept).
 
     Validation (every ``eval_every`` steps, and before the first step) predicts the validation subjects'
     full volumes and scores them lesion-wise; an improvement of the mean F1 saves the model at once.
@@ -313,7 +331,10 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
     if resuming:
         state.update(load_checkpoint(checkpoint_dir, module, optimizer, state))
     elif val_subjects:
-        metrics, threshold = _validate(module, card, val_subjects, device, tune_threshold=False)
+        try:
+            metrics, threshold = _validate(module, card, val_subjects, device, False, should_stop)
+        except _Stopped:
+            return
         state["base_metrics"] = metrics
         if parent is not None:  # the base is the model to beat; a fine-tune that never improves keeps it
             state["best_score"], state["best_metrics"] = validation_score(metrics), metrics
@@ -367,7 +388,13 @@ def iter_train(config: TrainingConfig) -> Iterator[TrainingReport]:
             out_of_time = config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes
             is_last = step + 1 == config.steps or out_of_time
             if val_subjects and ((step + 1) % config.eval_every == 0 or is_last):
-                metrics, threshold = _validate(module, card, val_subjects, device, config.tune_threshold)
+                try:
+                    metrics, threshold = _validate(
+                        module, card, val_subjects, device, config.tune_threshold, should_stop
+                    )
+                except _Stopped:
+                    stopped = True
+                    break
                 report.metrics, report.score = metrics, validation_score(metrics)
                 if report.score > state["best_score"]:
                     state.update(
@@ -430,13 +457,15 @@ def run_training(
     is true after a step; yields every report and returns the :class:`TrainingResult`."""
     from ..model.files import load_model
 
-    run, last = iter_train(config), None
+    run, last = iter_train(config, should_stop), None
     for report in run:
         last = report
         yield report
         if should_stop():
             run.close()
             break
+    if last is None or (last.step == 0 and should_stop()):
+        return TrainingResult(None, None, None, None, 0, 0, stopped_early=True)
     loaded = load_model(config.out, "cpu")
     metrics = loaded.card.metrics or {}
     return TrainingResult(

@@ -77,15 +77,9 @@ def sample_from_layers(labels_layer, layers) -> tuple:
 def waiting_for(last_step: int | None, config) -> str:
     """What a training run is busy with after the report of ``last_step`` (None: no report yet), in words."""
     validating = bool(config.val_share)
-    if last_step is None:
-        return (
-            "the first validation (the base model predicts the validation subjects' whole volumes)"
-            if validating
-            else "the first training step"
-        )
-    step = last_step + 1
-    if validating and (step % config.eval_every == 0 or step == config.steps):
-        return f"step {step} and its validation (the model predicts the validation subjects' whole volumes)"
+    step = 1 if last_step is None else last_step + 1
+    if validating and (last_step is None or step % config.eval_every == 0 or step == config.steps):
+        return f"training step {step} or the batch of validation slices under way"
     return f"training step {step}"
 
 

@@ -316,6 +316,9 @@ class FinetuneWidget(QWidget):
 
         self.result = result
         self.plot.draw()
+        if result.model_path is None:
+            self.status_label.setText("Stopped before the first step: no model was written (the base is unchanged).")
+            return
         entry = register_model(result.model_path)
         self._refresh_detect_widgets()
         stopped = " (stopped early)" if result.stopped_early else ""
