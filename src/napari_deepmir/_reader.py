@@ -7,7 +7,7 @@ from .io import InputError, load_subject_dir, load_volume
 from .io.bids import find_subject_files, subject_id
 from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
-from .io.qsm_units import detect_qsm_units, to_ppb
+from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
 from .layers import image_layer_data, labels_layer_data, locations_layer_data
 
@@ -63,6 +63,7 @@ def read_nifti_file(path: Path) -> tuple:
     data = volume.data
     if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units
         units = detect_qsm_units(data, data != 0)
+        check_qsm_units(data, units, path, data != 0)
         data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
     return image_layer_data(
         data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata
