@@ -110,6 +110,18 @@ def _carve_sulci(tissue, r, rng: np.random.Generator, voxel_mm) -> None:
     tissue[outer & (np.abs(sheets) < 0.07) & (tissue == cortex)] = BY_NAME["csf"].code
 
 
+def _index_box(xyz: np.ndarray, centre, radii) -> tuple[slice, slice, slice]:
+    """Index slices of the grid ``xyz`` (world points, affine in the indices) that hold the box around an
+    ellipsoid: shapes are evaluated there only."""
+    origin = xyz[:, 0, 0, 0].astype(float)
+    steps = np.stack([xyz[(slice(None), *np.eye(3, dtype=int)[i])].astype(float) - origin for i in range(3)], axis=1)
+    corners = np.array(np.meshgrid(*[(-1, 1)] * 3, indexing="ij")).reshape(3, -1).T * radii + centre
+    index = np.linalg.solve(steps, (corners - origin).T)
+    low = np.clip(np.floor(index.min(axis=1)).astype(int) - 1, 0, xyz.shape[1:])
+    high = np.clip(np.ceil(index.max(axis=1)).astype(int) + 2, 0, xyz.shape[1:])
+    return tuple(slice(a, b) for a, b in zip(low, high))
+
+
 def draw_head(
     xyz: np.ndarray, rng: np.random.Generator, voxel_mm, world=None, world_rng: np.random.Generator | None = None
 ) -> Head:
@@ -146,7 +158,8 @@ def draw_head(
     def put(name, centre, size, mirror=True):
         for side in (-1, 1) if mirror else (1,):
             c = np.array(centre, float) * s * [side, 1, 1]
-            tissue[_ellipsoid(xyz, c, np.array(size) * s) <= 1] = BY_NAME[name].code
+            box = _index_box(xyz, c, np.array(size) * s)
+            tissue[box][_ellipsoid(xyz[(slice(None), *box)], c, np.array(size) * s) <= 1] = BY_NAME[name].code
 
     # deep white matter first (periventricular band and capsules), then the nuclei on top of it
     put("deep white matter", (0, 0, 10), (30, 40, 20), mirror=False)
@@ -157,10 +170,10 @@ def draw_head(
     put("brainstem", (0, -20, -34), (11, 11, 26), mirror=False)
     put("substantia nigra", (9, -15, -14), (3, 6, 2.5))
     put("red nucleus", (5, -17, -10), (3, 3, 3))
-    cerebellum = (_ellipsoid(xyz, np.array([0, -50, -38]) * s, np.array([48, 26, 20]) * s) <= 1) & (
-        tissue != BY_NAME["brainstem"].code
-    )
-    tissue[cerebellum & (r < 0.99)] = BY_NAME["cerebellum"].code
+    centre, size = np.array([0, -50, -38]) * s, np.array([48, 26, 20]) * s
+    box = _index_box(xyz, centre, size)
+    cerebellum = (_ellipsoid(xyz[(slice(None), *box)], centre, size) <= 1) & (tissue[box] != BY_NAME["brainstem"].code)
+    tissue[box][cerebellum & (r[box] < 0.99)] = BY_NAME["cerebellum"].code
     ventricle_size = rng.uniform(0.7, 1.5)  # atrophy varies between subjects
     put("ventricle", (8, 2, 12), (4 * ventricle_size, 22, 6 * ventricle_size))
     put("ventricle", (0, -6, 2), (1.5 * ventricle_size, 9, 5), mirror=False)

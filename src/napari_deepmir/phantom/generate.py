@@ -1,6 +1,7 @@
 """Assemble a synthetic subject (anatomy -> lesions -> physics -> images) and write it as BIDS-like files."""
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class SyntheticSubject:
     acquisition: Acquisition
     seed: int = 0
     magnitude: np.ndarray | None = field(default=None, repr=False)
+    world: World = field(default_factory=World)
 
 
 def _fine_grid(acquisition: Acquisition, fine_voxel_mm):
@@ -224,6 +226,7 @@ def generate_subject(
         acquisition=acquisition,
         seed=seed,
         magnitude=(magnitude * 1000).astype(np.float32),
+        world=world,
     )
 
 
@@ -254,6 +257,7 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
         "seed": subject.seed,
         "qsm_units": subject.acquisition.qsm_units,
         "acquisition": acquisition,
+        **({} if subject.world == World() else {"world": asdict(subject.world)}),
         "lesions": subject.lesions,
     }
     paths["lesions"] = write_text_atomic(f"{stem}_lesions.json", json.dumps(record, indent=1))
@@ -269,17 +273,25 @@ def generate_cohort(
     randomize: bool = False,
     progress=None,
     fine_voxel_mm=FINE_VOXEL_MM,
+    world: World | Callable[[np.random.Generator], World] | None = None,
 ) -> list[Path]:
     """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
 
-    ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition.
-    ``progress(done, total)`` is called after each subject.
+    ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition (at the field
+    strength of ``acquisition``). ``world``: one :class:`World` for all, or a function drawing one per
+    subject from a generator (e.g. ``World.randomized``). ``progress(done, total)`` is called after each subject.
     """
     folders = []
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        this = Acquisition.randomized(np.random.default_rng(subject_seed + 1)) if randomize else acquisition
-        subject = generate_subject(subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm)
+        this = acquisition
+        if randomize:
+            this = Acquisition.randomized(np.random.default_rng(subject_seed + 1))
+            this = this.with_(field_t=acquisition.field_t) if acquisition is not None else this
+        this_world = world(np.random.default_rng(subject_seed + 2)) if callable(world) else world
+        subject = generate_subject(
+            subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm, world=this_world
+        )
         folders.append(write_subject(subject, out_dir)["swi"].parent)
         if progress is not None:
             progress(i + 1, n_subjects)

@@ -145,7 +145,7 @@ class Vasculature:
             path = self._on_shell(
                 direction, self.rng.uniform(0.975, 1.01), self.rng.uniform(15, 60), 0.15 * (self.rng.random() < 0.5)
             )
-            self.vein("pial", path, _log_uniform(self.rng, 0.2, 1.2))
+            self.vein("pial", path, _log_uniform(self.rng, 0.3, 1.5))
 
     def medullary_veins(self, count: int) -> None:
         """Thin veins running radially from the cortex towards the ventricles, some branching."""
@@ -155,7 +155,7 @@ class Vasculature:
             inner = self.head.shell_point(direction + self.rng.normal(0, 0.15, 3), self.rng.uniform(0.3, 0.7))
             middle = (outer + inner) / 2 + self.rng.normal(0, 2.0, 3)
             path = _smooth_path([outer, middle, inner], 20)
-            radius = _log_uniform(self.rng, 0.05, 0.4)
+            radius = _log_uniform(self.rng, 0.1, 0.5)
             self.vein("medullary", path, radius)
             if self.rng.random() < 0.4:  # a tributary from another cortical point
                 joint = path[self.rng.integers(len(path) // 4, 3 * len(path) // 4)]
