@@ -101,7 +101,7 @@ def _upsampled_noise(shape, rng: np.random.Generator, factor: int, sigma_vox: fl
 def _carve_sulci(tissue, r, rng: np.random.Generator, voxel_mm) -> None:
     """Gyri: CSF clefts 5-10 mm deep along the zero sheets of smooth noise, lined with cortex."""
     coarse_mm = 2.0
-    factor = max(1, int(round(coarse_mm / float(np.min(voxel_mm)))))
+    factor = max(1, round(coarse_mm / float(np.min(voxel_mm))))
     sheets = _upsampled_noise(tissue.shape, rng, factor, 3.5 * float(np.min(voxel_mm)) * factor / coarse_mm)
     depth = rng.uniform(0.08, 0.14)
     outer = (r > 0.99 - depth) & (r < 0.99)

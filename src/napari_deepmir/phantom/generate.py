@@ -173,7 +173,9 @@ def generate_subject(
     qsm_mask = _qsm_mask(brain, acquisition.voxel_mm, world.qsm_erosion_mm)
     if total_field is not None:
         radius = float(world_rng.uniform(4, 6))
-        local, eroded = sharp_background_removal((total_field + noise).astype(np.float32), brain, acquisition.voxel_mm, radius)
+        local, eroded = sharp_background_removal(
+            (total_field + noise).astype(np.float32), brain, acquisition.voxel_mm, radius
+        )
         qsm_mask &= eroded
     else:
         local = (local + noise).astype(np.float32)

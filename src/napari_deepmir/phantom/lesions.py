@@ -252,7 +252,12 @@ def cohort_counts(rng: np.random.Generator) -> tuple[int, int]:
     """(microbleeds, iron deposits) as in a community cohort: 60 % without CMBs, 25 % with 1-4, 15 % with
     5-40; iron deposits 0-4."""
     draw = rng.random()
-    cmbs = 0 if draw < 0.6 else int(rng.integers(1, 5)) if draw < 0.85 else int(np.exp(rng.uniform(np.log(5), np.log(40))))
+    if draw < 0.6:
+        cmbs = 0
+    elif draw < 0.85:
+        cmbs = int(rng.integers(1, 5))
+    else:
+        cmbs = int(np.exp(rng.uniform(np.log(5), np.log(40))))
     return cmbs, int(rng.integers(0, 5))
 
 

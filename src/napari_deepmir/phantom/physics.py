@@ -140,7 +140,7 @@ def sharp_background_removal(
 def imaging_artefacts(signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A receive-coil bias field, Gibbs ringing (k-space truncated to 75-95 % in-plane) and mild motion
     ghosts (every n-th phase-encode line with a phase error) on the complex acquisition-grid signal."""
-    nx, ny, nz = signal.shape
+    nx, ny = signal.shape[:2]
     x, y, z = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in signal.shape], indexing="ij", sparse=True)
     c = rng.normal(0, 1, 4)
     bias = np.exp(0.15 * (c[0] * x + c[1] * y + c[2] * z + c[3] * (x**2 + y**2 - 0.5)))

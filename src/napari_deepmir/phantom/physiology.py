@@ -67,7 +67,8 @@ def air_and_bone(maps, head: Head, rng: np.random.Generator) -> None:
     ]
     for side in (-1, 1):
         mastoid = head.shell_point((side * 0.8, -0.35, -0.6), 1.1)
-        cavities += [(mastoid + rng.normal(0, 4, 3), np.full(3, rng.uniform(1, 3))) for _ in range(rng.integers(10, 25))]
+        cells = rng.integers(10, 25)
+        cavities += [(mastoid + rng.normal(0, 4, 3), np.full(3, rng.uniform(1, 3))) for _ in range(cells)]
     outside_brain = [BY_NAME[name].code for name in ("scalp", "skull", "csf")]
     for centre, radii in cavities:
         slices, inside = _ball(maps, centre, radii, outside_brain)

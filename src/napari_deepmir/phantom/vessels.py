@@ -76,7 +76,8 @@ def _smooth_path(anchors, n: int = 40) -> np.ndarray:
     pieces = []
     for p0, p1, p2, p3 in zip(padded[:-3], padded[1:-2], padded[2:-1], padded[3:]):
         pieces.append(
-            0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+            0.5
+            * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
         )
     return np.vstack([*pieces, anchors[-1:]])
 
@@ -160,16 +161,22 @@ class Vasculature:
             if self.rng.random() < 0.4:  # a tributary from another cortical point
                 joint = path[self.rng.integers(len(path) // 4, 3 * len(path) // 4)]
                 tip = self.head.shell_point(direction + self.rng.normal(0, 0.2, 3), self.rng.uniform(0.86, 0.95))
-                self.vein("medullary", _smooth_path([tip, (tip + joint) / 2 + self.rng.normal(0, 1.5, 3), joint], 15),
-                          0.7 * radius)
+                self.vein(
+                    "medullary",
+                    _smooth_path([tip, (tip + joint) / 2 + self.rng.normal(0, 1.5, 3), joint], 15),
+                    0.7 * radius,
+                )
 
     def deep_veins(self) -> None:
         """Thalamostriate, internal cerebral and basal veins (both sides) into the great vein of Galen."""
         s, jitter = self.scale, lambda: self.rng.normal(0, 1.0, 3)
         for side in (-1, 1):
             m = np.array([side, 1, 1]) * s
-            self.vein("thalamostriate", _smooth_path([m * (13, -4, 15) + jitter(), m * (8, 2, 15), m * (3, 6, 13)]),
-                      self.rng.uniform(0.5, 0.9))
+            self.vein(
+                "thalamostriate",
+                _smooth_path([m * (13, -4, 15) + jitter(), m * (8, 2, 15), m * (3, 6, 13)]),
+                self.rng.uniform(0.5, 0.9),
+            )
             self.vein(
                 "internal cerebral",
                 _smooth_path([m * (3, 6, 13), m * (2.5, -10, 14) + jitter(), m * (1.5, -26, 12), s * (0, -36, 8)]),
@@ -180,7 +187,9 @@ class Vasculature:
                 _smooth_path([m * (19, 4, -8) + jitter(), m * (17, -14, -6), m * (10, -28, 0), s * (0, -36, 8)]),
                 self.rng.uniform(0.6, 1.1),
             )
-        self.vein("galen", _smooth_path([s * (0, -36, 8), s * (0, -42, 12), s * (0, -48, 16)]), self.rng.uniform(1.2, 2))
+        self.vein(
+            "galen", _smooth_path([s * (0, -36, 8), s * (0, -42, 12), s * (0, -48, 16)]), self.rng.uniform(1.2, 2)
+        )
 
     def dural_sinuses(self) -> None:
         """Superior sagittal, straight and transverse sinuses at the brain's edge (radius 1.5-4 mm)."""
@@ -228,8 +237,8 @@ def draw_vasculature(
     vessels = Vasculature(maps, head, rng, objects)
     vessels.dural_sinuses()
     vessels.deep_veins()
-    vessels.pial_veins(int(round(rng.uniform(40, 100) * density)))
-    vessels.medullary_veins(int(round(rng.uniform(60, 150) * density)))
+    vessels.pial_veins(round(rng.uniform(40, 100) * density))
+    vessels.medullary_veins(round(rng.uniform(60, 150) * density))
     if mimics:
         vessels.flow_voids()
         if rng.random() < 0.1:
