@@ -164,12 +164,8 @@ def generate_subject(
     swi = swi_from_signal(signal, acquisition.phase_sign, filter_px=filter_px)
 
     # QSM: the local (background-free) field as a pipeline would estimate it, noisy where signal is low
-    local = block_mean(field, factors)
-    if world.air_and_bone:  # an ideal removal takes away the field of everything outside the brain
-        outside = block_mean(maps.chi * ~inside, factors)
-        local -= dipole_field(outside, acquisition.voxel_mm, b0_voxel)
     noise_sd = np.clip(sigma / (np.maximum(magnitude, 1e-6) * phase_per_ppb), 0, 300.0)
-    noise = noise_sd * rng.standard_normal(local.shape)
+    noise = noise_sd * rng.standard_normal(magnitude.shape)
     qsm_mask = _qsm_mask(brain, acquisition.voxel_mm, world.qsm_erosion_mm)
     if total_field is not None:
         radius = float(world_rng.uniform(4, 6))
@@ -177,7 +173,10 @@ def generate_subject(
             (total_field + noise).astype(np.float32), brain, acquisition.voxel_mm, radius
         )
         qsm_mask &= eroded
-    else:
+    else:  # an ideal removal: the field of the brain's own susceptibility
+        local = block_mean(field, factors)
+        if world.air_and_bone:
+            local -= dipole_field(block_mean(maps.chi * ~inside, factors), acquisition.voxel_mm, b0_voxel)
         local = (local + noise).astype(np.float32)
     if world.residual_background_ppb:
         local += _smooth_residual(local.shape, world_rng, world.residual_background_ppb)
