@@ -1,10 +1,12 @@
-"""Lesion-wise detection quality of a model on held-out synthetic subjects, per acquisition variant.
+"""Lesion-wise detection quality of a model on held-out synthetic subjects, per acquisition variant or per
+stress set (worlds the training never saw: ``--stress``).
 
-Generates subjects with seeds never used for training (default 9000+), one set per acquisition variant,
-predicts them with the model (default: the shipped one) and prints pooled lesion-wise sensitivity,
-precision, F1 and false positives per subject for each class, as a Markdown table next to the paper's.
+Generates subjects with seeds never used for training (default 9000+), one set per variant, predicts them
+with the model (default: the shipped one) and prints pooled lesion-wise sensitivity, precision and false
+positives per subject for each class, as a Markdown table next to the paper's.
 
     python benchmarks/bench_detection.py [--model DIR] [--subjects 3] [--seed 9000] [--variants default tilted_b0 ...]
+    python benchmarks/bench_detection.py --stress [--fine-voxel 0.7 0.7 1.2] [--cache stress/]
 """
 
 import argparse
@@ -35,6 +37,41 @@ def variants():
         "beyond training: SNR 10": {"snr": 10.0},
         "beyond training: 0.6 mm in-plane / 1.2 mm slices": {"voxel_mm": (0.6, 0.6, 1.2), "shape": (293, 347, 107)},
     }
+
+
+def stress_sets():
+    """Worlds the training did not use: name -> (``Acquisition`` keywords, world).
+
+    The world is ``World`` keywords for a fixed world, or ``("wide", pins)`` for ``World.randomized`` per
+    subject with ``pins`` fixed; the pinned values lie outside what ``World.randomized`` draws (``HELD_OUT``),
+    so the sets stay unseen by a model trained on wide worlds too.
+    """
+    from napari_deepmir.phantom.world import HELD_OUT
+
+    return {
+        "training world, veins x3": ({}, {"vein_density": 3.0}),
+        "training world, lesion-free": ({}, {"lesion_burden": "none"}),
+        "wide world": ({}, ("wide", {})),
+        "wide, veins x3": ({}, ("wide", {"vein_density": HELD_OUT["vein_density"]})),
+        "wide, CG inversion": ({}, ("wide", {"inversion": HELD_OUT["inversion"]})),
+        "wide, boxy heads": ({}, ("wide", {"head_shape": HELD_OUT["head_shape"]})),
+        "wide, lesion-free": ({}, ("wide", {"lesion_burden": "none"})),
+        "wide, 1.5 T": ({"field_t": 1.5}, ("wide", {})),
+        "wide, 7 T": ({"field_t": 7.0}, ("wide", {})),
+    }
+
+
+def make_world(spec):
+    """A ``World`` or a per-subject ``World.randomized`` from a :func:`stress_sets` world spec (None: default)."""
+    from functools import partial
+
+    from napari_deepmir.phantom import World
+
+    if spec is None:
+        return None
+    if isinstance(spec, tuple):
+        return partial(World.randomized, **spec[1])
+    return World(**spec)
 
 
 def calcifications_predicted(
@@ -90,11 +127,12 @@ def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tup
     return pooled_metrics(scores), float(np.mean(seconds)), tuple(int(n) for n in calcified)
 
 
-def _generate_missing(folder: Path, n_subjects: int, seed: int, acquisition) -> Path:
+def _generate_missing(folder: Path, n_subjects: int, seed: int, acquisition, world=None, fine_voxel=None) -> Path:
     from napari_deepmir.phantom import generate_cohort
 
     if not folder.exists():
-        generate_cohort(folder, n_subjects, seed, acquisition)
+        options = {} if fine_voxel is None else {"fine_voxel_mm": tuple(fine_voxel)}
+        generate_cohort(folder, n_subjects, seed, acquisition, world=make_world(world), **options)
     return folder
 
 
@@ -107,7 +145,7 @@ def main(argv=None) -> int:
 
     from napari_deepmir.model.files import load_model
     from napari_deepmir.model.registry import default_model_path
-    from napari_deepmir.phantom import Acquisition, generate_cohort
+    from napari_deepmir.phantom import Acquisition
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -119,15 +157,31 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="keep generated subjects here and reuse them")
     parser.add_argument("--generate-only", action="store_true", help="only write the held-out subjects (needs --cache)")
     parser.add_argument("--jobs", type=int, default=1, help="variants generated in parallel with --generate-only")
+    parser.add_argument("--stress", action="store_true", help="the stress sets (worlds the training never saw)")
+    parser.add_argument(
+        "--fine-voxel", type=float, nargs=3, default=None, help="finest simulation voxel in mm (default: the phantom's)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    chosen = {k: v for k, v in variants().items() if not args.variants or k in args.variants}
+    if args.stress:
+        prefix, sets = "stress", stress_sets()
+    else:
+        prefix, sets = "variant", {name: (settings, None) for name, settings in variants().items()}
+    chosen = {k: v for k, v in sets.items() if not args.variants or k in args.variants}
+    seed = args.seed + (5000 if args.stress else 0)
     if args.generate_only:
         from concurrent.futures import ProcessPoolExecutor
 
         jobs = [
-            (args.cache / f"variant{i}", args.subjects, args.seed + 100 * i, Acquisition(**settings))
-            for i, (name, settings) in enumerate(variants().items())
+            (
+                args.cache / f"{prefix}{i}",
+                args.subjects,
+                seed + 100 * i,
+                Acquisition(**settings),
+                world,
+                args.fine_voxel,
+            )
+            for i, (name, (settings, world)) in enumerate(sets.items())
             if name in chosen
         ]
         with ProcessPoolExecutor(args.jobs) as pool:
@@ -136,12 +190,12 @@ def main(argv=None) -> int:
         return 0
     model = load_model(args.model or default_model_path(), args.device)
     print(
-        f"model {model.card.name} ({model.path}); {args.subjects} held-out subjects per variant, seeds {args.seed}+",
+        f"model {model.card.name} ({model.path}); {args.subjects} held-out subjects per set, seeds {seed}+",
         file=sys.stderr,
     )
     print(
-        "| acquisition | CMB sens | CMB prec | CMB FP/subj | iron sens | iron prec | iron FP/subj | calcifications "
-        "predicted | s/subject |"
+        f"| {'set' if args.stress else 'acquisition'} | CMB sens | CMB prec | CMB FP/subj | iron sens | iron prec "
+        "| iron FP/subj | calcifications predicted | s/subject |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print(
@@ -153,12 +207,17 @@ def main(argv=None) -> int:
         f"{PAPER_BEST['iron'][0]} | {PAPER_BEST['iron'][1]} | | | |"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for index, (name, settings) in enumerate(variants().items()):
+        for index, (name, (settings, world)) in enumerate(sets.items()):
             if name not in chosen:
                 continue
-            folder = (args.cache or Path(tmp)) / f"variant{index}"
-            if not folder.exists():
-                generate_cohort(folder, args.subjects, args.seed + 100 * index, Acquisition(**settings))
+            folder = _generate_missing(
+                (args.cache or Path(tmp)) / f"{prefix}{index}",
+                args.subjects,
+                seed + 100 * index,
+                Acquisition(**settings),
+                world,
+                args.fine_voxel,
+            )
             m, seconds, (calcified, n_calcifications) = evaluate_variant(model, folder, args.device)
             c, i = m["cmb"], m["iron"]
             print(

@@ -1,14 +1,20 @@
-"""The phantom's physics: dipole field, QSM signs, blooming, truth on the lesions, reproducibility, files."""
+"""The phantom's physics: dipole field, QSM signs, blooming, truth on the lesions, reproducibility, files;
+the wide world: veins, lesion-free subjects, QSM pipelines, and a default world left as it was."""
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from napari_deepmir.cli import main as deepmir
 from napari_deepmir.io import load_subject_dir
-from napari_deepmir.lesions.components import class_components
-from napari_deepmir.phantom import Acquisition, generate_subject, write_subject
+from napari_deepmir.io.bids import find_subject_files
+from napari_deepmir.lesions.components import class_components, load_label_map
+from napari_deepmir.phantom import Acquisition, World, generate_subject, write_subject
 from napari_deepmir.phantom.physics import dipole_field
+from napari_deepmir.phantom.world import INVERSIONS
 
 #: A whole head at coarse voxels, simulated on a 2x finer grid: seconds, with every kind of object.
 SMALL = Acquisition(shape=(80, 96, 30), voxel_mm=(2.0, 2.0, 4.0))
@@ -43,22 +49,83 @@ def test_dipole_field_of_a_sphere_matches_the_analytic_solution():
     assert abs(field[n // 2, n // 2, n // 2]) < 0.05 * chi  # Lorentz-corrected: ~0 inside
 
 
-def test_microbleeds_are_paramagnetic_and_calcifications_diamagnetic_on_qsm(subject):
+def _assert_qsm_signs(subject, contrast_ppb: float = 50.0) -> None:
+    """Microbleeds (>= 2.5 mm) positive and calcifications negative on the QSM, where it has data."""
     kinds = {
         kind: [l for l in subject.lesions if l["kind"] == kind] for kind in ("cmb", "calcification", "iron", "vein")
     }
     assert all(kinds.values()), "every kind of object is present"
     inside_qsm = [l for l in subject.lesions if np.all(_neighbourhood(subject.qsm, _index(subject, l)) != 0)]
+    checked = 0
     for lesion in (
         l for l in kinds["cmb"] if l["diameter_mm"] >= 2.5 and l in inside_qsm
     ):  # small ones vanish in 16 mm3 voxels
-        assert _neighbourhood(subject.qsm, _index(subject, lesion)).max() > 50, lesion
+        assert _neighbourhood(subject.qsm, _index(subject, lesion)).max() > contrast_ppb, lesion
         assert _neighbourhood(subject.qsm, _index(subject, lesion)).mean() > 0, lesion
+        checked += 1
     for lesion in (l for l in kinds["calcification"] if l in inside_qsm):
         index = _index(subject, lesion)
-        assert _neighbourhood(subject.qsm, index).min() < -50, lesion
+        assert _neighbourhood(subject.qsm, index).min() < -contrast_ppb, lesion
         # at its centre, not the mean of the neighbours: one in the iron-rich pallidum sits in strongly positive tissue
         assert subject.qsm[index] < 0, lesion
+        checked += 1
+    assert checked >= 2
+
+
+def test_microbleeds_are_paramagnetic_and_calcifications_diamagnetic_on_qsm(subject):
+    _assert_qsm_signs(subject)
+
+
+@pytest.mark.parametrize("inversion", INVERSIONS)
+def test_each_qsm_inversion_keeps_the_sign_of_microbleeds_and_calcifications(inversion):
+    _assert_qsm_signs(generate_subject(3, SMALL, world=World(inversion=inversion), **FAST), contrast_ppb=20.0)
+
+
+def test_the_default_world_is_unchanged(subject):
+    """Seed 3 gives what it gave before worlds existed (checksums computed on main at eeb02a7): the shipped
+    model's training recipe and the other tests depend on it."""
+    assert hashlib.sha256(subject.labels.tobytes()).hexdigest()[:16] == "c4e20b97fe5517f8"
+    lesions = json.dumps(subject.lesions, sort_keys=True).encode()
+    assert hashlib.sha256(lesions).hexdigest()[:16] == "fa4c1607f95b5b83"
+    assert float(subject.qsm.astype(np.float64).sum()) == pytest.approx(-728582.95, rel=1e-5)
+    assert float(subject.swi.astype(np.float64).sum()) == pytest.approx(44250972.5, rel=1e-6)
+    assert generate_subject(3, SMALL, world=World(), **FAST).lesions == subject.lesions
+
+
+def test_the_wide_world_has_more_veins_in_every_orientation(subject):
+    wide = generate_subject(3, SMALL, world=World.wide(lesion_burden="default"), **FAST)
+    veins = [l for l in wide.lesions if l["kind"] == "vein"]
+    assert len(veins) > 5 * sum(l["kind"] == "vein" for l in subject.lesions)
+    assert {"pial", "medullary", "internal cerebral", "superior sagittal sinus"} <= {v["vessel"] for v in veins}
+    directions = np.abs(np.array([v["direction"] for v in veins]))
+    assert (directions[:, 2] > 0.8).mean() < 0.4  # not mostly along z (the default world: 70 %)
+    dominant = np.bincount(directions.argmax(axis=1), minlength=3) / len(veins)
+    assert dominant.min() > 0.15, dominant  # every axis has its share
+    diameters = [v["diameter_mm"] for v in veins]
+    assert min(diameters) < 0.5 and max(diameters) > 2.5  # sub-voxel to sinus-wide
+    _assert_qsm_signs(wide, contrast_ppb=20.0)
+
+
+def test_qsm_mask_erosion_leaves_the_cortex_without_qsm():
+    brain = None
+    for erosion_mm, least, most in ((0.0, 0.0, 0.5), (5.0, 0.95, 1.0)):
+        subject = generate_subject(3, SMALL, world=World(qsm_erosion_mm=erosion_mm), **FAST)
+        if brain is None:
+            brain = ndimage.binary_fill_holes(subject.locations > 0)
+            outer_shell = brain & ~ndimage.binary_erosion(brain)  # the cortex: 2 mm in-plane, 4 mm through
+        without_qsm = (subject.qsm[outer_shell] == 0).mean()
+        assert least <= without_qsm <= most, (erosion_mm, without_qsm)
+
+
+def test_synth_lesion_free_wide_subjects_have_no_truth_lesions(tmp_path):
+    argv = ["synth", str(tmp_path), "--subjects", "2", "--seed", "4", "--world", "wide", "--lesion-free"]
+    argv += ["--shape", "80", "96", "30", "--voxel-size", "2", "2", "4", "--fine-voxel", "1", "1", "2"]
+    assert deepmir(argv) == 0
+    for folder in sorted(tmp_path.glob("sub-*")):
+        record = json.loads(next(folder.glob("*_lesions.json")).read_text())
+        assert record["world"]["lesion_burden"] == "none" and record["world"]["veins"] == "anatomical"
+        assert not [l for l in record["lesions"] if l["label"]]
+        assert not load_label_map(find_subject_files(folder)["labels"]).data.any()
 
 
 def test_microbleeds_bloom_on_swi_beyond_their_true_size():

@@ -143,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X", "Y", "Z"),
         help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)",
     )
+    world = synth.add_argument_group("world (docs/synthetic-data.md)")
+    world.add_argument(
+        "--world",
+        choices=("default", "wide"),
+        default="default",
+        help="default: the shipped model's training world; wide: anatomical veins, cohort-like burden, mimics, "
+        "air/bone, QSM pipelines drawn per subject",
+    )
+    world.add_argument("--vein-density", type=float, default=None, help="multiply the number of veins")
+    world.add_argument("--inversion", choices=("tkd", "tikhonov", "cg"), default=None, help="QSM dipole inversion")
+    world.add_argument(
+        "--head-shape", choices=("ellipsoid", "long", "round", "boxy"), default=None, help="head-shape family"
+    )
+    world.add_argument("--qsm-erosion", type=float, default=None, help="QSM brain-mask erosion in mm")
+    world.add_argument("--lesion-free", action="store_true", help="no microbleeds and no iron deposits")
+    world.add_argument("--field-strength", type=float, default=3.0, help="B0 in tesla (default 3)")
     synth.set_defaults(handler=_cmd_synth)
 
     predict = commands.add_parser(
@@ -304,8 +320,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .phantom import Acquisition, generate_cohort
+    from functools import partial
 
+    from .phantom import Acquisition, World, generate_cohort
+
+    fixed = {
+        key: value
+        for key, value in (
+            ("vein_density", args.vein_density),
+            ("inversion", args.inversion),
+            ("head_shape", args.head_shape),
+            ("qsm_erosion_mm", args.qsm_erosion),
+            ("lesion_burden", "none" if args.lesion_free else None),
+        )
+        if value is not None
+    }
+    world = partial(World.randomized, **fixed) if args.world == "wide" else World(**fixed)
     acquisition = Acquisition(
         shape=tuple(args.shape),
         voxel_mm=tuple(args.voxel_size),
@@ -315,6 +345,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         qsm_units=args.qsm_units,
         t2_voxel_mm=None if args.t2_voxel_size is None else tuple(args.t2_voxel_size),
         oblique_deg=args.oblique,
+        field_t=args.field_strength,
     )
     with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
@@ -324,6 +355,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             acquisition,
             randomize=args.randomize,
             progress=lambda done, total: bar.update(1),
+            world=world,
             **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)}),
         )
     print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")

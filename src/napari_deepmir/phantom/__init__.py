@@ -2,5 +2,6 @@
 
 from .acquisition import Acquisition
 from .generate import SyntheticSubject, generate_cohort, generate_subject, write_subject
+from .world import World
 
-__all__ = ["Acquisition", "SyntheticSubject", "generate_cohort", "generate_subject", "write_subject"]
+__all__ = ["Acquisition", "SyntheticSubject", "World", "generate_cohort", "generate_subject", "write_subject"]

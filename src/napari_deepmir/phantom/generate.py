@@ -1,6 +1,7 @@
 """Assemble a synthetic subject (anatomy -> lesions -> physics -> images) and write it as BIDS-like files."""
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,19 @@ from ..io.resample import resample_to_grid
 from .acquisition import Acquisition, grid_affine
 from .anatomy import brain_mask, draw_head, property_map
 from .lesions import Maps, place_all
-from .physics import block_mean, dipole_field, rad_per_ppb, swi_from_signal, tkd_inversion
+from .physics import (
+    block_mean,
+    cg_inversion,
+    dipole_field,
+    imaging_artefacts,
+    rad_per_ppb,
+    sharp_background_removal,
+    swi_from_signal,
+    tikhonov_inversion,
+    tkd_inversion,
+)
+from .physiology import air_and_bone, physiological_iron
+from .world import World
 
 #: Finest simulation voxel (mm): the acquisition grid is subdivided until its voxels are at most this.
 FINE_VOXEL_MM = (0.55, 0.55, 0.8)
@@ -36,6 +49,7 @@ class SyntheticSubject:
     acquisition: Acquisition
     seed: int = 0
     magnitude: np.ndarray | None = field(default=None, repr=False)
+    world: World = field(default_factory=World)
 
 
 def _fine_grid(acquisition: Acquisition, fine_voxel_mm):
@@ -65,20 +79,44 @@ def _background_field(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ).astype(np.float32)
 
 
+def _qsm_mask(brain: np.ndarray, voxel_mm, erosion_mm: float | None) -> np.ndarray:
+    """The brain mask eroded by ``erosion_mm`` (None: one voxel, the default world)."""
+    if erosion_mm is None:
+        return ndimage.binary_erosion(brain, iterations=1)
+    return ndimage.distance_transform_edt(brain, sampling=voxel_mm) > erosion_mm
+
+
+def _smooth_residual(shape, rng: np.random.Generator, std_ppb: float) -> np.ndarray:
+    """A smooth field of low spatial order with std ``std_ppb`` (what background removal leaves behind)."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in shape], indexing="ij", sparse=True)
+    c = rng.normal(0, 1, 7)
+    field = c[0] * x + c[1] * y + c[2] * z + c[3] * x * y + c[4] * y * z + c[5] * z**2 + c[6] * (x**2 - y**2)
+    return (std_ppb * field / (field.std() + 1e-6)).astype(np.float32)
+
+
 def generate_subject(
-    seed: int = 0, acquisition: Acquisition | None = None, *, name: str | None = None, fine_voxel_mm=FINE_VOXEL_MM
+    seed: int = 0,
+    acquisition: Acquisition | None = None,
+    *,
+    name: str | None = None,
+    fine_voxel_mm=FINE_VOXEL_MM,
+    world: World | None = None,
 ) -> SyntheticSubject:
     """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
 
     The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
-    field variation); coarser values are faster and bloom less.
+    field variation); coarser values are faster and bloom less. ``world`` (default ``World()``, the
+    training world of the shipped model) sets anatomy, vessels, lesion burden, mimics and the QSM pipeline;
+    its extra draws come from a stream of their own, so the default world is unchanged.
     """
     acquisition = acquisition or Acquisition()
+    world = world or World()
     rng = np.random.default_rng(seed)
+    world_rng = np.random.default_rng([seed, 11])
     factors, fine_shape, fine_affine = _fine_grid(acquisition, fine_voxel_mm)
     fine_voxel = voxel_sizes(fine_affine)
     xyz = _world_coordinates(fine_shape, fine_affine)
-    head = draw_head(xyz, rng, fine_voxel)
+    head = draw_head(xyz, rng, fine_voxel, world, world_rng)
     tissue = head.tissue
     inside = brain_mask(tissue)
     maps = Maps(
@@ -92,7 +130,11 @@ def generate_subject(
         t2w=(property_map(tissue, "t2w") * (1 + 0.05 * head.texture)).astype(np.float32),
         truth=np.zeros(fine_shape, np.uint8),
     )
-    lesions = place_all(maps, rng)
+    if world.air_and_bone:
+        air_and_bone(maps, head, world_rng)
+    if world.iron_texture:
+        physiological_iron(maps, head, world_rng)
+    lesions = place_all(maps, rng, world, head, world_rng)
 
     rotation = acquisition.affine[:3, :3] / voxel_sizes(acquisition.affine)
     b0_voxel = rotation.T @ acquisition.b0_unit
@@ -100,13 +142,16 @@ def generate_subject(
     phase_per_ppb = rad_per_ppb(acquisition.field_t, acquisition.te_ms)
     total = field + _background_field(xyz, rng)
     del xyz
-    fine_signal = (maps.proton_density * np.exp(-acquisition.te_ms * 1e-3 * np.clip(maps.r2star, 0, None))).astype(
-        np.complex64
-    )
+    total_field = block_mean(total, factors) if world.background_removal == "sharp" else None
+    r2star = np.clip(maps.r2star, 0, None) * (acquisition.field_t / 3.0)  # R2* grows about linearly with B0
+    fine_signal = (maps.proton_density * np.exp(-acquisition.te_ms * 1e-3 * r2star)).astype(np.complex64)
+    del r2star
     fine_signal *= np.exp(-1j * acquisition.phase_sign * phase_per_ppb * total).astype(np.complex64)
     del total
     signal = block_mean(fine_signal, factors).astype(np.complex64)  # intravoxel dephasing: blooming
     del fine_signal
+    if world.swi_artefacts:
+        signal = imaging_artefacts(signal, world_rng)
     brain = block_mean(inside.astype(np.float32), factors) > 0.5
     white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
     sigma = float(np.median(np.abs(signal[white]))) / acquisition.snr
@@ -119,14 +164,28 @@ def generate_subject(
     swi = swi_from_signal(signal, acquisition.phase_sign, filter_px=filter_px)
 
     # QSM: the local (background-free) field as a pipeline would estimate it, noisy where signal is low
-    local = block_mean(field, factors)
     noise_sd = np.clip(sigma / (np.maximum(magnitude, 1e-6) * phase_per_ppb), 0, 300.0)
-    local = (local + noise_sd * rng.standard_normal(local.shape)).astype(np.float32)
-    qsm_mask = ndimage.binary_erosion(brain, iterations=1)
-    qsm = tkd_inversion(local * qsm_mask, acquisition.voxel_mm, b0_voxel) * qsm_mask
-    qsm -= (
-        np.median(qsm[qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)]) if qsm_mask.any() else 0
-    )
+    noise = noise_sd * rng.standard_normal(magnitude.shape)
+    qsm_mask = _qsm_mask(brain, acquisition.voxel_mm, world.qsm_erosion_mm)
+    if total_field is not None:
+        radius = float(world_rng.uniform(4, 6))
+        local, eroded = sharp_background_removal(
+            (total_field + noise).astype(np.float32), brain, acquisition.voxel_mm, radius
+        )
+        qsm_mask &= eroded
+    else:  # an ideal removal: the field of the brain's own susceptibility
+        local = block_mean(field, factors)
+        if world.air_and_bone:
+            local -= dipole_field(block_mean(maps.chi * ~inside, factors), acquisition.voxel_mm, b0_voxel)
+        local = (local + noise).astype(np.float32)
+    if world.residual_background_ppb:
+        local += _smooth_residual(local.shape, world_rng, world.residual_background_ppb)
+    qsm = _invert(local * qsm_mask, qsm_mask, magnitude, acquisition.voxel_mm, b0_voxel, world.inversion) * qsm_mask
+    csf = qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)
+    if world.qsm_reference == "csf" and csf.any():
+        qsm -= np.median(qsm[csf])
+    elif world.qsm_reference == "brain" and qsm_mask.any():
+        qsm -= qsm[qsm_mask].mean()
     qsm = (qsm * qsm_mask).astype(np.float32)
     if acquisition.qsm_units == "ppm":
         qsm = qsm / np.float32(1000.0)
@@ -168,7 +227,18 @@ def generate_subject(
         acquisition=acquisition,
         seed=seed,
         magnitude=(magnitude * 1000).astype(np.float32),
+        world=world,
     )
+
+
+def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarray:
+    """Dipole inversion by ``method``: TKD, closed-form Tikhonov, or magnitude-weighted CG."""
+    if method == "tkd":
+        return tkd_inversion(local, voxel_mm, b0_voxel)
+    if method == "tikhonov":
+        return tikhonov_inversion(local, voxel_mm, b0_voxel)
+    weight = mask * magnitude / (np.percentile(magnitude[mask], 99) if mask.any() else 1.0)
+    return cg_inversion(local, np.clip(weight, 0, 1).astype(np.float32), voxel_mm, b0_voxel)
 
 
 def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
@@ -188,6 +258,7 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
         "seed": subject.seed,
         "qsm_units": subject.acquisition.qsm_units,
         "acquisition": acquisition,
+        **({} if subject.world == World() else {"world": asdict(subject.world)}),
         "lesions": subject.lesions,
     }
     paths["lesions"] = write_text_atomic(f"{stem}_lesions.json", json.dumps(record, indent=1))
@@ -203,17 +274,25 @@ def generate_cohort(
     randomize: bool = False,
     progress=None,
     fine_voxel_mm=FINE_VOXEL_MM,
+    world: World | Callable[[np.random.Generator], World] | None = None,
 ) -> list[Path]:
     """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
 
-    ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition.
-    ``progress(done, total)`` is called after each subject.
+    ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition (at the field
+    strength of ``acquisition``). ``world``: one :class:`World` for all, or a function drawing one per
+    subject from a generator (e.g. ``World.randomized``). ``progress(done, total)`` is called after each subject.
     """
     folders = []
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        this = Acquisition.randomized(np.random.default_rng(subject_seed + 1)) if randomize else acquisition
-        subject = generate_subject(subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm)
+        this = acquisition
+        if randomize:
+            this = Acquisition.randomized(np.random.default_rng(subject_seed + 1))
+            this = this.with_(field_t=acquisition.field_t) if acquisition is not None else this
+        this_world = world(np.random.default_rng(subject_seed + 2)) if callable(world) else world
+        subject = generate_subject(
+            subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm, world=this_world
+        )
         folders.append(write_subject(subject, out_dir)["swi"].parent)
         if progress is not None:
             progress(i + 1, n_subjects)

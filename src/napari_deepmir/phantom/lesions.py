@@ -1,4 +1,4 @@
-"""Lesions and mimics placed in the head: microbleeds, iron deposits, veins and calcifications.
+"""Lesions and mimics placed in the head: microbleeds, iron deposits, veins, calcifications and cavernomas.
 
 Each is drawn on the fine grid into the tissue property maps (susceptibility, proton density, R2*,
 T2w brightness); microbleeds and iron deposits also into the truth map. Every object is described
@@ -8,9 +8,11 @@ in the subject's lesion list (kind, label value, centre, true diameter, suscepti
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..conventions import CMB, IRON, LOCATION_NAMES
-from .anatomy import BY_NAME
+from .anatomy import BRAIN_RADII_MM, BY_NAME
+from .vessels import draw_vasculature
 
 #: Where microbleeds go (MARS categories) and how often.
 CMB_SITES = {
@@ -20,6 +22,13 @@ CMB_SITES = {
 }
 #: Minimum distance (mm) between the centres of two placed objects.
 MIN_SEPARATION_MM = 7.0
+#: Where physiological calcifications sit (wide world): share, and a centre (mm, before scaling; x mirrored).
+CALCIFICATION_SITES = {
+    "pineal": (0.25, (0, -30, 8)),
+    "choroid plexus": (0.3, (8, -14, 12)),
+    "globus pallidus": (0.3, None),
+    "dentate": (0.15, (14, -52, -30)),
+}
 
 
 @dataclass
@@ -157,6 +166,46 @@ class Placer:
         self.sphere("calcification", point, diameter, chi=chi, pd_scale=0.15, r2_add=80.0, t2_scale=0.3)
         return True
 
+    def typical_calcification(self, scale: np.ndarray) -> bool:
+        """A calcification where they usually are (pineal, choroid plexus, pallidum, dentate); a third mixed
+        with iron (a paramagnetic rim around the diamagnetic core)."""
+        names = list(CALCIFICATION_SITES)
+        site = names[self.rng.choice(len(names), p=[CALCIFICATION_SITES[n][0] for n in names])]
+        anchor = CALCIFICATION_SITES[site][1]
+        if anchor is None:
+            point = self.random_point((site,))
+        else:
+            point = np.array(anchor) * scale * [self.rng.choice([-1, 1]), 1, 1] + self.rng.normal(0, 1.0, 3)
+        if point is None:
+            return False
+        diameter = float(self.rng.uniform(1.5, 7.0 if site == "choroid plexus" else 5.0))
+        chi = -float(self.rng.uniform(100, 600))
+        if self.rng.random() < 1 / 3:
+            slices, world = self.maps.box(point, diameter / 2 + 1.0)
+            distance = np.linalg.norm(world - np.asarray(point)[:, None, None, None], axis=0)
+            rim = (distance > diameter / 2) & (distance <= diameter / 2 + 1.0)
+            self._paint(rim, slices, chi_add=float(self.rng.uniform(100, 400)), r2_add=40.0, t2_scale=0.7)
+        self.sphere("calcification", point, diameter, chi=chi, pd_scale=0.15, r2_add=80.0, t2_scale=0.3)
+        return True
+
+    def cavernoma(self) -> bool:
+        """A cavernous malformation: CMB-like but larger (6-15 mm), a mixed 'popcorn' core and a haemosiderin rim."""
+        point = self.random_point(("white matter", "cortex", "thalamus", "brainstem", "cerebellum"))
+        if point is None:
+            return False
+        diameter = float(self.rng.uniform(6, 15))
+        slices, world = self.maps.box(point, diameter / 2)
+        distance = np.linalg.norm(world - np.asarray(point)[:, None, None, None], axis=0)
+        core = distance <= diameter / 2 - 1.2
+        rim = (distance <= diameter / 2) & ~core
+        popcorn = ndimage.gaussian_filter(self.rng.standard_normal(core.shape).astype(np.float32), 1.0)
+        self.maps.chi[slices][core] += (self.rng.uniform(150, 500) * (1 + 2 * popcorn[core])).astype(np.float32)
+        self.maps.t2w[slices][core] *= (1.2 + popcorn[core]).clip(0.4, 2.0)
+        rim_chi = float(self.rng.uniform(800, 2000))
+        self._paint(rim, slices, chi_add=rim_chi, pd_scale=0.7, r2_add=150.0, t2_scale=0.3)
+        self._record("cavernoma", 0, point, diameter, rim_chi)
+        return True
+
     def vein(self) -> bool:
         """A paramagnetic tube; most run through-plane (they look like dots on axial slices)."""
         start = self.random_point(("white matter", "cortex", "deep white matter"))
@@ -199,15 +248,46 @@ class Placer:
         return True
 
 
-def place_all(maps: Maps, rng: np.random.Generator) -> list[dict]:
-    """Draw a subject's lesions and mimics; counts vary between subjects."""
+def cohort_counts(rng: np.random.Generator) -> tuple[int, int]:
+    """(microbleeds, iron deposits) as in a community cohort: 60 % without CMBs, 25 % with 1-4, 15 % with
+    5-40; iron deposits 0-4."""
+    draw = rng.random()
+    if draw < 0.6:
+        cmbs = 0
+    elif draw < 0.85:
+        cmbs = int(rng.integers(1, 5))
+    else:
+        cmbs = int(np.exp(rng.uniform(np.log(5), np.log(40))))
+    return cmbs, int(rng.integers(0, 5))
+
+
+def place_all(maps: Maps, rng: np.random.Generator, world=None, head=None, world_rng=None) -> list[dict]:
+    """Draw a subject's lesions and mimics; counts vary between subjects.
+
+    ``world`` (a :class:`World`, needs the ``head`` and a ``world_rng``) adds the anatomical vasculature,
+    cohort-like or no lesions and the wide world's mimics; without it the draws are the default world's."""
     placer = Placer(maps, rng)
-    for _ in range(rng.integers(12, 26)):
-        placer.vein()
-    for _ in range(rng.integers(3, 13)):
+    if world is None or world.veins == "parenchymal":
+        for _ in range(round(rng.integers(12, 26) * (1.0 if world is None else world.vein_density))):
+            placer.vein()
+    else:
+        draw_vasculature(maps, head, world_rng, placer.objects, world.vein_density, world.mimics)
+    burden = "default" if world is None else world.lesion_burden
+    if burden == "default":
+        n_cmb = rng.integers(3, 13)
+    else:
+        n_cmb, n_iron = cohort_counts(world_rng) if burden == "cohort" else (0, 0)
+    for _ in range(n_cmb):
         placer.microbleed()
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(1, 5) if burden == "default" else n_iron):
         placer.iron_deposit()
-    for _ in range(rng.integers(1, 5)):
-        placer.calcification()
+    if world is not None and world.mimics:
+        scale = head.scale / np.array(BRAIN_RADII_MM)
+        for _ in range(world_rng.integers(1, 6)):
+            placer.typical_calcification(scale)
+        if world_rng.random() < 0.15:
+            placer.cavernoma()
+    else:
+        for _ in range(rng.integers(1, 5)):
+            placer.calcification()
     return placer.objects
