@@ -268,9 +268,9 @@ def apply_postprocess(
     indifferent to the QSM's reference offset; voxels where the QSM has no data (0, e.g. beyond an
     eroded brain mask) do not count. A component with none (a lobar microbleed at the cortex) cannot be
     confirmed: it is kept if its peak probability reaches ``min_probability_no_qsm`` (stricter), and the
-    lesion table reports it as not confirmed by QSM. A microbleed whose dark SWI structure is a tube at
-    least ``tube_min_length_mm`` long (a vein seen end-on, :mod:`.lesions.shape`; 0 turns the rule off)
-    is dropped."""
+    lesion table reports it as not confirmed by QSM. A component whose dark SWI structure is a tube at
+    least ``tube_min_length_mm`` long (a vein or sinus, :mod:`.lesions.shape`; 0 turns the rule off) is
+    dropped, whatever its class: microbleeds are round, and iron deposits sit in nuclei, not along tubes."""
     from .lesions.components import CONNECTIVITY_26
     from .lesions.shape import TUBE_MIN_LENGTH_MM, tube_components
 
@@ -305,8 +305,7 @@ def apply_postprocess(
     classes = np.where(iron > cmb, 2, 1).astype(np.uint8)
     tube_length = float(postprocess.get("tube_min_length_mm", TUBE_MIN_LENGTH_MM))
     if tube_length > 0:
-        microbleeds = index[keep & (classes == 1)]
-        for number in tube_components(subject.swi, subject.spacing, components, microbleeds, tube_length):
+        for number in tube_components(subject.swi, subject.spacing, components, index[keep], tube_length):
             keep[number - 1] = False
     lookup = np.concatenate([[0], classes * keep]).astype(np.uint8)
     return lookup[components]
