@@ -322,16 +322,12 @@ def predict_subject(
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Run :func:`iter_predict` to the end, reporting ``progress(done, total)`` if given."""
+    from .progress import run_to_end
+
     steps = iter_predict(
         subject, model, device=device, batch_size=batch_size, return_probabilities=return_probabilities, bf16=bf16
     )
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(done, total)
+    return run_to_end(steps, progress)
 
 
 def model_summary(path: str | Path | None) -> str:

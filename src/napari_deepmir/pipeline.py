@@ -15,6 +15,7 @@ import pandas as pd
 
 from .io import Subject
 from .io.outputs import OutputSet, write_outputs
+from .progress import run_to_end
 
 
 @dataclass
@@ -84,14 +85,7 @@ def detect(
     subject: Subject, model=None, *, progress: Callable[[int, int], None] | None = None, **options
 ) -> DetectionResult:
     """Run :func:`iter_detect` to the end, reporting ``progress(done, total)`` if given."""
-    steps = iter_detect(subject, model, **options)
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(done, total)
+    return run_to_end(iter_detect(subject, model, **options), progress)
 
 
 def write_detection(

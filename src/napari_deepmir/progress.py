@@ -2,6 +2,23 @@
 
 import sys
 import time
+from collections.abc import Callable, Generator
+
+
+def run_to_end(steps: Generator, on_yield: Callable | None = None):
+    """Drive a generator that reports progress (the ``iter_*`` functions) to its end and return its value;
+    ``on_yield`` gets each yielded item (a ``(done, total)`` pair is passed as two arguments)."""
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if on_yield is None:
+            continue
+        if isinstance(item, tuple):
+            on_yield(*item)
+        else:
+            on_yield(item)
 
 
 class _StageLines:

@@ -481,11 +481,6 @@ def run_training(
 
 def train(config: TrainingConfig, progress: Callable[[TrainingReport], None] | None = None) -> TrainingResult:
     """Run :func:`iter_train` to the end (``progress`` is called with every report)."""
-    run = run_training(config)
-    while True:
-        try:
-            report = next(run)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(report)
+    from ..progress import run_to_end
+
+    return run_to_end(run_training(config), progress)
