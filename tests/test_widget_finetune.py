@@ -118,10 +118,11 @@ def test_stop_during_a_validation_abandons_it_and_writes_nothing(make_napari_vie
     within a batch of slices, no model is written and the base is untouched."""
     viewer = make_napari_viewer()
     _open_subject(viewer, subjects[0])
+    base = register_model(base_model).path
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
     for folder in subjects[1:]:
         widget.add_folder(folder)
-    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(register_model(base_model).path))
+    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(base))
     widget.name_edit.setText("never-written")
     widget.val_box.setValue(0.5)
     widget.device_box.setCurrentText("cpu")
