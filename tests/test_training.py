@@ -7,21 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_nifti
-from training_scenes import write_blob_subject
+from training_scenes import TINY, write_blob_subject
 
 from napari_deepmir.io import InputError, load_subject_dir
 from napari_deepmir.lesions.evaluate import score_lesions
 from napari_deepmir.training.trainer import TrainingConfig, iter_train, train
 
 torch.set_num_threads(2)
-TINY = {
-    "base_filters": 4,
-    "depth": 3,
-    "context_slices": 1,
-    "spacing_mm": (1.0, 1.0, 2.0),
-    "patch_size": 32,
-    "batch_size": 4,
-}
 
 
 def _files_digest(folder) -> dict:

@@ -5,7 +5,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from training_scenes import write_blob_subject
+from training_scenes import TINY, write_blob_subject
 
 from napari_deepmir.inference import predict_subject
 from napari_deepmir.io import load_subject_dir
@@ -16,14 +16,6 @@ from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
 
 TIMEOUT_MS = 120_000
-TINY = {
-    "base_filters": 4,
-    "depth": 3,
-    "context_slices": 1,
-    "spacing_mm": (1.0, 1.0, 2.0),
-    "patch_size": 32,
-    "batch_size": 4,
-}
 
 
 @pytest.fixture(scope="module")

@@ -68,3 +68,14 @@ def write_blob_subject(root: Path, index: int, *, domain: str = "strong", seed: 
     write_nifti(folder / f"{name}_T2w.nii.gz", t2.astype(np.float32), affine)
     write_nifti(folder / f"{name}_dseg.nii.gz", labels, affine)
     return folder
+
+
+#: A tiny real network and its training settings, for tests that train.
+TINY = {
+    "base_filters": 4,
+    "depth": 3,
+    "context_slices": 1,
+    "spacing_mm": (1.0, 1.0, 2.0),
+    "patch_size": 32,
+    "batch_size": 4,
+}
