@@ -9,8 +9,9 @@ from qtpy.QtCore import Qt
 from napari_deepmir.io import Subject
 from napari_deepmir.io.display import DisplayGeometry
 from napari_deepmir.layers import image_layer_data
+from napari_deepmir.lesions.measure import count_summary
 from napari_deepmir.widgets._layers import add_layer
-from napari_deepmir.widgets._lesions import count_summary, detect_in_layers
+from napari_deepmir.widgets._lesions import detect_in_layers
 
 WORKER_TIMEOUT_MS = 60_000
 

@@ -32,9 +32,9 @@ class DetectionResult:
 
     def summary(self) -> str:
         """'7 CMBs, 2 iron deposits'."""
-        counts = self.table["class"].value_counts() if len(self.table) else {}
-        cmb, iron = int(counts.get("cmb", 0)), int(counts.get("iron", 0))
-        return f"{cmb} CMB{'s' if cmb != 1 else ''}, {iron} iron deposit{'s' if iron != 1 else ''}"
+        from .lesions.measure import count_summary
+
+        return count_summary(self.table)
 
 
 def full_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ descriptions go into the BIDS JSON sidecar written next to a table.
 import numpy as np
 import pandas as pd
 
-from ..conventions import CLASS_NAMES, LOCATION_NAMES
+from ..conventions import CLASS_NAMES, CMB, IRON, LOCATION_NAMES
 from .components import class_components
 from .features import region_features
 from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, judge, location_name
@@ -164,3 +164,17 @@ def lesion_table_features(table: pd.DataFrame) -> pd.DataFrame:
     features = pd.DataFrame({"index": np.arange(size)})
     features = features.merge(table, how="left", left_on="index", right_on="lesion_id")
     return features.drop(columns="lesion_id")
+
+
+#: Singular and plural nouns of each class for the one-line count summary.
+_COUNT_NOUNS = {CMB: ("CMB", "CMBs"), IRON: ("iron deposit", "iron deposits")}
+
+
+def count_summary(table: pd.DataFrame) -> str:
+    """One line such as ``7 CMBs, 2 iron deposits``."""
+    counts = table["label"].value_counts() if len(table) else {}
+    parts = []
+    for value, (one, many) in _COUNT_NOUNS.items():
+        n = int(counts.get(value, 0))
+        parts.append(f"{n} {one if n == 1 else many}")
+    return ", ".join(parts)

@@ -21,9 +21,6 @@ from ..lesions.measure import label_lesions, lesion_table_features, measure_lesi
 from ..pipeline import DetectionResult, iter_detect
 from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
 
-#: Plural nouns for the one-line count summary.
-_COUNT_NOUNS = {CMB: ("CMB", "CMBs"), IRON: ("iron deposit", "iron deposits")}
-
 
 def on_same_grid(layer, reference) -> bool:
     """Whether two layers hold data on the same source grid (shape and affine)."""
@@ -102,16 +99,6 @@ def show_lesion_ids(viewer, measurement: LesionMeasurement, *, name: str):
     """Add (or update) the hidden lesion-id layer whose ``features`` is the lesion table."""
     features = lesion_table_features(measurement.table)
     return add_layer(viewer, lesion_ids_layer_data(measurement.lesion_ids, measurement.geometry, features, name=name))
-
-
-def count_summary(table: pd.DataFrame) -> str:
-    """One line such as ``7 CMBs, 2 iron deposits``."""
-    counts = table["label"].value_counts() if len(table) else {}
-    parts = []
-    for value, (one, many) in _COUNT_NOUNS.items():
-        n = int(counts.get(value, 0))
-        parts.append(f"{n} {one if n == 1 else many}")
-    return ", ".join(parts)
 
 
 @dataclass

@@ -22,8 +22,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..conventions import MODALITIES, MODALITY_TITLES
+from ..lesions.measure import count_summary
 from ._inputs import SubjectInputs
-from ._lesions import companion_layers, count_summary, detect_in_layers, lesions_layer_name, show_detection
+from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
 
 
 def available_devices() -> list[str]:

@@ -27,9 +27,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..io.derivatives import write_table_with_sidecar
-from ..lesions.measure import COLUMNS
+from ..lesions.measure import COLUMNS, count_summary
 from ._layers import centre_on, show_marker, subject_from_layers
-from ._lesions import companion_layers, count_summary, kind_of, measure_labels_layer, show_lesion_ids
+from ._lesions import companion_layers, kind_of, measure_labels_layer, show_lesion_ids
 
 #: Columns shown, in this order, when the table has them (export writes every column).
 SHOWN_COLUMNS = (
