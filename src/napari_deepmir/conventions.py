@@ -39,3 +39,27 @@ LOCATION_NAMES: dict[int, str] = {
 }
 #: Location categories that count as "deep" in MARS terms.
 DEEP_LOCATIONS = frozenset({2, 3})
+
+#: MARS regions (Gregoire et al., Neurology 2009), the finer places a rating scale counts per side.
+#: A region map (``sub-X_desc-regions_dseg.nii.gz``) stores ``code`` on the left and ``code + RIGHT_OFFSET`` on
+#: the right; the lesion table's ``region`` and ``hemisphere`` columns use these names.
+REGION_NAMES: dict[int, str] = {
+    1: "frontal",
+    2: "parietal",
+    3: "temporal",
+    4: "occipital",
+    5: "insula",
+    6: "basal ganglia",
+    7: "thalamus",
+    8: "internal capsule",
+    9: "external capsule",
+    10: "corpus callosum",
+    11: "deep and periventricular white matter",
+    12: "brainstem",
+    13: "cerebellum",
+}
+#: The location category (a LOCATION_NAMES key) each MARS region belongs to.
+REGION_LOCATION: dict[int, int] = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 2, 8: 2, 9: 2, 10: 2, 11: 2, 12: 4, 13: 4}
+#: Added to a region code on the right hemisphere in a region map.
+RIGHT_OFFSET = 100
+HEMISPHERES: tuple[str, ...] = ("left", "right")
