@@ -36,6 +36,13 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
         type=Path,
         help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)",
     )
+    group.add_argument(
+        "--registration",
+        choices=("auto", "check", "off"),
+        default="auto",
+        help="check that T2/QSM are in register with the SWI and register them rigidly when not (auto, the "
+        "default); only check and warn (check); trust the headers (off)",
+    )
 
 
 def _load_subject_from_args(args: argparse.Namespace):
@@ -44,11 +51,11 @@ def _load_subject_from_args(args: argparse.Namespace):
     if args.subject is not None:
         if args.swi or args.qsm or args.t2:
             raise InputError(args.subject, "give either --subject or --swi/--qsm/--t2, not both")
-        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units)
+        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units, registration=args.registration)
     elif args.swi is None:
         raise InputError(None, "an SWI image is required: give --swi FILE or --subject DIR")
     else:
-        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
+        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units, registration=args.registration)
     if args.mask is not None:
         _use_brain_mask(subject, args.mask)
     return subject
@@ -314,6 +321,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if subject.qsm_units:
         print(f"  QSM units: {subject.qsm_units} (reported in ppb)")
     print(f"  brain mask: {int(subject.mask.sum())} voxels")
+    for alignment in subject.alignments.values():
+        print(f"  alignment: {alignment.describe()}")
     for warning in subject.warnings:
         print(f"  warning: {warning}")
     return 0

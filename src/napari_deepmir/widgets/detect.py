@@ -235,7 +235,8 @@ class DetectWidget(QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
-        self.status_label.setText(message)
+        registered = [a.describe() for a in detection.subject.alignments.values() if a.registered]
+        self.status_label.setText(". ".join([message, *registered]))
 
     def _on_finished(self) -> None:
         self.worker = None
