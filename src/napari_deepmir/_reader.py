@@ -9,7 +9,7 @@ from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
-from .layers import image_layer_data, labels_layer_data, locations_layer_data
+from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
 _MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
@@ -51,6 +51,11 @@ def read_nifti_file(path: Path) -> tuple:
         return locations_layer_data(
             volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
         )
+    if lower.endswith("_" + BIDS_SUFFIXES["regions"].lower()):
+        volume = load_volume(path, check_values=False)
+        return regions_layer_data(
+            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
+        )
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
         metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
@@ -71,7 +76,8 @@ def read_nifti_file(path: Path) -> tuple:
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
-    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations and labels if present).
+    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations, regions and labels
+    if present).
 
     Every layer's metadata names the subject, so pickers keep one subject's layers together."""
     subject = load_subject_dir(folder)
@@ -98,6 +104,10 @@ def read_subject_folder(folder: Path) -> list[tuple]:
         )
         locations[1]["metadata"]["deepmir"]["subject"] = subject.name
         layers.append(locations)
+    if "regions" in files:
+        regions = regions_layer_data(_on_swi_grid(files["regions"], subject), geometry, name=f"{subject.name} regions")
+        regions[1]["metadata"]["deepmir"]["subject"] = subject.name
+        layers.append(regions)
     if "labels" in files:
         metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
         layers.append(

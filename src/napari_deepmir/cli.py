@@ -257,6 +257,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.set_defaults(handler=_cmd_table)
 
+    locations = commands.add_parser(
+        "locations",
+        help="location and MARS region maps on the SWI grid from a FreeSurfer or SynthSeg segmentation",
+        description="Convert a FreeSurfer aseg / aparc+aseg / wmparc or a SynthSeg segmentation (FreeSurfer label "
+        "numbers) into the location map (*_desc-locations_dseg) and the MARS region map (*_desc-regions_dseg, "
+        "code on the left, code + 100 on the right) on the SWI grid; rules in docs/regions.md.",
+    )
+    locations.add_argument("--aseg", type=Path, required=True, help="segmentation NIfTI (aseg, aparc+aseg, SynthSeg)")
+    source = locations.add_mutually_exclusive_group(required=True)
+    source.add_argument("--swi", type=Path, help="SWI NIfTI file whose grid the maps take")
+    source.add_argument("--subject", type=Path, help="subject folder with a *_swi.nii.gz file")
+    locations.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: the folder of the SWI file, where "
+        "deepmir predict --subject finds the location map)",
+    )
+    locations.add_argument("--overwrite", action="store_true", help="replace location/region maps already there")
+    locations.set_defaults(handler=_cmd_locations)
+
     evaluate = commands.add_parser("evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject")
     evaluate.add_argument("--truth", type=Path, required=True, help="truth label file or folder")
     evaluate.add_argument("--pred", type=Path, required=True, help="predicted label file or folder")
@@ -530,6 +551,26 @@ def _cmd_table(args: argparse.Namespace) -> int:
     summary = summarize_lesions(table, subject.name)
     volumes = ", ".join(f"{summary['n_' + n]} {n} ({summary[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
     print(f"{subject.name}: {len(table)} lesions: {volumes} -> {args.out}")
+    return 0
+
+
+def _cmd_locations(args: argparse.Namespace) -> int:
+    from .io import InputError
+    from .io.bids import find_subject_files, subject_id
+    from .io.region_maps import write_region_maps
+
+    swi = args.swi
+    if args.subject is not None:
+        swi = find_subject_files(args.subject).get("swi")
+        if swi is None:
+            raise InputError(args.subject, "no *_swi.nii.gz file in this subject folder")
+    participant = subject_id(swi) or Path(swi).name.split(".")[0].removesuffix("_swi")
+    files, notes = write_region_maps(
+        args.aseg, swi, args.out or Path(swi).parent, participant=participant, overwrite=args.overwrite
+    )
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{participant}: locations -> {files.locations}; MARS regions -> {files.regions}")
     return 0
 
 

@@ -26,6 +26,7 @@ BIDS_SUFFIXES: dict[str, str] = {
     "qsm": "Chimap",
     "labels": "dseg",
     "locations": "desc-locations_dseg",
+    "regions": "desc-regions_dseg",
 }
 MODALITY_TITLES: dict[str, str] = {"swi": "SWI", "qsm": "QSM", "t2": "T2"}
 
