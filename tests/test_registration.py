@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import write_nifti
+from test_widget_detect import WORKER_TIMEOUT_MS, tiny_models  # noqa: F401 (the fixture, used by name)
 
 from napari_deepmir._sample_data import SAMPLE_FOLDER, SAMPLE_SUBJECT
 from napari_deepmir.cli import main
@@ -15,6 +16,7 @@ from napari_deepmir.io.resample import resample_to_grid
 
 SWI = SAMPLE_FOLDER / f"{SAMPLE_SUBJECT}_swi.nii.gz"
 T2 = SAMPLE_FOLDER / f"{SAMPLE_SUBJECT}_T2w.nii.gz"
+QSM = SAMPLE_FOLDER / f"{SAMPLE_SUBJECT}_Chimap.nii.gz"
 
 
 def rigid_about_centre(volume, degrees: float, shift_mm) -> np.ndarray:
@@ -38,7 +40,8 @@ def moved_subject(tmp_path_factory):
     """The sample subject with its T2 moved 6 mm and rotated 5 degrees inside an unchanged header."""
     folder = tmp_path_factory.mktemp("moved") / SAMPLE_SUBJECT
     folder.mkdir()
-    shutil.copy(SWI, folder / SWI.name)
+    for path in (SWI, QSM):
+        shutil.copy(path, folder / path.name)
     t2 = load_volume(T2)
     moved = rigid_about_centre(t2, 5.0, (6 / np.sqrt(2), 6 / np.sqrt(2), 0.0))
     # the anatomy at world point p now lies at moved @ p, while the header still says it lies at p
@@ -98,3 +101,17 @@ def _empty_table():
     import pandas as pd
 
     return pd.DataFrame()
+
+
+def test_detect_widget_says_the_t2_layer_was_registered(moved_subject, make_napari_viewer, qtbot, request):
+    folder, _, _ = moved_subject
+    viewer = make_napari_viewer()
+    viewer.open([str(folder / name) for name in (SWI.name, QSM.name, T2.name)], plugin="napari-deepmir")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
+    widget.add_model(request.getfixturevalue("tiny_models")["tiny-all"])
+    assert widget.inputs.layers["t2"] is not None
+    widget.device_box.setCurrentText("cpu")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert "T2 was out of register with the SWI" in widget.status_label.text()
+    assert "registered rigidly" in widget.status_label.text()

@@ -88,6 +88,9 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             metadata = {"path": str(subject.paths[modality]), "subject": subject.name}
             if modality == "qsm" and subject.qsm_units:
                 metadata["qsm_units_in_file"] = subject.qsm_units
+            alignment = subject.alignments.get(modality)
+            if alignment is not None and alignment.registered:  # the Detect widget repeats this in its status
+                metadata["registration"] = alignment.describe()
             layer = image_layer_data(
                 subject.modality(modality),
                 geometry,
