@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .conventions import REGION_LOCATION, REGION_NAMES, RIGHT_OFFSET
+from .conventions import HEMISPHERES, REGION_LOCATION, REGION_NAMES, RIGHT_OFFSET
 from .io.nifti import voxel_sizes
 
 FRONTAL, PARIETAL, TEMPORAL, OCCIPITAL, INSULA = 1, 2, 3, 4, 5
@@ -272,6 +272,6 @@ def _lateral_to_putamen(labels: np.ndarray, affine: np.ndarray, distance_to_puta
 
 def region_name(code: int) -> tuple[str, str] | None:
     """(region, hemisphere) of a region-map value, or None for 0 and unknown values."""
-    side = "right" if code > RIGHT_OFFSET else "left"
-    name = REGION_NAMES.get(int(code) - (RIGHT_OFFSET if code > RIGHT_OFFSET else 0))
-    return None if code == 0 or name is None else (name, side)
+    right = int(code) > RIGHT_OFFSET
+    name = REGION_NAMES.get(int(code) - RIGHT_OFFSET * right)
+    return None if name is None else (name, HEMISPHERES[right])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..conventions import BIDS_SUFFIXES, HEMISPHERES, LOCATION_NAMES, REGION_NAMES, RIGHT_OFFSET
+from ..conventions import BIDS_SUFFIXES, LOCATION_NAMES, REGION_NAMES, RIGHT_OFFSET
 from .atomic import atomic_path
 from .derivatives import write_json
 from .errors import InputError
@@ -72,12 +72,13 @@ def load_segmentation(path: str | Path) -> Volume:
 def region_lookup() -> pd.DataFrame:
     """The region map's lookup: index, name, hemisphere, and the MARS location category."""
     from ..conventions import REGION_LOCATION
+    from ..regions import region_name
 
     rows = [{"index": 0, "name": "outside or unknown", "hemisphere": "n/a", "location": LOCATION_NAMES[0]}]
-    for offset, hemisphere in zip((0, RIGHT_OFFSET), HEMISPHERES):
-        for code, name in REGION_NAMES.items():
-            location = LOCATION_NAMES[REGION_LOCATION[code]]
-            rows.append({"index": code + offset, "name": name, "hemisphere": hemisphere, "location": location})
+    for code in [*REGION_NAMES, *(code + RIGHT_OFFSET for code in REGION_NAMES)]:
+        name, hemisphere = region_name(code)
+        location = LOCATION_NAMES[REGION_LOCATION[code % RIGHT_OFFSET]]
+        rows.append({"index": code, "name": name, "hemisphere": hemisphere, "location": location})
     return pd.DataFrame(rows)
 
 
