@@ -2,11 +2,11 @@
 
 The check: a rigid registration (SimpleITK, Mattes mutual information inside the SWI brain mask) on a
 coarse grid (about :data:`COARSE_MM` mm voxels), started from the headers' alignment. The farthest a brain
-voxel moves under the transform it finds is the misalignment; above :data:`MAX_MISALIGNMENT_MM`, and when the
-registration also raises the normalised mutual information (NMI) inside the brain by at least
-:data:`MIN_NMI_GAIN`, the image is registered: the registration is refined on a finer grid and the image's
-affine corrected before it is resampled onto the SWI grid. On aligned data the check costs a fraction of a
-second (a few thousand coarse voxels).
+voxel moves under the transform it finds is the misalignment. Above :data:`MAX_MISALIGNMENT_MM` the
+registration is refined on a :data:`FINE_MM` mm grid, and when it raises the normalised mutual information
+(NMI) inside the brain by at least :data:`MIN_NMI_GAIN` the image is registered: its affine is corrected
+before it is resampled onto the SWI grid. On aligned data the check costs a fraction of a second of CPU
+(a few thousand coarse voxels).
 
 Transforms are world-to-world 4 x 4 matrices in scanner RAS mm: ``transform @ [x, y, z, 1]`` maps a point of
 the SWI's world to the same anatomy in the moving image's header world (SimpleITK's fixed-to-moving
