@@ -4,7 +4,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import oblique_affine, sphere_world, write_nifti
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
 CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
@@ -168,8 +167,9 @@ def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
     truth = viewer.layers["sub-sample true lesions"].data
     assert {1, 2} <= set(np.unique(truth))
     _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
-    item = finetune.layer_list.item(0)  # the truth is offered for training, but not ticked: it is the test's answer
-    assert item.text() == "sub-sample true lesions" and item.checkState() == Qt.CheckState.Unchecked
+    # the truth is offered for training, but not selected: it is the test's answer
+    assert [layer.name for layer in finetune.annotations.choices] == ["sub-sample true lesions"]
+    assert finetune.annotations.value == []
 
 
 def test_the_reader_claims_only_nifti_files_and_folders(tmp_path):

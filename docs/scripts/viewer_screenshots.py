@@ -57,7 +57,7 @@ def sample_screenshot(out: Path) -> None:
 def detection_screenshot(out: Path) -> None:
     viewer = _viewer()
     _, detect = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
-    detect.device_box.setCurrentText("cpu")
+    detect.device_box.value = "cpu"
     started = time.monotonic()
     detect.run()
     while detect.worker is not None:
