@@ -1,10 +1,14 @@
 """The napari reader and writer in a real viewer: layers in millimetres, aligned in world space."""
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
 from conftest import oblique_affine, sphere_world, write_nifti
 from qtpy.QtWidgets import QFileDialog
+
+from napari_deepmir._sample_data import SAMPLE_FOLDER
 
 CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
 
@@ -164,6 +168,8 @@ def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
     shapes = {layer.data.shape for layer in viewer.layers}
     assert len(shapes) == 1  # all on the SWI grid
     assert not viewer.layers["sub-sample QSM"].visible and viewer.layers["sub-sample SWI"].colormap.name == "gray"
+    swi_file = Path(viewer.layers["sub-sample SWI"].metadata["deepmir"]["path"])
+    assert swi_file.parent == SAMPLE_FOLDER  # the shipped subject is read, not simulated at each opening
     truth = viewer.layers["sub-sample true lesions"].data
     assert {1, 2} <= set(np.unique(truth))
     _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")

@@ -128,7 +128,7 @@ def test_export_writes_csv_and_tsv(viewer_and_widget, tmp_path):
 
 def test_lesion_id_layer_carries_the_table_as_features(viewer_and_widget):
     viewer, widget = viewer_and_widget
-    widget.ids_check.setChecked(True)
+    widget.ids_check.value = True
     ids = viewer.layers["sub-01 labels ids"]
     assert not ids.visible and ids.data.shape == viewer.layers["sub-01 labels"].data.shape
     features = ids.features.set_index("index")

@@ -78,7 +78,7 @@ def labelling_screenshot(out: Path) -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
     viewer.layers["sub-sample true lesions"].visible = False
     with tempfile.TemporaryDirectory() as folder:
-        widget.folder_edit.setText(folder)
+        widget.folder_edit.value = folder
         widget.start_button.click()
         widget.find_button.click()
         while widget.session.candidates is None or not widget.find_button.isEnabled():

@@ -12,12 +12,13 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBox
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
+from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
 from ._model_inputs import choose_model, device_picker, model_inputs, model_picker
 
 
-class DetectWidget(QWidget):
+class DetectWidget(HooksWhileShown, QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
     def __init__(self, napari_viewer):
@@ -28,6 +29,14 @@ class DetectWidget(QWidget):
         self.detection = None
         self._build()
         self.refresh_models()
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
+        """Follow the viewer's layers while the panel is open (see :mod:`._hooks`)."""
+        self.inputs.connect_viewer()
+
+    def release_viewer(self) -> None:
+        self.inputs.disconnect_viewer()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:

@@ -24,6 +24,7 @@ from ._finetune import (
     ticked_by_default,
     waiting_for,
 )
+from ._hooks import HooksWhileShown
 from ._model_inputs import device_picker, model_picker
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
@@ -95,7 +96,7 @@ class LossPlot(QWidget):
         self._drawn_at = time.monotonic()
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(HooksWhileShown, QWidget):
     """Choose annotations and a base model, then Start; Stop ends early and keeps the best model."""
 
     def __init__(self, napari_viewer):
@@ -108,9 +109,23 @@ class FinetuneWidget(QWidget):
         self._build()
         self._edit_timer = QTimer(self, singleShot=True, interval=EDIT_DELAY_MS)
         self._edit_timer.timeout.connect(self.refresh_annotations)
-        self.viewer.layers.events.connect(self._on_layers_event)
-        self.refresh_annotations()
         self.refresh_models()
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
+        """Follow the viewer's layers and theme while the panel is open (see :mod:`._hooks`)."""
+        self.viewer.layers.events.connect(self._on_layers_event)
+        self.viewer.events.theme.connect(self._on_theme)
+        self._on_theme()
+        self.refresh_annotations()
+
+    def release_viewer(self) -> None:
+        self._edit_timer.stop()
+        self.viewer.layers.events.disconnect(self._on_layers_event)
+        self.viewer.events.theme.disconnect(self._on_theme)
+
+    def _on_theme(self, event=None) -> None:
+        self.plot.set_theme(self.viewer.theme)
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -168,8 +183,6 @@ class FinetuneWidget(QWidget):
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
         layout.addWidget(self.progress)
         self.plot = LossPlot()
-        self.plot.set_theme(self.viewer.theme)
-        self.viewer.events.theme.connect(lambda event: self.plot.set_theme(self.viewer.theme))
         layout.addWidget(self.plot, stretch=1)
         self.status_label = QLabel(wordWrap=True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox
+from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.layers import Labels
 from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QSortFilterProxyModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -146,15 +144,16 @@ class LesionTableWidget(HooksWhileShown, QWidget):
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        form = QFormLayout()
-        self.layer_box = ComboBox(choices=self._choices, nullable=True)
+        self.layer_box = ComboBox(label="Labels", choices=self._choices, nullable=True)
         self.layer_box.changed.connect(self.set_layer)
-        form.addRow("Labels", self.layer_box.native)
-        layout.addLayout(form)
-        self.ids_check = QCheckBox("lesion-id layer with this table (napari Features table)")
-        self.ids_check.setToolTip("Keep a hidden Labels layer of lesion ids whose features are this table")
-        self.ids_check.toggled.connect(lambda on: on and self.update_table(force=True))
-        layout.addWidget(self.ids_check)
+        self.ids_check = CheckBox(
+            text="lesion-id layer with this table (napari Features table)",
+            tooltip="Keep a hidden Labels layer of lesion ids whose features are this table",
+        )
+        self.ids_check.changed.connect(lambda on: on and self.update_table(force=True))
+        form = Container(widgets=[self.layer_box, self.ids_check], labels=True)
+        form.margins = (0, 0, 0, 0)
+        layout.addWidget(form.native)
         self.summary_label = QLabel()
         layout.addWidget(self.summary_label)
         self.model = DataFrameModel(self)
@@ -221,7 +220,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
             if self.layer_box.value != layer:
                 with self.layer_box.changed.blocked():
                     self.layer_box.value = layer
-            self.ids_check.setChecked(self._ids_layer_name() in self.viewer.layers)
+            self.ids_check.value = self._ids_layer_name() in self.viewer.layers
         self.update_table(force=True)
 
     def _layer_events(self) -> list:
@@ -272,7 +271,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
             else "with " + "/".join(m.upper() for m in ("swi", "qsm") if getattr(companions, m) is not None)
         )
         self.summary_label.setText(f"{count_summary(table)} ({images})")
-        if self.ids_check.isChecked():
+        if self.ids_check.value:
             show_lesion_ids(self.viewer, self.measurement, name=self._ids_layer_name())
 
     @property
