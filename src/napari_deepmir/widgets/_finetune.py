@@ -116,7 +116,7 @@ class FinetuneSettings:
 
         if not self.samples and not self.folders:
             raise InputError(
-                "fine-tuning", "no annotated subject: tick an annotation layer or add a saved subject folder"
+                "fine-tuning", "no annotated subject: select an annotation layer or add a saved subject folder"
             )
         return TrainingConfig(
             out=free_folder(user_models_dir(), self.name),

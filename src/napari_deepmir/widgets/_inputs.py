@@ -73,8 +73,7 @@ class SubjectInputs(Container):
         self._swi_chosen_by_hand = False
         self._updating = False
         self.pickers["swi"].changed.connect(self._on_swi_changed)
-        viewer.layers.events.connect(self._on_layers_event)
-        self.refresh()
+        self.connect_viewer()
 
     def _choices(self, widget=None) -> list[tuple[str, object]]:
         return [(layer.name, layer) for layer in source_images(self.viewer.layers)]
@@ -134,6 +133,11 @@ class SubjectInputs(Container):
             return "Open a subject first: an SWI layer is needed."
         return mixed_subjects_message(chosen["swi"], {m: la for m, la in chosen.items() if m != "swi"})
 
+    def connect_viewer(self) -> None:
+        """Follow the viewer's layers (again), catching up with what changed meanwhile."""
+        self.viewer.layers.events.connect(self._on_layers_event)
+        self.refresh()
+
     def disconnect_viewer(self) -> None:
-        """Stop following the viewer (the widget is going away)."""
+        """Stop following the viewer (the widget's panel is closed)."""
         self.viewer.layers.events.disconnect(self._on_layers_event)
