@@ -16,7 +16,7 @@ from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
-from .io.sidecar import read_sidecar, stated_qsm_units
+from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
 from .layers import image_layer_data, labels_layer_data, locations_layer_data
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
@@ -101,6 +101,8 @@ def read_nifti_file(path: Path) -> tuple:
         units = stated_qsm_units(read_sidecar(path), path) or detect_qsm_units(data, data != 0)
         check_qsm_units(data, units, path, data != 0)
         data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
+    if modality == "swi" and scan_parameters(read_sidecar(path)):
+        metadata["scan"] = scan_parameters(read_sidecar(path))
     return image_layer_data(
         data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata
     )
@@ -124,6 +126,8 @@ def read_subject_folder(folder: Path) -> list[tuple]:
                 metadata["made_from"] = [str(subject.paths[p]) for p in ("magnitude", "phase")]
             if modality == "qsm" and subject.qsm_units:
                 metadata["qsm_units_in_file"] = subject.qsm_units
+            if modality == "swi" and subject.scan:
+                metadata["scan"] = subject.scan  # echo time, field strength: checked against the model's card
             layer = image_layer_data(
                 subject.modality(modality),
                 geometry,

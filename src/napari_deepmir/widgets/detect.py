@@ -204,6 +204,7 @@ class DetectWidget(QWidget):
             locations_layer=locations,
             model=self.model_entry.path,
             device=self.device_box.currentText(),
+            qsm_units=self.inputs.qsm_units,
             _connect=handlers,
             _start_thread=False,
         )
@@ -235,6 +236,8 @@ class DetectWidget(QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
+        for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
+            message += f"\nWarning: {warning}"
         self.status_label.setText(message)
 
     def _on_finished(self) -> None:

@@ -38,6 +38,7 @@ from ._finetune import (
     ticked_by_default,
     waiting_for,
 )
+from ._inputs import QSM_UNIT_CHOICES
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
 EDIT_DELAY_MS = 300
@@ -170,6 +171,13 @@ class FinetuneWidget(QWidget):
         self.device_box = QComboBox()
         self.device_box.addItems(available_devices())
         form.addRow("Device", self.device_box)
+        self.qsm_units_box = QComboBox()
+        for text, value in QSM_UNIT_CHOICES:
+            self.qsm_units_box.addItem(text, value)
+        self.qsm_units_box.setToolTip(
+            "Units of the QSM files of the annotations in the viewer (saved folders use their sidecars, else detect)"
+        )
+        form.addRow("QSM units", self.qsm_units_box)
         layout.addLayout(form)
 
         self.start_button = QPushButton("Start")
@@ -239,7 +247,7 @@ class FinetuneWidget(QWidget):
             for i, layer in enumerate(shown)
             if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked
         ]
-        samples = [sample_from_layers(layer, layers) for layer in ticked]
+        samples = [sample_from_layers(layer, layers, qsm_units=self.qsm_units_box.currentData()) for layer in ticked]
         return FinetuneSettings(
             base=self.base_box.currentData().path,
             name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
