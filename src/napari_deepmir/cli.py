@@ -123,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         "imported. Existing files are never replaced: the import refuses before writing anything. See "
         "docs/getting-started.md (Importing DICOM).",
     )
-    dicom.add_argument("dicom_dir", type=Path, help="folder of DICOM files (searched 5 folders deep)")
-    dicom.add_argument("--out", type=Path, required=True, help="BIDS folder to import into (created if needed)")
+    dicom.add_argument(
+        "dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (searched 5 folders deep)"
+    )
+    dicom.add_argument(
+        "--out", type=Path, required=True, metavar="BIDS_ROOT", help="BIDS folder to import into (created if needed)"
+    )
     dicom.add_argument("--subject", help="subject label for all series (default: each series' PatientID)")
     visit = dicom.add_mutually_exclusive_group()
     visit.add_argument("--session", help="session label for all series (default: the scan date, YYYYMMDD)")
