@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import write_nifti
 
+from napari_deepmir.cli import main
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_folders
 from napari_deepmir.swi import swi_from_magnitude_phase
@@ -53,7 +54,7 @@ def test_phase_in_scanner_units_gives_the_same_swi():
     np.testing.assert_allclose(swi_from_magnitude_phase(magnitude, siemens), in_radians, atol=1.0)
 
 
-def test_a_subject_with_magnitude_and_phase_gets_an_swi_made(tmp_path):
+def test_a_subject_with_magnitude_and_phase_gets_an_swi_made(tmp_path, capsys):
     magnitude, phase, dot = dot_scene(-1.5)
     magnitude[:8], magnitude[-8:] = 0, 0  # some background, so a brain can be found
     folder = tmp_path / "sub-01" / "anat"
@@ -66,6 +67,8 @@ def test_a_subject_with_magnitude_and_phase_gets_an_swi_made(tmp_path):
     assert contrast(subject.swi, dot) < 0.3
     assert "swi" not in subject.paths and subject.paths["phase"].name == "sub-01_part-phase_T2starw.nii.gz"
     assert any("SWI was made from sub-01_part-mag_T2starw.nii.gz" in w for w in subject.warnings)
+    assert main(["info", "--subject", str(tmp_path / "sub-01")]) == 0
+    assert "SWI  made from" in capsys.readouterr().out
     flipped = load_subject_dir(tmp_path / "sub-01", phase_sign=-1)
     assert contrast(flipped.swi, dot) > 0.9 and any("phase sign -1" in w for w in flipped.warnings)
 

@@ -346,7 +346,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         unit = " ppb" if modality == "qsm" else ""
         low, high = np.percentile(inside, [1, 99]) if inside.size else (np.nan, np.nan)
         print(
-            f"  {modality.upper():4s} {subject.paths[modality]}  brain 1st..99th percentile {low:.4g}..{high:.4g}{unit}"
+            f"  {modality.upper():4s} {_source_of(subject, modality)}  brain 1st..99th percentile "
+            f"{low:.4g}..{high:.4g}{unit}"
         )
     if subject.qsm_units:
         print(f"  QSM units: {subject.qsm_units} ({subject.qsm_units_source}; reported in ppb)")
@@ -361,6 +362,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for warning in subject.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _source_of(subject, modality: str) -> str:
+    """The file a modality was read from, or what an SWI was made from."""
+    if modality in subject.paths:
+        return str(subject.paths[modality])
+    return f"made from {subject.paths['magnitude']} and {subject.paths['phase'].name}"
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
