@@ -13,6 +13,13 @@ from ..conventions import MODALITY_TITLES
 from ..io.bids import subject_id
 from ._layers import modality_of
 
+#: The QSM units a user may state for the QSM layer, as (text shown, value for subject_from_layers).
+QSM_UNIT_CHOICES = [
+    ("as read (sidecar, else detected)", "auto"),
+    ("ppm", "ppm"),
+    ("ppb", "ppb"),
+    ("SI (1e-6 ppm)", "si"),
+]
 #: Layer-list events after which the choices are listed again (a layer's own ``name`` event included).
 _LIST_EVENTS = {"inserted", "removed", "moved", "reordered", "name"}
 #: Last words of a layer name that tell a modality or a kind of labels, dropped to leave the subject's name.
@@ -57,10 +64,11 @@ def mixed_subjects_message(swi, others: dict) -> str:
 
 
 class SubjectInputs(Container):
-    """SWI, QSM and T2 pickers over the viewer's image layers.
+    """SWI, QSM and T2 pickers over the viewer's image layers, and the QSM's units.
 
     The SWI picker takes an SWI layer (by metadata or name) until the user chooses; choosing an SWI
-    picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine)."""
+    picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine).
+    ``qsm_units`` is what the user states the QSM file held (``auto``: as the reader found it)."""
 
     def __init__(self, viewer, modalities=("swi", "qsm", "t2")):
         self.viewer = viewer
@@ -68,7 +76,12 @@ class SubjectInputs(Container):
             m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m)
             for m in modalities
         }
-        super().__init__(widgets=list(self.pickers.values()), labels=True)
+        self.units_picker = ComboBox(label="QSM units", choices=QSM_UNIT_CHOICES, value="auto", name="qsm_units")
+        self.units_picker.tooltip = (
+            "Units of the QSM file: as read takes its sidecar's Units, else detects them from the values"
+        )
+        units = [self.units_picker] if "qsm" in modalities else []
+        super().__init__(widgets=[*self.pickers.values(), *units], labels=True)
         self.margins = (0, 0, 0, 0)
         self._swi_chosen_by_hand = False
         self._updating = False
@@ -124,6 +137,11 @@ class SubjectInputs(Container):
     def layers(self) -> dict:
         """The chosen layer per modality (None when none is chosen)."""
         return {m: p.value for m, p in self.pickers.items()}
+
+    @property
+    def qsm_units(self) -> str:
+        """``auto``, ``ppm``, ``ppb`` or ``si`` (see :func:`._layers.subject_from_layers`)."""
+        return self.units_picker.value
 
     @property
     def problem(self) -> str:

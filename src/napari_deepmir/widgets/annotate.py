@@ -268,7 +268,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
             return
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
         self.autosave()
-        self.subject = subject_from_layers(swi, qsm, t2)
+        self.subject = subject_from_layers(swi, qsm, t2, qsm_units=self.inputs.qsm_units)
         self.geometry = geometry_of(swi)
         self._display_shape = tuple(swi.data.shape)
         try:

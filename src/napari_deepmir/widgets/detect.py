@@ -163,6 +163,7 @@ class DetectWidget(HooksWhileShown, QWidget):
             locations_layer=locations,
             model=self.model_entry.path,
             device=self.device_box.value,
+            qsm_units=self.inputs.qsm_units,
             _connect=handlers,
             _start_thread=False,
         )
@@ -194,7 +195,11 @@ class DetectWidget(HooksWhileShown, QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
-        self.status_label.setText(". ".join([message, *self._registration_notes(detection)]))
+        notes = self._registration_notes(detection)
+        message = ". ".join([message, *(n for n in notes if not any(n in w for w in detection.result.warnings))])
+        for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
+            message += f"\nWarning: {warning}"
+        self.status_label.setText(message)
 
     def _registration_notes(self, detection) -> list[str]:
         """What was registered to the SWI: by this detection, or by the reader when it opened the layers."""

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from magicgui.widgets import Container, FloatSpinBox, LineEdit, ListEdit, Select, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, ListEdit, Select, SpinBox
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -25,6 +25,7 @@ from ._finetune import (
     waiting_for,
 )
 from ._hooks import HooksWhileShown
+from ._inputs import QSM_UNIT_CHOICES
 from ._model_inputs import device_picker, model_picker
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
@@ -161,6 +162,13 @@ class FinetuneWidget(HooksWhileShown, QWidget):
             tooltip="Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best",
         )
         self.device_box = device_picker()
+        self.qsm_units_box = ComboBox(
+            label="QSM units",
+            choices=QSM_UNIT_CHOICES,
+            value="auto",
+            tooltip="Units of the QSM files of the annotations in the viewer (saved folders use their sidecars, else "
+            "detect)",
+        )
         self.form = Container(
             widgets=[
                 self.annotations,
@@ -171,6 +179,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
                 self.lr_box,
                 self.val_box,
                 self.device_box,
+                self.qsm_units_box,
             ],
             labels=True,
         )
@@ -230,8 +239,11 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         """The current choices; annotation layers and folders are read now (InputError names a bad one)."""
         layers = list(self.viewer.layers)
         chosen = {layer.unique_id for layer in self.annotations.value}
+        units = self.qsm_units_box.value
         samples = [
-            sample_from_layers(layer, layers) for layer in annotation_layers(layers) if layer.unique_id in chosen
+            sample_from_layers(layer, layers, qsm_units=units)
+            for layer in annotation_layers(layers)
+            if layer.unique_id in chosen
         ]
         base = self.base_box.value
         return FinetuneSettings(
