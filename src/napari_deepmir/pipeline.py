@@ -104,7 +104,7 @@ def write_detection(
         "QsmUnitsSource": subject.qsm_units_source,
         "EchoTime": subject.scan.get("echo_time_s"),
         "MagneticFieldStrength": subject.scan.get("field_strength_t"),
-        "Warnings": list(result.warnings),
+        "Warnings": list(dict.fromkeys([*subject.warnings, *result.warnings])),
         "Alignment": {modality: alignment.provenance() for modality, alignment in subject.alignments.items()},
         "GeneratedBy": result.model,
     }
