@@ -186,7 +186,7 @@ class AnnotateWidget(QWidget):
         self.rater_edit = QLineEdit(default_rater())
         inputs.addRow("Rater", self.rater_edit)
         layout.addLayout(inputs)
-        self.blinded_check = QCheckBox("Blinded (unranked, no suggestions; chosen before candidates)")
+        self.blinded_check = QCheckBox("Blinded first pass (unranked, no suggestions)")
         layout.addWidget(self.blinded_check)
         self.start_button = QPushButton("Start / resume")
         self.start_button.clicked.connect(self.start)
@@ -600,7 +600,11 @@ class AnnotateWidget(QWidget):
             self._status("Start a session first")
             return
         self.autosave()
-        paths = export_session(self.session, self.subject, locations=self.locations)
+        try:
+            paths = export_session(self.session, self.subject, locations=self.locations)
+        except OSError as error:
+            self._status(f"export failed: {error}")
+            return
         self._status("exported " + ", ".join(path.name for path in paths) + f" to {self.session.folder}")
 
     # ---- keys and messages --------------------------------------------------------------------
