@@ -146,8 +146,10 @@ def qsm_contrast(
 ) -> float:
     """The susceptibility rule: a region's QSM source against the tissue right around it, in the units of ``qsm``.
 
-    The source is the region's core (:func:`core_mean`, its darkest quarter on ``swi``) or, without
-    SWI, its signed peak; the tissue is the median of a ``shell_mm`` shell around the region. Positive
+    The source is the region's core (:func:`core_mean`, its darkest quarter on ``swi``) or its mean,
+    whichever departs more from the tissue (the darkest SWI voxels of a small calcification can lie in its
+    dipole's lobes, not on it), or, without SWI, its signed peak; the tissue is the median of a
+    ``shell_mm`` shell around the region. Positive
     for a bleed or an iron deposit, negative for a calcification, about 0 for no source, whatever the
     QSM's reference offset or the iron content of the nucleus the region sits in. Voxels where the QSM
     has no data (0 or NaN, e.g. beyond an eroded mask) and shell voxels in ``exclude`` (other lesions)
@@ -161,8 +163,11 @@ def qsm_contrast(
     inside = region & measured
     if not inside.any() or not shell.any():
         return math.nan
-    source = core_mean(values[inside], swi[box][inside]) if swi is not None else signed_peak(values[inside])
-    return source - float(np.median(values[shell]))
+    tissue = float(np.median(values[shell]))
+    if swi is None:
+        return signed_peak(values[inside]) - tissue
+    departures = (core_mean(values[inside], swi[box][inside]) - tissue, float(values[inside].mean()) - tissue)
+    return max(departures, key=abs)
 
 
 def region_features(

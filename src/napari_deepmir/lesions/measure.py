@@ -33,7 +33,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "qsm_core_ppb": ("Mean susceptibility in the darkest quarter of the lesion on SWI (its source)", "ppb"),
     "qsm_contrast_ppb": (
         (
-            "Susceptibility of the lesion's source (its core; its peak without SWI) above the median of a 2 mm "
+            "Susceptibility of the lesion's source (its core or mean; its peak without SWI) above the median of a 2 mm "
             "tissue shell around it: the susceptibility rule of the guidance and the post-processing"
         ),
         "ppb",
