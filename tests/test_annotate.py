@@ -256,3 +256,101 @@ def test_annotations_saved_in_the_default_folder_leave_evaluate_and_training_dis
     predictions.mkdir()
     shutil.copy(subject / f"{subject.name}_dseg.nii.gz", predictions / f"{subject.name}_dseg.nii.gz")
     assert evaluate(dataset, predictions)["subjects"] == [subject.name]  # one label map for the subject
+
+
+def _texts(widget):
+    return [widget.candidate_list.item(i).text() for i in range(widget.candidate_list.count())]
+
+
+def test_certainty_and_reasons_by_keys_survive_a_restart_and_are_exported(
+    make_napari_viewer, qtbot, subject_folder, tmp_path
+):
+    from napari_deepmir.io.derivatives import read_table
+
+    alt = Qt.KeyboardModifier.AltModifier
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.value = tmp_path / "annotations"
+    widget.start_button.click()
+    keys = widget.keys_label.text()
+    assert "Alt+C" in keys and "microbleed, possible" in keys and "Alt+E" in keys and "reject: vein" in keys
+    candidates = _find(widget, qtbot)
+    _press(viewer, qtbot, Qt.Key.Key_C, alt)  # #1: possible microbleed
+    _press(viewer, qtbot, Qt.Key.Key_C)  # #2: definite microbleed
+    _press(viewer, qtbot, Qt.Key.Key_E, alt)  # #3: rejected, a vein
+    _press(viewer, qtbot, Qt.Key.Key_R)  # #4: rejected, other
+    expected = [("accepted-cmb", "possible", None), ("accepted-cmb", "definite", None)]
+    expected += [("rejected", None, "vein"), ("rejected", None, "other")]
+    assert [(d.decision, d.certainty, d.reason) for d in widget.session.decisions] == expected
+    viewer.window.remove_dock_widget("all")
+    viewer.close()
+
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.value = tmp_path / "annotations"
+    widget.start_button.click()
+    assert [(d.decision, d.certainty, d.reason) for d in widget.session.decisions] == expected
+    texts = _texts(widget)
+    assert texts[0].endswith("→ CMB (possible)") and texts[1].endswith("→ CMB (definite)")
+    assert texts[2].endswith("→ rejected: vein") and texts[3].endswith("→ rejected: other")
+
+    widget.export_button.click()
+    assert "exported" in widget.status_label.text()
+    lesions = read_table(widget.session.lesions_path)
+    where = lesions[["x_mm", "y_mm", "z_mm"]].to_numpy()
+    centres = candidates.loc[:1, ["x_mm", "y_mm", "z_mm"]].to_numpy(float)
+    nearest = [int(np.argmin(np.linalg.norm(where - centre, axis=1))) for centre in centres]
+    assert list(lesions.loc[nearest, "certainty"]) == ["possible", "definite"]
+    assert set(lesions["class"]) == {"cmb"} and "qsm_contrast_ppb" in lesions.columns
+    rejected = read_table(widget.session.rejected_path)
+    assert list(rejected["reason"]) == ["vein", "other"] and list(rejected["rank"]) == [3, 4]
+    assert np.allclose(rejected[["seed_i", "seed_j", "seed_k"]], candidates.loc[2:3, ["seed_i", "seed_j", "seed_k"]])
+    assert widget.session.rejected_path.with_suffix(".json").exists()
+
+
+def test_a_blinded_session_is_unranked_without_suggestions_or_model_and_stays_blinded(
+    make_napari_viewer, qtbot, subject_folder, tmp_path
+):
+    from napari_deepmir.layers import probability_layer_data
+    from napari_deepmir.widgets._layers import add_layer
+
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
+    widget.folder_edit.value = tmp_path / "annotations"
+    for value in (1, 2):
+        probability = np.zeros(widget.subject.shape, np.float32)
+        add_layer(viewer, probability_layer_data(probability, widget.geometry, class_value=value))
+    widget.blinded_check.value = True
+    widget.start_button.click()
+    assert "stays blinded" in widget.mode_label.text() and not widget.blinded_check.enabled
+    assert not widget.use_model.enabled  # no model probabilities in a blinded session
+    table = _find(widget, qtbot)
+    assert list(table["rank"]) == list(range(1, len(table) + 1))
+    assert not {"score", "suggested_class", "flags", "reason", "probability_mean"} & set(table.columns)
+    assert "suggested" not in widget.guidance.text() and "diameter" in widget.guidance.text()
+    assert not any(word in text for text in _texts(widget) for word in ("cmb", "iron", "reject"))
+    from napari_deepmir.lesions.candidates import find_candidates
+
+    ranked = find_candidates(widget.subject, locations=widget.locations)
+    assert not np.allclose(table[["x_mm", "y_mm", "z_mm"]], ranked[["x_mm", "y_mm", "z_mm"]])  # not best first
+    saved = json.loads(widget.session.decisions_path.read_text())
+    assert saved["blinded"] is True and isinstance(saved["order_seed"], int)
+    viewer.window.remove_dock_widget("all")
+    viewer.close()
+
+    viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)  # the box is not ticked this time
+    widget.folder_edit.value = tmp_path / "annotations"
+    widget.start_button.click()
+    assert widget.session.blinded and widget.blinded_check.value and not widget.blinded_check.enabled
+    assert "stays blinded" in widget.mode_label.text()
+    again = _find(widget, qtbot)  # a new search: the same reproducible order
+    assert np.allclose(again[["x_mm", "y_mm", "z_mm"]], table[["x_mm", "y_mm", "z_mm"]])
+
+
+def test_a_session_reviewed_unblinded_cannot_be_blinded(subject_folder, tmp_path):
+    import pandas as pd
+
+    subject = load_subject_dir(subject_folder)
+    store = AnnotationStore(tmp_path)
+    session = store.open(subject, rater="ann")
+    session.set_candidates(pd.DataFrame({"rank": [1, 2], "x_mm": [0.0, 9], "y_mm": [0.0, 9], "z_mm": [0.0, 9]}))
+    with pytest.warns(UserWarning, match="listed unblinded; it cannot be blinded"):
+        reopened = store.open(subject, blinded=True)
+    assert not reopened.blinded and list(reopened.candidates["rank"]) == [1, 2]

@@ -60,6 +60,13 @@ def _hostile(content, session, tmp_path):
         "decisions not a list": lambda: content.update(decisions={"0": "rejected"}),
         "other subject": lambda: content.update(subject="sub-99"),
         "unknown version": lambda: content.update(version=99),
+        "unknown certainty": lambda: content["decisions"][0].update(certainty="probable"),
+        "certainty on a rejection": lambda: content["decisions"][1].update(certainty="definite"),
+        "unknown reason": lambda: content["decisions"][1].update(reason="looked odd"),
+        "reason not text": lambda: content["decisions"][1].update(reason=["vein"]),
+        "reason on an acceptance": lambda: content["decisions"][0].update(reason="vein"),
+        "blinded as text": lambda: content.update(blinded="yes"),
+        "blinded without a seed": lambda: content.update(blinded=True, order_seed=None),
     }
 
 
@@ -105,3 +112,23 @@ def test_an_unreadable_candidate_list_is_set_aside_and_the_decisions_kept(saved)
 def test_a_bad_rater_name_is_refused_clearly(saved, rater):
     with pytest.raises(InputError, match="rater must be"):
         saved["store"].open(saved["subject"], rater=rater)
+
+
+def test_a_decisions_file_from_before_certainty_and_reasons_still_resumes(saved):
+    """Version 1 files (no certainty, no reasons, no blinded mode) are read as they are."""
+    session = saved["session"]
+    content = json.loads(session.decisions_path.read_text())
+    assert content["version"] == 2 and content["blinded"] is False
+    assert [(d["certainty"], d["reason"]) for d in content["decisions"]] == [("definite", None), (None, "other")]
+    content["version"] = 1
+    for key in ("blinded", "order_seed"):
+        del content[key]
+    for decision in content["decisions"]:
+        del decision["certainty"], decision["reason"]
+    session.decisions_path.write_text(json.dumps(content))
+    reopened = saved["store"].open(saved["subject"])
+    assert [(d.decision, d.certainty, d.reason) for d in reopened.decisions] == [
+        ("accepted-cmb", None, None),
+        ("rejected", None, None),
+    ]
+    assert reopened.position == 2 and not reopened.blinded and not list(session.folder.glob("*.corrupt-*"))

@@ -48,7 +48,7 @@ def main(out: str, folder: Path | None) -> None:
     while not widget.find_button.isEnabled():
         app.processEvents()
         time.sleep(0.05)
-    widget.accept_cmb()  # accept #1 (painted), then show a flagged candidate with its guidance
+    widget.accept(1, "possible")  # accept #1 (painted), then show a flagged candidate with its guidance
     flagged = widget.session.candidates.index[widget.session.candidates["flags"].str.contains("diamagnetic")]
     if len(flagged):
         widget.go_to(int(flagged[0]))

@@ -3,9 +3,11 @@
 One folder per subject under an annotation root (by default ``derivatives/deepmir-annotations/`` of
 the dataset that holds the subject's folder, which subject discovery skips) holds ``sub-X_dseg.nii.gz``
 (labels on the SWI grid, SWI affine),
-``sub-X_decisions.json`` (who accepted or rejected which candidate, when, and where the review
-stopped), ``sub-X_candidates.csv`` (the candidate list under review) and the subject's modality
-files (hard links when possible, else copies). The root is thus a data folder that
+``sub-X_decisions.json`` (who accepted which candidate as definite or possible, who rejected which and
+why, when, whether the session is blinded, and where the review stopped), ``sub-X_candidates.csv`` (the
+candidate list under review) and the subject's modality files (hard links when possible, else copies);
+:func:`export_session` adds the lesion table (with the rater's certainty) and the rejected candidates
+with their reasons (hard negatives for fine-tuning). The root is thus a data folder that
 ``deepmir finetune --data ROOT`` reads. Every write is atomic; a file that cannot be read is
 renamed aside with a warning, never overwritten.
 """
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,11 +38,28 @@ DEFAULT_FOLDER_NAME = "deepmir-annotations"
 ACCEPTED = {value: f"accepted-{name}" for value, name in CLASS_NAMES.items()}
 REJECTED = "rejected"
 DECISIONS = (*ACCEPTED.values(), REJECTED)
+#: How sure the rater is of an accepted lesion: MARS definite / possible (BOMBS: certain / uncertain).
+DEFINITE, POSSIBLE = "definite", "possible"
+CERTAINTIES = (DEFINITE, POSSIBLE)
+#: Why a candidate was rejected: the mimics of the rating scales (Greenberg et al. 2009), artefacts, other.
+REJECTION_REASONS = (
+    "vein",
+    "calcification",
+    "flow void",
+    "cortical superficial siderosis",
+    "cavernoma",
+    "artefact",
+    "other",
+)
+#: Candidate columns a blinded rater does not see: the ranking and the protocol's or the model's opinion.
+BLINDED_HIDDEN_COLUMNS = ("score", "suggested_class", "flags", "reason", "probability_mean", "blob_response")
 #: A saved decision belongs to a candidate whose centre lies within this distance (mm).
 SAME_CANDIDATE_MM = 1.0
 #: Longest rater name accepted.
 MAX_RATER_LENGTH = 64
 _FORMAT = "deepmir-annotation-decisions"
+#: Version 2 added certainty, rejection reasons and the blinded mode; version 1 files are read as they are.
+_VERSION = 2
 
 
 def default_rater() -> str:
@@ -77,10 +97,23 @@ class Decision:
     time: str
     #: An acceptance whose paint is gone (undone or erased): shown as stale, not counted as accepted.
     stale: bool = False
+    #: An acceptance's certainty (:data:`CERTAINTIES`); None in files written before it was recorded.
+    certainty: str | None = None
+    #: A rejection's reason (:data:`REJECTION_REASONS`); None in files written before it was recorded.
+    reason: str | None = None
 
     def __post_init__(self):
         if self.decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}")
+        rejected = self.decision == REJECTED
+        if self.certainty is not None and (rejected or self.certainty not in CERTAINTIES):
+            raise ValueError(
+                f"certainty must be one of {', '.join(CERTAINTIES)} on an acceptance, not {self.certainty!r}"
+            )
+        if self.reason is not None and (not rejected or self.reason not in REJECTION_REASONS):
+            raise ValueError(
+                f"reason must be one of {', '.join(REJECTION_REASONS)} on a rejection, not {self.reason!r}"
+            )
 
     @property
     def centre(self) -> np.ndarray:
@@ -109,6 +142,9 @@ class AnnotationSession:
     candidates: pd.DataFrame | None = None
     decisions: list[Decision] = field(default_factory=list)
     position: int = 0
+    #: A blinded session lists candidates unranked (shuffled with ``order_seed``), without suggestions.
+    blinded: bool = False
+    order_seed: int | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -123,6 +159,23 @@ class AnnotationSession:
     def candidates_path(self) -> Path:
         return self.folder / f"{self.name}_candidates.csv"
 
+    @property
+    def lesions_path(self) -> Path:
+        return self.folder / f"{self.name}_desc-annotation_lesions.tsv"
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.folder / f"{self.name}_desc-rejected_candidates.tsv"
+
+    def blind(self) -> None:
+        """Make the session blinded (before any candidate is listed); it stays so. ValueError once reviewing began."""
+        if self.blinded:
+            return
+        if self.candidates is not None or self.decisions:
+            raise ValueError(f"{self.decisions_path}: candidates were already listed unblinded; it cannot be blinded")
+        self.blinded, self.order_seed = True, zlib.crc32(self.name.encode())
+        self.save_decisions()
+
     def save_labels(self, labels: np.ndarray) -> bool:
         """Write ``labels`` (SWI grid) if they differ from the last saved ones; True when written."""
         labels = np.asarray(labels, dtype=np.uint8)
@@ -135,8 +188,9 @@ class AnnotationSession:
         return True
 
     def set_candidates(self, table: pd.DataFrame) -> None:
-        """Keep and save the candidate list under review (decisions already made stay recorded)."""
-        self.candidates = table.reset_index(drop=True)
+        """Keep and save the candidate list under review (decisions already made stay recorded); a blinded
+        session keeps it unranked and without suggestions (:func:`blinded_candidates`)."""
+        self.candidates = blinded_candidates(table, self.order_seed) if self.blinded else table.reset_index(drop=True)
         with atomic_path(self.candidates_path) as tmp:
             self.candidates.to_csv(tmp, index=False)
         self.position = min(self.position, max(len(self.candidates) - 1, 0))
@@ -150,8 +204,10 @@ class AnnotationSession:
                 return decision
         return None
 
-    def record(self, candidate, decision: str) -> Decision:
-        """Record ``decision`` on ``candidate`` (a candidate table row) by the rater, now; saved at once."""
+    def record(self, candidate, decision: str, *, certainty: str = DEFINITE, reason: str = "other") -> Decision:
+        """Record ``decision`` on ``candidate`` (a candidate table row) by the rater, now, with the
+        ``certainty`` of an acceptance or the ``reason`` of a rejection; saved at once."""
+        rejected = decision == REJECTED
         made = Decision(
             rank=int(candidate["rank"]),
             x_mm=float(candidate["x_mm"]),
@@ -160,6 +216,8 @@ class AnnotationSession:
             decision=decision,
             rater=self.rater,
             time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            certainty=None if rejected else certainty,
+            reason=reason if rejected else None,
         )
         previous = self.decision_for(candidate)
         if previous is not None:
@@ -202,14 +260,45 @@ class AnnotationSession:
     def save_decisions(self) -> None:
         content = {
             "format": _FORMAT,
-            "version": 1,
+            "version": _VERSION,
             "subject": self.name,
             "rater": self.rater,
             "position": self.position,
+            "blinded": self.blinded,
+            "order_seed": self.order_seed,
             "candidates": self.candidates_path.name if self.candidates is not None else None,
             "decisions": [asdict(d) for d in self.decisions],
         }
         write_text_atomic(self.decisions_path, json.dumps(content, indent=1) + "\n")
+
+    def certainty_marks(self) -> list[tuple[tuple[float, float, float], str]]:
+        """(centre mm, certainty) of every standing acceptance that has one, for the lesion table."""
+        return [
+            (tuple(d.centre), d.certainty)
+            for d in self.decisions
+            if d.decision != REJECTED and not d.stale and d.certainty is not None
+        ]
+
+    def rejected_candidates(self) -> pd.DataFrame:
+        """One row per rejected candidate: where (mm; seed voxel and measurements when its candidate is
+        listed), why, by whom and when. The hard negatives a fine-tuning needs."""
+        first = ["rank", "x_mm", "y_mm", "z_mm", "reason", "rater", "time"]
+        rows = []
+        for decision in self.decisions:
+            if decision.decision != REJECTED:
+                continue
+            listed = self._listed_row(decision) or {}
+            rows.append({k: v for k, v in listed.items() if k not in first} | {k: getattr(decision, k) for k in first})
+        table = pd.DataFrame(rows)
+        return table.reindex(columns=first + [c for c in table.columns if c not in first])
+
+    def _listed_row(self, decision: Decision) -> dict | None:
+        """The listed candidate a decision belongs to (within :data:`SAME_CANDIDATE_MM`), or None."""
+        if self.candidates is None or not len(self.candidates):
+            return None
+        distances = np.linalg.norm(self.candidates[["x_mm", "y_mm", "z_mm"]].to_numpy(float) - decision.centre, axis=1)
+        nearest = int(np.argmin(distances))
+        return self.candidates.iloc[nearest].to_dict() if distances[nearest] <= SAME_CANDIDATE_MM else None
 
     def counts(self) -> dict[int, int]:
         """Number of lesions (26-connected components) of each class in the saved-or-given labels."""
@@ -244,8 +333,11 @@ class AnnotationStore:
             raise InputError(None, f"subject {subject.name} was not read from a file: choose an annotation folder")
         return default_annotation_root(swi) / name
 
-    def open(self, subject: Subject, *, rater: str | None = None) -> AnnotationSession:
-        """Create or reopen the annotation session of ``subject`` (labels, candidates, decisions, position)."""
+    def open(self, subject: Subject, *, rater: str | None = None, blinded: bool = False) -> AnnotationSession:
+        """Create or reopen the annotation session of ``subject`` (labels, candidates, decisions, position).
+
+        ``blinded`` makes a new session blinded (:meth:`AnnotationSession.blind`); a blinded session
+        stays blinded, and one already reviewed unblinded stays unblinded (with a warning)."""
         if rater is not None and rater_problem(rater):
             raise InputError(None, rater_problem(rater))
         folder = self.folder_for(subject)
@@ -260,6 +352,12 @@ class AnnotationStore:
         _write_modalities(subject, folder, session.name)
         _load_labels(session)
         _load_decisions(session, rater)
+        if blinded and not session.blinded:
+            try:
+                session.blind()
+            except ValueError as error:
+                warnings.warn(str(error), stacklevel=2)
+                session.warnings.append(str(error))
         return session
 
 
@@ -287,7 +385,7 @@ def _load_decisions(session: AnnotationSession, rater: str | None) -> None:
         return
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-        decisions, position, candidates_name = _parse_decisions(content, session.name)
+        decisions, position, candidates_name, blinding = _parse_decisions(content, session.name)
         candidates_path = None if candidates_name is None else _inside(session.folder, candidates_name)
     except (OSError, ValueError, TypeError, RecursionError) as error:
         session.warnings.append(_set_aside(path, f"unreadable decisions ({str(error)[:300]})"))
@@ -309,16 +407,18 @@ def _load_decisions(session: AnnotationSession, rater: str | None) -> None:
         session.warnings.append(message)
         position = last
     session.decisions, session.position, session.candidates = decisions, position, candidates
+    session.blinded, session.order_seed = blinding
     if rater is None and content.get("rater"):
         session.rater = content["rater"]
 
 
-def _parse_decisions(content, subject: str) -> tuple[list[Decision], int, str | None]:
-    """Decisions, review position and candidate file name of a decisions file; ValueError if malformed."""
+def _parse_decisions(content, subject: str) -> tuple[list[Decision], int, str | None, tuple[bool, int | None]]:
+    """Decisions, review position, candidate file name and (blinded, order seed) of a decisions file;
+    ValueError if malformed."""
     if not isinstance(content, dict) or content.get("format") != _FORMAT:
         raise ValueError("not a decisions file")
-    if content.get("version") != 1:
-        raise ValueError(f"unknown version {content.get('version')!r}")
+    if content.get("version") not in (1, _VERSION):
+        raise ValueError(f"unknown version {str(content.get('version'))[:80]!r}")
     if content.get("subject") != subject:
         raise ValueError(f"written for subject {str(content.get('subject'))[:80]!r}, not {subject}")
     if content.get("rater") is not None and rater_problem(content["rater"]):
@@ -329,17 +429,25 @@ def _parse_decisions(content, subject: str) -> tuple[list[Decision], int, str | 
     candidates = content.get("candidates")
     if candidates is not None and not isinstance(candidates, str):
         raise ValueError(f"candidates must be a file name, not {str(candidates)[:80]!r}")
+    blinded, order_seed = content.get("blinded", False), content.get("order_seed")
+    if not isinstance(blinded, bool):
+        raise TypeError(f"blinded must be true or false, not {str(blinded)[:80]!r}")
+    if blinded and not _is_count(order_seed):
+        raise ValueError(f"a blinded session needs a non-negative whole order_seed, not {str(order_seed)[:80]!r}")
     entries = content.get("decisions")
     if not isinstance(entries, list):
         raise TypeError("decisions must be a list")
-    return [_parse_decision(entry, number) for number, entry in enumerate(entries, 1)], position, candidates
+    decisions = [_parse_decision(entry, number) for number, entry in enumerate(entries, 1)]
+    return decisions, position, candidates, (blinded, order_seed if blinded else None)
 
 
 def _parse_decision(entry, number: int) -> Decision:
-    """One saved decision, each field checked; ValueError naming the entry if malformed."""
+    """One saved decision, each field checked; ValueError naming the entry if malformed. ``certainty`` and
+    ``reason`` may be missing (files of version 1)."""
     names = {f.name for f in fields(Decision)}
-    if not isinstance(entry, dict) or set(entry) != names:
-        raise ValueError(f"decision {number} must have exactly the fields {', '.join(sorted(names))}")
+    required = names - {"certainty", "reason"}
+    if not isinstance(entry, dict) or not required <= set(entry) <= names:
+        raise ValueError(f"decision {number} must have the fields {', '.join(sorted(names))}")
     if not _is_count(entry["rank"]):
         raise ValueError(f"decision {number}: rank must be a non-negative whole number")
     coordinates = [entry[c] for c in ("x_mm", "y_mm", "z_mm")]
@@ -353,7 +461,15 @@ def _parse_decision(entry, number: int) -> Decision:
         datetime.fromisoformat(entry["time"])
     except (TypeError, ValueError):
         raise ValueError(f"decision {number}: time must be an ISO 8601 date and time") from None
-    return Decision(**entry)
+    if not isinstance(entry["stale"], bool):
+        raise TypeError(f"decision {number}: stale must be true or false")
+    for key in ("certainty", "reason"):
+        if not isinstance(entry.get(key), (str, type(None))):
+            raise TypeError(f"decision {number}: {key} must be a text or null")
+    try:
+        return Decision(**entry)
+    except ValueError as error:
+        raise ValueError(f"decision {number}: {str(error)[:200]}") from None
 
 
 def _is_count(value) -> bool:
@@ -418,6 +534,36 @@ def _link_or_copy(source: Path, target: Path) -> None:
     except OSError:
         with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def blinded_candidates(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``table`` for a blinded review: rows in a random order reproducible from ``seed``, ranks renumbered
+    in that order, and without the columns of :data:`BLINDED_HIDDEN_COLUMNS`."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    blinded = table.iloc[order].drop(columns=list(BLINDED_HIDDEN_COLUMNS), errors="ignore").reset_index(drop=True)
+    blinded["rank"] = np.arange(1, len(blinded) + 1)
+    return blinded
+
+
+def export_session(session: AnnotationSession, subject: Subject, *, locations: np.ndarray | None = None) -> list[Path]:
+    """Write the session's lesion table (with each lesion's ``certainty`` from the decisions) and its
+    rejected candidates with their reasons, each with a JSON sidecar, in the annotation folder."""
+    from .io.derivatives import write_table_with_sidecar
+    from .lesions.candidates import table_descriptions
+    from .lesions.measure import COLUMNS, measure_lesions
+    from .pipeline import full_table
+
+    table = measure_lesions(session.labels, subject, locations=locations, certainty=session.certainty_marks())
+    rejected_columns = table_descriptions() | {
+        "rank": ("Rank of the candidate in the list the rater reviewed", None),
+        "reason": ("Why the rater rejected it: " + ", ".join(REJECTION_REASONS), None),
+        "rater": ("Who rejected it", None),
+        "time": ("When (ISO 8601, UTC)", None),
+    }
+    return [
+        write_table_with_sidecar(session.lesions_path, full_table(table), COLUMNS),
+        write_table_with_sidecar(session.rejected_path, session.rejected_candidates(), rejected_columns),
+    ]
 
 
 def candidate_centre(candidate) -> tuple[float, float, float]:

@@ -262,15 +262,17 @@ def apply_postprocess(
     """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected) touching
     ``subject.whole_brain``, each given the class with the larger summed probability; components below
     ``min_volume_mm3`` or whose peak lesion probability is below ``min_probability`` are dropped.
-    With QSM, a component is dropped when its mean susceptibility is less than ``min_qsm_ppb`` above the
-    brain's median: microbleeds and iron deposits are paramagnetic, so a diamagnetic spot (a
-    calcification) or one without susceptibility (noise) is not one of them. The median makes the rule
-    indifferent to the QSM's reference offset; voxels where the QSM has no data (0, e.g. beyond an
-    eroded brain mask) do not count. A component with none (a lobar microbleed at the cortex) cannot be
-    confirmed: it is kept if its peak probability reaches ``min_probability_no_qsm`` (stricter), and the
-    lesion table reports it as not confirmed by QSM. A component whose dark SWI structure is a tube at
-    least ``tube_min_length_mm`` long (a vein or sinus, :mod:`.lesions.shape`; 0 turns the rule off) is
-    dropped, whatever its class: microbleeds are round, and iron deposits sit in nuclei, not along tubes."""
+    With QSM, a component is dropped when its susceptibility source is less than ``min_qsm_ppb`` above
+    the tissue around it (:func:`.lesions.features.qsm_contrast`, the rule the labelling guidance uses):
+    microbleeds and iron deposits are paramagnetic, so a diamagnetic spot (a calcification) or one
+    without susceptibility (noise) is not one of them. Measured against its own surroundings, the rule is
+    indifferent to the QSM's reference offset and to the iron of the nucleus a lesion sits in; voxels
+    where the QSM has no data (0, e.g. beyond an eroded brain mask) do not count. A component without
+    such data (a lobar microbleed at the cortex) cannot be confirmed: it is kept if its peak probability
+    reaches ``min_probability_no_qsm`` (stricter), and the lesion table reports it as not confirmed by QSM.
+    A component whose dark SWI structure is a tube at least ``tube_min_length_mm`` long (a vein or sinus,
+    :mod:`.lesions.shape`; 0 turns the rule off) is dropped, whatever its class: microbleeds are round,
+    and iron deposits sit in nuclei, not along tubes."""
     from .lesions.components import CONNECTIVITY_26
     from .lesions.shape import TUBE_MIN_LENGTH_MM, tube_components
 
@@ -295,13 +297,9 @@ def apply_postprocess(
     in_brain = np.asarray(ndimage.maximum(subject.whole_brain, components, index)) > 0
     keep = (sizes >= min_voxels) & (peaks >= min_probability) & in_brain
     if min_qsm_ppb is not None and subject.qsm is not None:
-        measured = (subject.qsm != 0) & np.isfinite(subject.qsm)  # QSM is 0 where it has no data (brain edge)
-        reference = float(np.median(subject.qsm[measured])) if measured.any() else 0.0
-        qsm = np.where(measured, subject.qsm, 0.0)
-        with_data = np.asarray(ndimage.sum_labels(measured, components, index))
-        mean = np.asarray(ndimage.sum_labels(qsm, components, index)) / np.maximum(with_data, 1)
-        confirmed = (with_data > 0) & (mean - reference >= float(min_qsm_ppb))
-        keep &= confirmed | ((with_data == 0) & (peaks >= min_probability_no_qsm))
+        contrast = _qsm_contrasts(subject, components, foreground, np.flatnonzero(keep) + 1)
+        confirmed = np.isfinite(contrast) & (contrast >= float(min_qsm_ppb))
+        keep &= confirmed | (np.isnan(contrast) & (peaks >= min_probability_no_qsm))
     classes = np.where(iron > cmb, 2, 1).astype(np.uint8)
     tube_length = float(postprocess.get("tube_min_length_mm", TUBE_MIN_LENGTH_MM))
     if tube_length > 0:
@@ -309,6 +307,20 @@ def apply_postprocess(
             keep[number - 1] = False
     lookup = np.concatenate([[0], classes * keep]).astype(np.uint8)
     return lookup[components]
+
+
+def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndarray, numbers) -> np.ndarray:
+    """QSM contrast (ppb, :func:`.lesions.features.qsm_contrast`) of the components ``numbers`` (NaN for
+    the others and for those without QSM data in them or around them), other components left out of the shells."""
+    from .lesions.features import qsm_contrast
+
+    contrast = np.full(int(components.max()), np.nan)
+    boxes = ndimage.find_objects(components)
+    for number in numbers:
+        box = boxes[number - 1]
+        coords = np.argwhere(components[box] == number) + [b.start for b in box]
+        contrast[number - 1] = qsm_contrast(subject.qsm, coords, subject.spacing, swi=subject.swi, exclude=foreground)
+    return contrast
 
 
 def predict_subject(

@@ -49,6 +49,7 @@ COLUMNS = (
     "flags",
     "reason",
     "qsm_peak_ppb",
+    "qsm_contrast_ppb",
     "swi_contrast",
     "extent_mm",
     "elongation",

@@ -33,6 +33,7 @@ FEATURE_COLUMNS = (
     "qsm_mean_ppb",
     "qsm_peak_ppb",
     "qsm_core_ppb",
+    "qsm_contrast_ppb",
     "swi_contrast",
 )
 #: Share of a region's voxels, the darkest on SWI, that make its core.
@@ -97,6 +98,20 @@ def _shell(region_mask: np.ndarray, spacing: np.ndarray, shell_mm: float) -> np.
     return ndimage.binary_dilation(region_mask, structure=structure) & ~region_mask
 
 
+def local_shell(
+    shape: tuple[int, ...], coords: np.ndarray, spacing: np.ndarray, shell_mm: float = SHELL_MM
+) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """A box around the voxels ``coords`` (N x 3) in a grid of ``shape``, with the region and the
+    ``shell_mm`` thick shell of voxels around it as masks of that box."""
+    pad = np.ceil(shell_mm / spacing).astype(int) + 1
+    low = np.maximum(coords.min(axis=0) - pad, 0)
+    high = np.minimum(coords.max(axis=0) + pad + 1, shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    region = np.zeros(high - low, dtype=bool)
+    region[tuple((coords - low).T)] = True
+    return box, region, _shell(region, spacing, shell_mm)
+
+
 def swi_contrast(
     swi: np.ndarray,
     coords: np.ndarray,
@@ -110,19 +125,49 @@ def swi_contrast(
     Contrast = 1 - mean(region) / mean(shell).
     0 means no contrast, 0.5 half as bright, negative brighter. Shell voxels in ``exclude`` (other
     lesions) or at 0 (outside the image) are left out; NaN without a usable shell."""
-    pad = np.ceil(shell_mm / spacing).astype(int) + 1
-    low = np.maximum(coords.min(axis=0) - pad, 0)
-    high = np.minimum(coords.max(axis=0) + pad + 1, swi.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high))
-    region = np.zeros(high - low, dtype=bool)
-    region[tuple((coords - low).T)] = True
-    shell = _shell(region, spacing, shell_mm) & (swi[box] > 0)
+    box, region, shell = local_shell(swi.shape, coords, spacing, shell_mm)
+    shell &= swi[box] > 0
     if exclude is not None:
         shell &= ~exclude[box]
     if not shell.any():
         return math.nan
     background = float(swi[box][shell].mean())
     return 1.0 - float(swi[box][region].mean()) / background if background > 0 else math.nan
+
+
+def qsm_contrast(
+    qsm: np.ndarray,
+    coords: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    swi: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    shell_mm: float = SHELL_MM,
+) -> float:
+    """The susceptibility rule: a region's QSM source against the tissue right around it, in the units of ``qsm``.
+
+    The source is the region's core (:func:`core_mean`, its darkest quarter on ``swi``) or its mean,
+    whichever departs more from the tissue (the darkest SWI voxels of a small calcification can lie in its
+    dipole's lobes, not on it), or, without SWI, its signed peak; the tissue is the median of a
+    ``shell_mm`` shell around the region. Positive
+    for a bleed or an iron deposit, negative for a calcification, about 0 for no source, whatever the
+    QSM's reference offset or the iron content of the nucleus the region sits in. Voxels where the QSM
+    has no data (0 or NaN, e.g. beyond an eroded mask) and shell voxels in ``exclude`` (other lesions)
+    are left out; NaN when the region or its shell has no data."""
+    box, region, shell = local_shell(qsm.shape, coords, spacing, shell_mm)
+    values = qsm[box]
+    measured = np.isfinite(values) & (values != 0)
+    shell &= measured
+    if exclude is not None:
+        shell &= ~exclude[box]
+    inside = region & measured
+    if not inside.any() or not shell.any():
+        return math.nan
+    tissue = float(np.median(values[shell]))
+    if swi is None:
+        return signed_peak(values[inside]) - tissue
+    departures = (core_mean(values[inside], swi[box][inside]) - tissue, float(values[inside].mean()) - tissue)
+    return max(departures, key=abs)
 
 
 def region_features(
@@ -136,7 +181,7 @@ def region_features(
     """One row per id of ``lesion_ids`` (index ``lesion_id``) with :data:`FEATURE_COLUMNS`.
 
     Centroids in voxels (i, j, k) and world mm (scanner RAS through ``affine``); QSM in the units of
-    ``qsm`` (ppb on a Subject); SWI contrast against a 2 mm shell, leaving ``exclude`` out of the shell."""
+    ``qsm`` (ppb on a Subject); SWI and QSM contrast against a 2 mm shell, leaving ``exclude`` out of the shell."""
     affine = np.asarray(affine, dtype=float)
     edges = affine[:3, :3]
     spacing = voxel_sizes(affine)
@@ -166,6 +211,9 @@ def region_features(
         row["qsm_mean_ppb"] = math.nan if values is None else float(values.mean())
         row["qsm_peak_ppb"] = math.nan if values is None else signed_peak(values)
         row["qsm_core_ppb"] = math.nan if values is None or swi is None else core_mean(values, swi[tuple(coords.T)])
+        row["qsm_contrast_ppb"] = (
+            math.nan if values is None else qsm_contrast(qsm, coords, spacing, swi=swi, exclude=exclude)
+        )
         row["swi_contrast"] = math.nan if swi is None else swi_contrast(swi, coords, spacing, exclude=exclude)
         rows.append(row)
     return pd.DataFrame(rows, columns=("lesion_id", *FEATURE_COLUMNS)).set_index("lesion_id")

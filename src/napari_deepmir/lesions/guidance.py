@@ -1,10 +1,12 @@
 """The two-class labelling protocol as code: measure a region, flag contradictions, suggest a class.
 
 Rules (docs/labelling-protocol.md), after DEEPMIR (Rashid et al. 2021), MARS (Gregoire et al. 2009)
-and Liu et al. 2012: a CMB is small (diameter <= 10 mm), round and paramagnetic (positive QSM); a
-non-haemorrhage iron deposit lies in the basal ganglia, may be irregular and larger, and is
-paramagnetic; calcifications are diamagnetic (negative QSM); veins are paramagnetic tubes. The
-suggestion is advice: the rater decides.
+and Liu et al. 2012: a CMB is small (diameter <= 10 mm), round and a strong paramagnetic source; a
+non-haemorrhage iron deposit lies in the basal ganglia, may be irregular and larger, and is a weaker
+paramagnetic source; calcifications are diamagnetic; veins are paramagnetic tubes. Para- and
+diamagnetic are judged by one susceptibility rule, shared with the post-processing: the region's QSM
+source against the tissue around it (:func:`.features.qsm_contrast`). The suggestion is advice: the
+rater decides.
 """
 
 import math
@@ -17,14 +19,19 @@ from .features import region_features
 
 #: Equivalent-sphere diameter above which a region is too large for a CMB (DEEPMIR: "ten millimeters or less").
 MAX_CMB_DIAMETER_MM = 10.0
-#: QSM (ppb) beyond which a region counts as clearly paramagnetic / diamagnetic (tissue is within about +-50).
+#: QSM contrast (ppb, the region's source over the tissue around it) beyond which a region is clearly
+#: paramagnetic / diamagnetic: neighbouring tissues differ by less (grey +15, white matter -30).
 PARAMAGNETIC_PPB = 40.0
 DIAMAGNETIC_PPB = -40.0
+#: QSM contrast (ppb) of a bleed's focal haemosiderin source: several hundred ppb (Liu et al. 2012), above
+#: the +100..300 an iron deposit adds to its nucleus. In the basal ganglia a region at least
+#: IRON_MIN_DIAMETER_MM across whose source is weaker is a diffuse deposit; a bloomed CMB is as large on
+#: SWI but keeps its strong source, and a small CMB's source is weakened by partial volume only.
+FOCAL_SOURCE_PPB = 250.0
+IRON_MIN_DIAMETER_MM = 5.0
 #: A region is tubular (a vessel) when its longest axis is this many times its middle axis and it is this long.
 TUBULAR_ELONGATION = 2.5
 TUBULAR_MIN_EXTENT_MM = 8.0
-#: Irregular (not round) when the longest axis exceeds the middle one by this factor.
-IRREGULAR_ELONGATION = 1.5
 BASAL_GANGLIA = next(value for value, name in LOCATION_NAMES.items() if name == "basal ganglia")
 
 FLAG_DIAMAGNETIC = "diamagnetic: calcification, not a bleed"
@@ -43,6 +50,7 @@ class Assessment:
     extent_mm: float
     qsm_mean_ppb: float
     qsm_peak_ppb: float
+    qsm_contrast_ppb: float
     swi_contrast: float
     elongation: float
     location: str | None
@@ -68,32 +76,32 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
 
     ``labelled_as`` (``cmb``/``iron``) is the class a rater gave; class-specific flags (too large for
     a CMB, iron outside the basal ganglia) then refer to it, otherwise to the suggested class."""
-    diameter, peak, mean = features["diameter_mm"], features["qsm_peak_ppb"], features["qsm_mean_ppb"]
-    shape = features["elongation"]
-    no_qsm = math.isnan(peak) or math.isnan(mean)
-    core = features["qsm_core_ppb"]
-    # a calcification: negative on average, or negative at its SWI core (inside paramagnetic tissue)
-    diamagnetic = not no_qsm and (
-        (peak <= DIAMAGNETIC_PPB and mean < 0) or (math.isfinite(core) and core <= DIAMAGNETIC_PPB)
-    )
-    paramagnetic = not no_qsm and peak >= PARAMAGNETIC_PPB and mean > 0
+    diameter, shape, contrast = features["diameter_mm"], features["elongation"], features["qsm_contrast_ppb"]
+    no_qsm = not math.isfinite(contrast)
+    diamagnetic = not no_qsm and contrast <= DIAMAGNETIC_PPB
+    paramagnetic = not no_qsm and contrast >= PARAMAGNETIC_PPB
     tubular = shape >= TUBULAR_ELONGATION and features["extent_mm"] >= TUBULAR_MIN_EXTENT_MM
     in_basal_ganglia = location == LOCATION_NAMES[BASAL_GANGLIA]
+    qsm = "no QSM" if no_qsm else f"QSM source {contrast:+.0f} ppb over the tissue around it"
+    size = f"{diameter:.1f} mm"
 
     if diamagnetic:
-        negative = min(peak, core) if math.isfinite(core) else peak
-        suggestion, reason = "reject", f"negative QSM ({negative:.0f} ppb): a calcification"
+        suggestion, reason = "reject", f"diamagnetic ({qsm}): a calcification"
     elif tubular:
         suggestion, reason = "reject", f"tubular (axis ratio {shape:.1f} over {features['extent_mm']:.0f} mm): a vessel"
     elif not no_qsm and not paramagnetic:
-        suggestion, reason = "reject", f"no paramagnetic signal on QSM (peak {peak:.0f} ppb)"
-    elif in_basal_ganglia and (diameter > MAX_CMB_DIAMETER_MM or shape >= IRREGULAR_ELONGATION or diameter >= 4.0):
-        suggestion, reason = "iron", "paramagnetic, irregular or large, in the basal ganglia: iron deposit"
+        suggestion, reason = "reject", f"no paramagnetic source ({qsm})"
+    elif in_basal_ganglia and diameter > MAX_CMB_DIAMETER_MM:
+        suggestion, reason = "iron", f"basal ganglia; {size}, larger than a CMB; paramagnetic ({qsm}): an iron deposit"
+    elif in_basal_ganglia and not no_qsm and contrast < FOCAL_SOURCE_PPB and diameter >= IRON_MIN_DIAMETER_MM:
+        weaker = f"{qsm}, weaker than a bleed's focal source (< {FOCAL_SOURCE_PPB:.0f})"
+        suggestion, reason = "iron", f"basal ganglia; {size}, diffuse: {weaker}: an iron deposit"
     elif diameter > MAX_CMB_DIAMETER_MM:
-        suggestion, reason = "reject", f"diameter {diameter:.1f} mm is above 10 mm and outside the basal ganglia"
+        suggestion, reason = "reject", f"{size}, above 10 mm, outside the basal ganglia"
     else:
-        evidence = "SWI only (no QSM)" if no_qsm else "paramagnetic"
-        suggestion, reason = "cmb", f"small ({diameter:.1f} mm), round, {evidence}: a microbleed"
+        where = f"{location}; " if location else ""
+        evidence = "SWI only (no QSM)" if no_qsm else f"paramagnetic ({qsm})"
+        suggestion, reason = "cmb", f"{where}{size}, not tubular; {evidence}: a microbleed"
 
     as_class = labelled_as or suggestion
     flags = []
@@ -129,6 +137,7 @@ def assess_region(
         extent_mm=float(features["extent_mm"]),
         qsm_mean_ppb=float(features["qsm_mean_ppb"]),
         qsm_peak_ppb=float(features["qsm_peak_ppb"]),
+        qsm_contrast_ppb=float(features["qsm_contrast_ppb"]),
         swi_contrast=float(features["swi_contrast"]),
         elongation=float(features["elongation"]),
         location=location,

@@ -31,6 +31,13 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "qsm_mean_ppb": ("Mean magnetic susceptibility in the lesion", "ppb"),
     "qsm_peak_ppb": ("Extreme susceptibility on the side of the mean (maximum when paramagnetic)", "ppb"),
     "qsm_core_ppb": ("Mean susceptibility in the darkest quarter of the lesion on SWI (its source)", "ppb"),
+    "qsm_contrast_ppb": (
+        (
+            "Susceptibility of the lesion's source (its core or mean; its peak without SWI) above the median of a 2 mm "
+            "tissue shell around it: the susceptibility rule of the guidance and the post-processing"
+        ),
+        "ppb",
+    ),
     "qsm_coverage": (
         "Share of the lesion's voxels where the QSM has data (an eroded QSM mask leaves the cortex out)",
         None,
@@ -41,6 +48,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
     "flags": ("Labelling-protocol contradictions, ';'-separated (docs/labelling-protocol.md)", None),
     "suggested_class": ("Class the labelling protocol suggests from the evidence (cmb, iron or reject)", None),
+    "certainty": ("The rater's certainty when accepting the lesion in labelling: definite or possible (MARS)", None),
 }
 
 
@@ -74,12 +82,14 @@ def measure_lesions(
     affine: np.ndarray | None = None,
     probabilities: np.ndarray | None = None,
     locations: np.ndarray | None = None,
+    certainty: list[tuple[tuple[float, float, float], str]] | None = None,
 ) -> pd.DataFrame:
     """One row per lesion of ``labels`` (on the SWI grid) with the columns of :data:`COLUMNS`.
 
     ``subject`` (a :class:`~napari_deepmir.io.Subject`) gives the affine, SWI and QSM (ppb); without it
     ``affine`` is used (identity if None: voxels are then reported as mm) and the image columns are NaN.
-    ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map (conventions)."""
+    ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map (conventions);
+    ``certainty``: a labelling session's (centre mm, definite/possible) marks (:func:`lesion_certainty`)."""
     labels = np.asarray(labels)
     if subject is not None:
         if labels.shape != tuple(subject.shape):
@@ -126,7 +136,32 @@ def measure_lesions(
     )
     table["flags"] = [";".join(flags) for flags, _, _ in verdicts]
     table["suggested_class"] = [suggestion for _, suggestion, _ in verdicts]
+    if certainty is not None:
+        marked = lesion_certainty(lesion_ids, affine, certainty)
+        table["certainty"] = [marked.get(int(lesion)) for lesion in table["lesion_id"]]
     return table
+
+
+def lesion_certainty(
+    lesion_ids: np.ndarray, affine: np.ndarray, marks: list[tuple[tuple[float, float, float], str]]
+) -> dict[int, str]:
+    """{lesion id: certainty} from (centre mm, ``definite``/``possible``) marks: a mark belongs to the
+    lesion at its voxel, else to the lesion most of the voxels next to it hold. A lesion marked
+    definite at least once is definite (two accepted candidates painted into one lesion)."""
+    to_voxel = np.linalg.inv(np.asarray(affine, dtype=float))
+    found: dict[int, str] = {}
+    for centre, certainty in marks:
+        voxel = np.round(to_voxel[:3, :3] @ np.asarray(centre, float) + to_voxel[:3, 3]).astype(int)
+        if np.any(voxel < 0) or np.any(voxel >= lesion_ids.shape):
+            continue
+        lesion = int(lesion_ids[tuple(voxel)])
+        if not lesion:
+            near = tuple(slice(max(c - 1, 0), c + 2) for c in voxel)
+            ids = lesion_ids[near][lesion_ids[near] > 0]
+            lesion = int(np.bincount(ids).argmax()) if ids.size else 0
+        if lesion and found.get(lesion) != "definite":
+            found[lesion] = certainty
+    return found
 
 
 def qsm_verdict(flags: list[str]) -> str:

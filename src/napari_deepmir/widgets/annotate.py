@@ -1,4 +1,5 @@
-"""Guided two-class labelling: review candidates by key, paint what the detector missed, autosave.
+"""Guided two-class labelling: review candidates by key (definite / possible, a reason for each rejection),
+paint what the detector missed, autosave, export; optionally blinded (unranked, no suggestions).
 
 Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.lesions.candidates`
 (candidates, grown regions) and :mod:`napari_deepmir.lesions.guidance` (the protocol's evidence).
@@ -8,7 +9,7 @@ import html
 import math
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, LineEdit
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
@@ -28,7 +29,18 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..annotations import ACCEPTED, REJECTED, AnnotationStore, candidate_centre, candidate_seed, default_rater
+from ..annotations import (
+    ACCEPTED,
+    DEFINITE,
+    POSSIBLE,
+    REJECTED,
+    REJECTION_REASONS,
+    AnnotationStore,
+    candidate_centre,
+    candidate_seed,
+    default_rater,
+    export_session,
+)
 from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
 from ._hooks import HooksWhileShown
@@ -37,23 +49,37 @@ from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, 
 
 #: Keyboard shortcuts bound on the annotation Labels layer only: they act while it is the selected
 #: layer and go with it (napari's own Labels keys — P paint, E erase, F fill, [ and ] brush size,
-#: Ctrl+Z undo — keep working). None of these is a napari default for Labels layers.
+#: Ctrl+Z undo — keep working). None of these is a napari default for Labels layers, and no Alt key is
+#: a mnemonic of napari's menus (File, View, Layers, Plugins, Debug, Window, Help).
+#: Key -> (what it does, method, arguments).
 KEYS = {
-    "N": ("next candidate", "next"),
-    "Shift-N": ("previous candidate", "previous"),
-    "C": ("accept as microbleed", "accept_cmb"),
-    "I": ("accept as iron deposit", "accept_iron"),
-    "R": ("reject", "reject"),
-    "G": ("guidance at the cursor", "assess_at_cursor"),
-    "Shift-C": ("paint microbleed", "paint_cmb"),
-    "Shift-I": ("paint iron deposit", "paint_iron"),
+    "N": ("next candidate", "next", ()),
+    "Shift-N": ("previous candidate", "previous", ()),
+    "C": ("accept: microbleed, definite", "accept", (CMB, DEFINITE)),
+    "Alt-C": ("accept: microbleed, possible", "accept", (CMB, POSSIBLE)),
+    "I": ("accept: iron deposit, definite", "accept", (IRON, DEFINITE)),
+    "Alt-I": ("accept: iron deposit, possible", "accept", (IRON, POSSIBLE)),
+    "R": ("reject: other", "reject", ("other",)),
+    "Alt-E": ("reject: vein", "reject", ("vein",)),
+    "Alt-K": ("reject: calcification", "reject", ("calcification",)),
+    "Alt-O": ("reject: flow void", "reject", ("flow void",)),
+    "Alt-S": ("reject: cortical superficial siderosis", "reject", ("cortical superficial siderosis",)),
+    "Alt-M": ("reject: cavernoma", "reject", ("cavernoma",)),
+    "Alt-A": ("reject: artefact", "reject", ("artefact",)),
+    "G": ("guidance at the cursor", "assess_at_cursor", ()),
+    "Shift-C": ("paint microbleed", "paint_mode", (CMB,)),
+    "Shift-I": ("paint iron deposit", "paint_mode", (IRON,)),
 }
+BLINDED_NOTE = (
+    "Blinded session: candidates in a random order, no suggestions, no model probabilities. It stays blinded."
+)
 #: Delay (ms) between the last brush stroke and the autosave; unsignalled edits (undo) are saved every few seconds.
 AUTOSAVE_DELAY_MS = 1500
 AUTOSAVE_POLL_MS = 5000
 #: A candidate is shown this many times larger than the whole-brain view.
 CANDIDATE_ZOOM = 2.0
 _DECISION_TEXT = {ACCEPTED[CMB]: "CMB", ACCEPTED[IRON]: "iron", REJECTED: "rejected"}
+_REJECT_CHOICE = "Reject because…"
 _WARNING_COLOUR = "#ff9f1a"
 
 
@@ -65,13 +91,15 @@ def _ppb(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:+.0f} ppb"
 
 
-def guidance_html(evidence: dict, *, title: str) -> str:
-    """The protocol's evidence on one region (an Assessment's or a candidate row's values) as rich text."""
-    qsm_mean = float(evidence["qsm_mean_ppb"])
-    sign = "n/a" if not math.isfinite(qsm_mean) else ("paramagnetic (+)" if qsm_mean > 0 else "diamagnetic (−)")
+def guidance_html(evidence: dict, *, title: str, blinded: bool = False) -> str:
+    """The protocol's evidence on one region (an Assessment's or a candidate row's values) as rich text;
+    ``blinded``: the measurements only, without the protocol's flags and suggestion."""
+    contrast = float(evidence.get("qsm_contrast_ppb", math.nan))
+    sign = "n/a" if not math.isfinite(contrast) else ("paramagnetic (+)" if contrast > 0 else "diamagnetic (−)")
     rows = [
         ("diameter", f"{float(evidence['diameter_mm']):.1f} mm"),
-        ("QSM", f"{sign}; mean {_ppb(qsm_mean)}, peak {_ppb(float(evidence['qsm_peak_ppb']))}"),
+        ("QSM source", f"{_ppb(contrast)} over the tissue around it: {sign}"),
+        ("QSM", f"mean {_ppb(float(evidence['qsm_mean_ppb']))}, peak {_ppb(float(evidence['qsm_peak_ppb']))}"),
         ("SWI contrast", f"{float(evidence['swi_contrast']):.2f}"),
         ("elongation", f"{float(evidence['elongation']):.1f}"),
         ("location", html.escape(str(evidence.get("location") or "unknown"))),
@@ -81,6 +109,8 @@ def guidance_html(evidence: dict, *, title: str) -> str:
         flags = [f for f in flags.split(";") if f]
     text = [f"<b>{html.escape(title)}</b><br>"]
     text += [f"{name}: {value}<br>" for name, value in rows]
+    if blinded:
+        return "".join(text)
     text += [f"<span style='color:{_WARNING_COLOUR}'>⚠ {html.escape(flag)}</span><br>" for flag in flags]
     suggested = str(evidence.get("suggested_class") or "")
     text.append(f"suggested: <b>{html.escape(suggested)}</b> — {html.escape(str(evidence.get('reason') or ''))}")
@@ -89,7 +119,7 @@ def guidance_html(evidence: dict, *, title: str) -> str:
 
 def _keys_table() -> str:
     """The shortcuts (ours, then napari's Labels keys) as a two-column rich-text table."""
-    entries = [(key.replace("-", "+"), text) for key, (text, _) in KEYS.items()]
+    entries = [(key.replace("-", "+"), text) for key, (text, _, _) in KEYS.items()]
     entries += [("P / E / F", "paint / erase / fill"), ("[ / ]", "brush smaller / larger"), ("Ctrl+Z", "undo")]
     cells = [f"<td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(t)}&nbsp;&nbsp;</td>" for k, t in entries]
     rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
@@ -169,9 +199,16 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         where = Container(widgets=[self.folder_edit, self.rater_edit], labels=True)
         where.margins = (0, 0, 0, 0)
         layout.addWidget(where.native)
+        self.blinded_check = CheckBox(
+            text="Blinded first pass (unranked, no suggestions)",
+            tooltip="Chosen before a subject's session starts; a blinded session stays blinded",
+        )
+        layout.addWidget(self.blinded_check.native)
         self.start_button = QPushButton("Start / resume")
         self.start_button.clicked.connect(self.start)
         layout.addWidget(self.start_button)
+        self.mode_label = QLabel(wordWrap=True)
+        layout.addWidget(self.mode_label)
 
         classes = QGroupBox("Paint class")
         class_layout = QGridLayout(classes)
@@ -214,13 +251,19 @@ class AnnotateWidget(HooksWhileShown, QWidget):
             button = QPushButton(label)
             button.clicked.connect(slot)
             actions.addWidget(button, 0, column * 2, 1, 2 if column == 0 else 1)
-        for column, (label, slot) in enumerate(
-            (("CMB (C)", self.accept_cmb), ("Iron (I)", self.accept_iron), ("Reject (R)", self.reject))
-        ):
-            button = QPushButton(label)
-            button.clicked.connect(slot)
-            actions.addWidget(button, 1, column)
+        for key, column, row in (("C", 0, 1), ("I", 1, 1), ("R", 2, 1), ("Alt-C", 0, 2), ("Alt-I", 1, 2)):
+            text, method, arguments = KEYS[key]
+            label = text.split(": ", 1)[1] if key != "R" else "reject"
+            button = QPushButton(f"{label} ({key.replace('-', '+')})")
+            button.clicked.connect(lambda _=False, m=method, a=arguments: getattr(self, m)(*a))
+            actions.addWidget(button, row, column)
+        self.reject_reason = ComboBox(choices=[_REJECT_CHOICE, *REJECTION_REASONS], value=_REJECT_CHOICE)
+        self.reject_reason.changed.connect(self._reject_chosen)
+        actions.addWidget(self.reject_reason.native, 2, 2)
         layout.addLayout(actions)
+        self.export_button = QPushButton("Export lesion table and rejected candidates")
+        self.export_button.clicked.connect(self.export)
+        layout.addWidget(self.export_button)
 
         self.guidance = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -234,10 +277,10 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         layout.addWidget(keys)
 
     def _on_layer_inserted(self, event=None) -> None:
-        self.use_model.enabled = bool(self._probability_layers())
+        self._update_use_model()
 
     def _on_layer_removed(self, event=None) -> None:
-        self.use_model.enabled = bool(self._probability_layers())
+        self._update_use_model()
         if self.layer is not None and self.layer not in self.viewer.layers:
             self._release_layer(save=True)
 
@@ -251,6 +294,16 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.layer.events.paint.disconnect(self._on_paint)
         self._poll_timer.stop()
         self.layer = None
+
+    @property
+    def blinded(self) -> bool:
+        return self.session is not None and self.session.blinded
+
+    def _update_use_model(self) -> None:
+        """Model probabilities are offered when a prediction is open, never in a blinded session."""
+        if self.blinded:
+            self.use_model.value = False
+        self.use_model.enabled = not self.blinded and bool(self._probability_layers())
 
     def _probability_layers(self) -> dict[int, object]:
         found = {}
@@ -273,12 +326,13 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self._display_shape = tuple(swi.data.shape)
         try:
             self.session = AnnotationStore(self.folder_edit.value).open(
-                self.subject, rater=self.rater_edit.value.strip() or None
+                self.subject, rater=self.rater_edit.value.strip() or None, blinded=self.blinded_check.value
             )
         except ValueError as error:  # InputError: no file and no folder chosen
             self._status(str(error))
             return
         self.rater_edit.value = self.session.rater
+        self._show_mode()
         self.locations = self._locations()
         name = f"{self.subject.name} annotation"
         metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
@@ -293,10 +347,17 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self._fit_zoom = camera_of(self.viewer).zoom
         self._activate_layer()
         self._poll_timer.start()
-        self.use_model.enabled = bool(self._probability_layers())
+        self._update_use_model()
         self._show_candidates()
         self._update_counts()
         self._status(" ".join([f"Saving to {self.session.folder}", *self.session.warnings]))
+
+    def _show_mode(self) -> None:
+        """The session's mode: a blinded one says so and stays so; blinding is offered until candidates are listed."""
+        session = self.session
+        self.blinded_check.value = session.blinded
+        self.blinded_check.enabled = not session.blinded and session.candidates is None and not session.decisions
+        self.mode_label.setText(BLINDED_NOTE if session.blinded else "")
 
     def _locations(self):
         for layer in self.viewer.layers:
@@ -326,8 +387,8 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         """Bind (or unbind) the review keys on the annotation layer."""
         if self.layer is None:
             return
-        for key, (_, method) in KEYS.items():
-            self.layer.bind_key(key, self._key_handler(method) if on else None, overwrite=True)
+        for key, (text, method, arguments) in KEYS.items():
+            self.layer.bind_key(key, self._key_handler(text, method, arguments) if on else None, overwrite=True)
 
     # ---- painting -----------------------------------------------------------------------------
     def _set_paint_class(self, value: int) -> None:
@@ -339,13 +400,8 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         if self.layer is not None and self.geometry is not None:
             self.layer.brush_size = max(1, round(self.brush_mm.value / float(np.min(self.geometry.spacing))))
 
-    def paint_cmb(self) -> None:
-        self._paint_mode(CMB)
-
-    def paint_iron(self) -> None:
-        self._paint_mode(IRON)
-
-    def _paint_mode(self, value: int) -> None:
+    def paint_mode(self, value: int) -> None:
+        """Brush mode with class ``value``."""
         if self.layer is None:
             return
         self._set_paint_class(value)
@@ -381,7 +437,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
 
         probabilities = None
         layers = self._probability_layers()
-        if self.use_model.value and layers:
+        if self.use_model.value and layers and not self.blinded:
             lesion = [self.geometry.from_display(np.asarray(layers[v].data)) for v in (CMB, IRON)]
             probabilities = np.stack([np.clip(1.0 - lesion[0] - lesion[1], 0, 1), *lesion])
         self.worker = create_worker(
@@ -398,8 +454,10 @@ class AnnotateWidget(HooksWhileShown, QWidget):
     def _candidates_found(self, table) -> None:
         self.session.set_candidates(table)
         self.session.set_position(0)
+        self._show_mode()
         self._show_candidates()
-        self._status(f"{len(table)} candidates, best first")
+        order = "in a random order (blinded)" if self.blinded else "best first"
+        self._status(f"{len(table)} candidates, {order}")
 
     def _show_candidates(self, *, move: bool = True) -> None:
         self.candidate_list.blockSignals(True)
@@ -419,11 +477,14 @@ class AnnotateWidget(HooksWhileShown, QWidget):
     def _describe_row(self, index: int) -> None:
         row = self.session.candidates.iloc[index]
         decision = self.session.decision_for(row)
-        verdict = _DECISION_TEXT[decision.decision] if decision else "·"
+        verdict = "·" if decision is None else _DECISION_TEXT[decision.decision]
+        if decision is not None and (decision.certainty or decision.reason):
+            verdict += f" ({decision.certainty})" if decision.certainty else f": {decision.reason}"
         if decision is not None and decision.stale:
             verdict += " (stale: its paint is gone; decide again)"
-        evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row['qsm_mean_ppb']))}"
-        text = f"#{int(row['rank'])}  {row['suggested_class']}  {evidence}  → {verdict}"
+        evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row.get('qsm_contrast_ppb', math.nan)))}"
+        suggestion = "" if self.blinded else f"  {row['suggested_class']}"
+        text = f"#{int(row['rank'])}{suggestion}  {evidence}  → {verdict}"
         item = self.candidate_list.item(index)
         item.setText(text)
         if decision is not None and decision.decision != REJECTED and not decision.stale:
@@ -461,7 +522,8 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         centre_on(self.viewer, candidate_centre(row), zoom=zoom)
         show_marker(self.viewer, candidate_centre(row))
         self._activate_layer()
-        self.guidance.setText(guidance_html(row.to_dict(), title=f"Candidate #{int(row['rank'])} of {len(table)}"))
+        title = f"Candidate #{int(row['rank'])} of {len(table)}"
+        self.guidance.setText(guidance_html(row.to_dict(), title=title, blinded=self.blinded))
 
     def _on_row_selected(self, index: int) -> None:
         if index >= 0 and self.session is not None:
@@ -475,17 +537,22 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         if self.current is not None:
             self.go_to(self.session.position - 1)
 
-    def accept_cmb(self) -> None:
-        self._decide(CMB)
+    def accept(self, value: int, certainty: str = DEFINITE) -> None:
+        """Accept the candidate as class ``value``, ``definite`` or ``possible``; paint it and move on."""
+        self._decide(value, certainty=certainty)
 
-    def accept_iron(self) -> None:
-        self._decide(IRON)
+    def reject(self, reason: str = "other") -> None:
+        """Reject the candidate for ``reason`` (:data:`~napari_deepmir.annotations.REJECTION_REASONS`), move on."""
+        self._decide(None, reason=reason)
 
-    def reject(self) -> None:
-        self._decide(None)
+    def _reject_chosen(self, reason: str) -> None:
+        if reason != _REJECT_CHOICE:
+            self.reject(reason)
+            self.reject_reason.value = _REJECT_CHOICE
 
-    def _decide(self, value: int | None) -> None:
-        """Paint (or, when rejecting, unpaint) the candidate's grown region, record the decision, move on."""
+    def _decide(self, value: int | None, **detail) -> None:
+        """Paint (or, when rejecting, unpaint) the candidate's grown region, record the decision with its
+        certainty or reason, move on."""
         row = self.current
         if row is None or self.layer is None:
             return
@@ -499,7 +566,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
             was = CMB if previous.decision == ACCEPTED[CMB] else IRON
             painted = np.asarray(self.layer.data)[region] == was
             self.layer.data_setitem(tuple(axis[painted] for axis in region), 0)
-        self.session.record(row, REJECTED if value is None else ACCEPTED[value])
+        self.session.record(row, REJECTED if value is None else ACCEPTED[value], **detail)
         self.autosave()
         self._describe_row(self.session.position)
         self._update_progress()
@@ -529,14 +596,29 @@ class AnnotateWidget(HooksWhileShown, QWidget):
             voxel = np.round(self.geometry.napari_to_source_voxel(self.layer.data_to_world(index))).astype(int)
             region, title, labelled_as = grow_region(self.subject, voxel), "Dark blob under the cursor", None
         assessment = assess_region(region, self.subject, self.locations, labelled_as=labelled_as)
-        self.guidance.setText(guidance_html(assessment.as_dict() | {"flags": assessment.flags}, title=title))
+        evidence = assessment.as_dict() | {"flags": assessment.flags}
+        self.guidance.setText(guidance_html(evidence, title=title, blinded=self.blinded))
+
+    # ---- export -------------------------------------------------------------------------------
+    def export(self) -> None:
+        """Save, then write the lesion table (with certainty) and the rejected candidates (with reasons)."""
+        if self.session is None:
+            self._status("Start a session first")
+            return
+        self.autosave()
+        try:
+            paths = export_session(self.session, self.subject, locations=self.locations)
+        except OSError as error:
+            self._status(f"export failed: {error}")
+            return
+        self._status("exported " + ", ".join(path.name for path in paths) + f" to {self.session.folder}")
 
     # ---- keys and messages --------------------------------------------------------------------
-    def _key_handler(self, method: str):
+    def _key_handler(self, text: str, method: str, arguments: tuple):
         def handler(layer):
-            getattr(self, method)()
+            getattr(self, method)(*arguments)
 
-        handler.__doc__ = next(text for text, m in KEYS.values() if m == method)
+        handler.__doc__ = text
         return handler
 
     def _status(self, text: str) -> None:

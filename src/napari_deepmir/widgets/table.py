@@ -42,6 +42,7 @@ SHOWN_COLUMNS = (
     "z_mm",
     "qsm_mean_ppb",
     "qsm_peak_ppb",
+    "qsm_contrast_ppb",
     "swi_contrast",
     "probability_mean",
     "location",
