@@ -39,7 +39,7 @@ def model(tmp_path_factory):
 
 
 def test_find_cohort_names_what_is_missing(bids):
-    ready, problems = find_cohort(bids)
+    ready, problems = find_cohort(bids, ("swi", "qsm", "t2"))
     assert [s.participant_id for s in ready] == ["sub-001", "sub-002", "sub-003"]
     assert set(problems) == {"sub-004"} and "QSM" in problems["sub-004"] and "Chimap" in problems["sub-004"]
 
@@ -123,3 +123,20 @@ def test_provenance_per_subject_and_every_model_listed(bids, model, tmp_path, ca
     }
     summary = read_table(out / "summary.tsv").set_index("participant_id")
     assert summary.loc["sub-001", "model"] == "tiny" and summary.loc["sub-002", "model"] == "other"
+
+
+def test_without_a_model_each_subject_gets_the_shipped_model_for_its_inputs(bids, tmp_path):
+    from napari_deepmir.model.files import read_card
+    from napari_deepmir.model.registry import shipped_model_path
+
+    root = tmp_path / "bids"
+    for name in ("sub-001", "sub-004"):  # sub-004 has no QSM
+        shutil.copytree(bids / name, root / name)
+    out = tmp_path / "derivatives"
+    result = run_cohort(root, out, device="cpu", workers=1, progress=False)
+    assert sorted(result.done) == ["sub-001", "sub-004"] and not result.failed and not result.other_models()
+    made = {p: dataset_outputs(out, p).provenance()["GeneratedBy"] for p in ("sub-001", "sub-004")}
+    assert made["sub-001"]["Model"] == read_card(shipped_model_path("default")).name
+    assert made["sub-001"]["ModelChoice"] == "the subject has SWI+QSM+T2"
+    assert made["sub-004"]["Model"] == read_card(shipped_model_path("swi")).name
+    assert made["sub-004"]["ModelChoice"] == "the subject has no QSM; T2 not used (no shipped model reads SWI+T2)"

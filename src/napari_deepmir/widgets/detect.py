@@ -1,7 +1,8 @@
 """The "Detect lesions" widget: run a DEEPMIR model on the T2/SWI/QSM layers in a thread, add a Labels layer.
 
 Thin over :func:`napari_deepmir.widgets._lesions.detect_in_layers` (subject from layers, prediction,
-measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from).
+measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from, and the shipped model
+the chosen layers call for when the model is left automatic).
 """
 
 from pathlib import Path
@@ -40,25 +41,40 @@ def available_devices() -> list[str]:
     return devices
 
 
+#: The Model list's first item: the shipped model for the modalities that have a layer chosen.
+AUTOMATIC = "automatic (by the inputs)"
+
+
 def _inputs(entry) -> str:
     """A model's input modalities, e.g. ``SWI+QSM``."""
     return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
 
 
-def fill_model_box(box: QComboBox) -> None:
-    """List the models in ``box`` (the default first), each with its path and inputs as tooltip, keeping
-    the current choice when it is still listed; no change signal is emitted while filling."""
+def fill_model_box(box: QComboBox, automatic: bool = False) -> None:
+    """List the models in ``box`` (the shipped ones first, after :data:`AUTOMATIC` if ``automatic``), each
+    with its path and inputs as tooltip, keeping the current choice when it is still listed; no change
+    signal is emitted while filling."""
     from ..model.registry import list_models
 
     current = box.currentData()
     box.blockSignals(True)
     box.clear()
+    if automatic:
+        box.addItem(AUTOMATIC, AUTOMATIC)
+        box.setItemData(
+            0, "The shipped model for the chosen layers: SWI+QSM+T2, SWI+QSM or SWI", Qt.ItemDataRole.ToolTipRole
+        )
     for entry in list_models():
         box.addItem(entry.name, entry)
         box.setItemData(box.count() - 1, f"{entry.path}\ninputs: {_inputs(entry)}", Qt.ItemDataRole.ToolTipRole)
-    paths = [Path(box.itemData(i).path) for i in range(box.count())]
-    box.setCurrentIndex(paths.index(Path(current.path)) if current is not None and Path(current.path) in paths else 0)
+    keys = [_model_key(box.itemData(i)) for i in range(box.count())]
+    box.setCurrentIndex(keys.index(_model_key(current)) if current is not None and _model_key(current) in keys else 0)
     box.blockSignals(False)
+
+
+def _model_key(data):
+    """What identifies a Model list item: the automatic choice, or a model's folder."""
+    return data if data == AUTOMATIC else Path(data.path)
 
 
 class DetectWidget(QWidget):
@@ -113,7 +129,7 @@ class DetectWidget(QWidget):
 
     def refresh_models(self) -> None:
         """List the registered models again (the default first); keeps the current choice when it is still there."""
-        fill_model_box(self.model_box)
+        fill_model_box(self.model_box, automatic=True)
         self._check_inputs()
 
     def showEvent(self, event) -> None:
@@ -133,8 +149,8 @@ class DetectWidget(QWidget):
         self.model_box.setCurrentIndex(self._model_index(entry.path))
 
     def _model_index(self, path) -> int:
-        paths = [Path(self.model_box.itemData(i).path) for i in range(self.model_box.count())]
-        return paths.index(Path(path)) if Path(path) in paths else -1
+        keys = [_model_key(self.model_box.itemData(i)) for i in range(self.model_box.count())]
+        return keys.index(Path(path)) if Path(path) in keys else -1
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model", "", "DEEPMIR model (*.safetensors *.json)")
@@ -144,20 +160,37 @@ class DetectWidget(QWidget):
     # ---- inputs -------------------------------------------------------------------------------
     @property
     def model_entry(self):
-        return self.model_box.currentData()
+        """The model chosen in the list (a ModelEntry), or None when it is automatic or there is none."""
+        data = self.model_box.currentData()
+        return None if data == AUTOMATIC else data
+
+    @property
+    def automatic(self) -> bool:
+        return self.model_box.currentData() == AUTOMATIC
+
+    def model_choice(self):
+        """The model a Run would use, and why (a ModelChoice); None when there is none."""
+        from ..model.registry import ModelChoice, choose_model
+
+        if self.automatic:
+            return choose_model([m for m, layer in self.inputs.layers.items() if layer is not None])
+        entry = self.model_entry
+        return None if entry is None else ModelChoice(entry.path, entry.card, "chosen in the Model list")
 
     def missing_modalities(self) -> list[str]:
-        """Modalities the chosen model needs that have no layer chosen."""
+        """Modalities the chosen model needs that have no layer chosen (none when it is automatic)."""
         if self.model_entry is None:
             return []
         needed = self.model_entry.card.modalities
         return [m for m in MODALITIES if m in needed and self.inputs.layers[m] is None]
 
     def _check_inputs(self, *_) -> bool:
+        """Show why the inputs cannot run, or which model will run and why; True when they can run."""
         missing = self.missing_modalities()
+        ready = False
         if self.inputs.problem:
             message = self.inputs.problem
-        elif self.model_entry is None:
+        elif self.model_box.currentData() is None:
             message = "No model found: add one with Browse…"
         elif missing:
             names = " and ".join(MODALITY_TITLES[m] for m in missing)
@@ -166,10 +199,14 @@ class DetectWidget(QWidget):
                 f"choose a {names} layer, or a model without {names}."
             )
         else:
-            message = ""
+            try:
+                described = self.model_choice().describe()
+                message, ready = f"{described[:1].upper()}{described[1:]}.", True
+            except ValueError as error:  # InputError: the shipped models are missing
+                message = str(error)
         if self.worker is None:
             self.status_label.setText(message)
-        return not message
+        return ready
 
     # ---- running ------------------------------------------------------------------------------
     def run_or_cancel(self) -> None:
@@ -184,6 +221,7 @@ class DetectWidget(QWidget):
         if not self._check_inputs():
             self._report(self.status_label.text())
             return
+        choice = self.model_choice()
         from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
@@ -202,14 +240,14 @@ class DetectWidget(QWidget):
             qsm,
             t2,
             locations_layer=locations,
-            model=self.model_entry.path,
+            model=choice,
             device=self.device_box.currentText(),
             _connect=handlers,
             _start_thread=False,
         )
         self.run_button.setText("Cancel")
         self.progress.setRange(0, 0)  # busy until the first slices are done
-        self.status_label.setText(f"Detecting with {self.model_entry.name} on {swi.name}…")
+        self.status_label.setText(f"Detecting on {swi.name} with {choice.describe()}…")
         self.worker.start()
 
     def cancel(self) -> None:
@@ -229,7 +267,11 @@ class DetectWidget(QWidget):
         self.detection = detection
         self.save_button.setEnabled(True)
         self.progress.setValue(self.progress.maximum())
-        message = f"{detection.subject.name}: {count_summary(detection.measurement.table)}"
+        made_by = detection.result.model
+        message = (
+            f"{detection.subject.name}: {count_summary(detection.measurement.table)} "
+            f"(model {made_by['Model']}: {made_by['ModelChoice']})"
+        )
         default_name = lesions_layer_name(detection.subject.name)
         if self.result_layer.name != default_name:
             message += (
