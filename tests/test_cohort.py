@@ -125,18 +125,20 @@ def test_provenance_per_subject_and_every_model_listed(bids, model, tmp_path, ca
     assert summary.loc["sub-001", "model"] == "tiny" and summary.loc["sub-002", "model"] == "other"
 
 
-def test_without_a_model_each_subject_gets_the_shipped_model_for_its_inputs(bids, tmp_path):
+def test_without_a_model_each_subject_gets_the_shipped_model_for_its_inputs(tmp_path):
+    from training_scenes import write_blob_subject
+
     from napari_deepmir.model.files import read_card
     from napari_deepmir.model.registry import shipped_model_path
 
     root = tmp_path / "bids"
-    for name in ("sub-001", "sub-004"):  # sub-004 has no QSM
-        shutil.copytree(bids / name, root / name)
+    full, no_qsm = (write_blob_subject(root, index) for index in (1, 2))
+    (no_qsm / f"{no_qsm.name}_Chimap.nii.gz").unlink()
     out = tmp_path / "derivatives"
     result = run_cohort(root, out, device="cpu", workers=1, progress=False)
-    assert sorted(result.done) == ["sub-001", "sub-004"] and not result.failed and not result.other_models()
-    made = {p: dataset_outputs(out, p).provenance()["GeneratedBy"] for p in ("sub-001", "sub-004")}
-    assert made["sub-001"]["Model"] == read_card(shipped_model_path("default")).name
-    assert made["sub-001"]["ModelChoice"] == "the subject has SWI+QSM+T2"
-    assert made["sub-004"]["Model"] == read_card(shipped_model_path("swi")).name
-    assert made["sub-004"]["ModelChoice"] == "the subject has no QSM; T2 not used (no shipped model reads SWI+T2)"
+    assert sorted(result.done) == [full.name, no_qsm.name] and not result.failed and not result.other_models()
+    made = {p.name: dataset_outputs(out, p.name).provenance()["GeneratedBy"] for p in (full, no_qsm)}
+    assert made[full.name]["Model"] == read_card(shipped_model_path("default")).name
+    assert made[full.name]["ModelChoice"] == "the subject has SWI+QSM+T2"
+    assert made[no_qsm.name]["Model"] == read_card(shipped_model_path("swi")).name
+    assert made[no_qsm.name]["ModelChoice"] == "the subject has no QSM; T2 not used (no shipped model reads SWI+T2)"
