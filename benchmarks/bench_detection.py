@@ -110,7 +110,7 @@ def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tup
     (calcifications predicted as lesions, calcifications). Each subject is loaded with only the modalities
     the model reads, as a subject that has no others would be (an SWI-only model gets no QSM rule)."""
     from napari_deepmir.inference import predict_subject
-    from napari_deepmir.io import load_subject
+    from napari_deepmir.io import load_subject_dir
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
     from napari_deepmir.lesions.components import load_label_map
     from napari_deepmir.lesions.evaluate import score_lesions
@@ -118,10 +118,8 @@ def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tup
 
     scores, seconds, calcified = [], [], np.zeros(2, int)
     for subject_dir in find_subject_folders(folder):
-        files = find_subject_files(subject_dir)
-        inputs = [files[m] if m in model.card.modalities else None for m in ("qsm", "t2")]
-        subject = load_subject(files["swi"], *inputs, name=subject_dir.name)
-        truth = load_label_map(files["labels"]).data
+        subject = load_subject_dir(subject_dir, only=tuple(model.card.modalities))
+        truth = load_label_map(find_subject_files(subject_dir)["labels"]).data
         start = time.perf_counter()
         labels = predict_subject(subject, model, device=device).labels
         seconds.append(time.perf_counter() - start)

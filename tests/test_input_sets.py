@@ -115,6 +115,7 @@ def test_the_prediction_api_without_a_model_takes_the_one_for_the_inputs(subject
     _, folders = subjects
     subject = load_subject_dir(folders[1])  # SWI only: the default model would refuse it
     assert predict_subject(subject, device="cpu").labels.shape == subject.shape
+    assert load_subject_dir(folders[2], only=("swi", "qsm")).available == ("swi", "qsm")  # T2 left unread
 
 
 def test_predict_refuses_a_model_needing_a_missing_modality(subjects, tmp_path, capsys):

@@ -144,9 +144,16 @@ def _report_invalid_in_brain(subject: Subject, volume: Volume, reference: Volume
         )
 
 
-def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tuple[str, ...] = ("swi",)) -> Subject:
-    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``)."""
-    files = find_subject_files(folder)
+def load_subject_dir(
+    folder: str | Path,
+    *,
+    qsm_units: str = "auto",
+    require: tuple[str, ...] = ("swi",),
+    only: tuple[str, ...] = MODALITIES,
+) -> Subject:
+    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``); ``only``
+    these modalities are read (as if the others were missing)."""
+    files = {k: v for k, v in find_subject_files(folder).items() if k == "swi" or k in only or k not in MODALITIES}
     missing = [m for m in require if m not in files]
     if missing:
         wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
