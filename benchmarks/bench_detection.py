@@ -107,7 +107,8 @@ def calcifications_predicted(
 
 def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tuple[int, int]]:
     """Pooled lesion-wise metrics over every subject in ``folder``, the mean predict time (s) and
-    (calcifications predicted as lesions, calcifications)."""
+    (calcifications predicted as lesions, calcifications). Each subject is loaded with only the modalities
+    the model reads, as a subject that has no others would be (an SWI-only model gets no QSM rule)."""
     from napari_deepmir.inference import predict_subject
     from napari_deepmir.io import load_subject_dir
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
@@ -117,7 +118,7 @@ def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tup
 
     scores, seconds, calcified = [], [], np.zeros(2, int)
     for subject_dir in find_subject_folders(folder):
-        subject = load_subject_dir(subject_dir)
+        subject = load_subject_dir(subject_dir, only=tuple(model.card.modalities))
         truth = load_label_map(find_subject_files(subject_dir)["labels"]).data
         start = time.perf_counter()
         labels = predict_subject(subject, model, device=device).labels
@@ -144,11 +145,11 @@ def main(argv=None) -> int:
     import torch
 
     from napari_deepmir.model.files import load_model
-    from napari_deepmir.model.registry import default_model_path
+    from napari_deepmir.model.registry import resolve_model
     from napari_deepmir.phantom import Acquisition
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="model folder or shipped name (default: default)")
     parser.add_argument("--subjects", type=int, default=3)
     parser.add_argument("--seed", type=int, default=9000)
     parser.add_argument("--device", default="cpu")
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
             for folders in pool.map(_generate_missing, *zip(*jobs)):
                 print(f"generated {folders}", flush=True)
         return 0
-    model = load_model(args.model or default_model_path(), args.device)
+    model = load_model(resolve_model(args.model), args.device)
     print(
         f"model {model.card.name} ({model.path}); {args.subjects} held-out subjects per set, seeds {seed}+",
         file=sys.stderr,

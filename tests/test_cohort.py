@@ -39,7 +39,7 @@ def model(tmp_path_factory):
 
 
 def test_find_cohort_names_what_is_missing(bids):
-    ready, problems = find_cohort(bids)
+    ready, problems = find_cohort(bids, ("swi", "qsm", "t2"))
     assert [s.participant_id for s in ready] == ["sub-001", "sub-002", "sub-003"]
     assert set(problems) == {"sub-004"} and "QSM" in problems["sub-004"] and "Chimap" in problems["sub-004"]
 
@@ -123,3 +123,22 @@ def test_provenance_per_subject_and_every_model_listed(bids, model, tmp_path, ca
     }
     summary = read_table(out / "summary.tsv").set_index("participant_id")
     assert summary.loc["sub-001", "model"] == "tiny" and summary.loc["sub-002", "model"] == "other"
+
+
+def test_without_a_model_each_subject_gets_the_shipped_model_for_its_inputs(tmp_path):
+    from training_scenes import write_blob_subject
+
+    from napari_deepmir.model.files import read_card
+    from napari_deepmir.model.registry import shipped_model_path
+
+    root = tmp_path / "bids"
+    full, no_qsm = (write_blob_subject(root, index) for index in (1, 2))
+    (no_qsm / f"{no_qsm.name}_Chimap.nii.gz").unlink()
+    out = tmp_path / "derivatives"
+    result = run_cohort(root, out, device="cpu", workers=1, progress=False)
+    assert sorted(result.done) == [full.name, no_qsm.name] and not result.failed and not result.other_models()
+    made = {p.name: dataset_outputs(out, p.name).provenance()["GeneratedBy"] for p in (full, no_qsm)}
+    assert made[full.name]["Model"] == read_card(shipped_model_path("default")).name
+    assert made[full.name]["ModelChoice"] == "the subject has SWI+QSM+T2"
+    assert made[no_qsm.name]["Model"] == read_card(shipped_model_path("swi")).name
+    assert made[no_qsm.name]["ModelChoice"] == "the subject has no QSM; T2 not used (no shipped model reads SWI+T2)"

@@ -96,7 +96,9 @@ def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_m
     table = detection.measurement.table
     ids = viewer.layers["sub-tiny lesions ids"]
     assert len(ids.features) == len(table) + 1 and not ids.visible  # one row per lesion plus the background
-    assert widget.status_label.text() == f"sub-tiny: {count_summary(table)}"
+    assert (
+        widget.status_label.text() == f"sub-tiny: {count_summary(table)} (model tiny-swi-qsm: chosen in the Model list)"
+    )
 
 
 def test_cancel_leaves_no_result_and_run_comes_back(make_napari_viewer, qtbot, tiny_models):
@@ -128,11 +130,13 @@ def test_missing_modality_gives_a_message_and_runs_nothing(make_napari_viewer, q
     assert widget.worker is None and widget.run_button.text() == "Run"
     assert "sub-tiny lesions" not in viewer.layers
     widget.inputs.pickers["t2"].value = viewer.layers["sub-tiny SWI"]
-    assert widget.missing_modalities() == [] and widget.status_label.text() == ""
+    assert widget.missing_modalities() == []
+    assert widget.status_label.text() == "Model tiny-all: chosen in the Model list."
 
 
 def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_models):
     from napari_deepmir.model.registry import list_models, register_model
+    from napari_deepmir.widgets._model_inputs import AUTOMATIC
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
@@ -140,8 +144,8 @@ def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_
     assert "tiny-all" not in names
     register_model(tiny_models["tiny-all"])  # as the fine-tuning widget does
     widget.refresh_models()
-    names = [entry.name for entry in widget.model_box.choices]
-    assert names == [entry.name for entry in list_models()] and "tiny-all" in names
+    names = [widget.model_box.native.itemText(i) for i in range(widget.model_box.native.count())]
+    assert names == [AUTOMATIC] + [entry.name for entry in list_models()] and "tiny-all" in names
 
 
 def test_errors_are_reported_and_the_viewer_keeps_going(

@@ -12,7 +12,7 @@ from napari_deepmir.io import load_subject_dir
 from napari_deepmir.model.files import load_model, model_sha256
 from napari_deepmir.model.registry import register_model, user_models_dir
 from napari_deepmir.training.trainer import TrainingConfig, train
-from napari_deepmir.widgets._model_inputs import choose_model
+from napari_deepmir.widgets._model_inputs import select_model
 from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
 
@@ -55,7 +55,7 @@ def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_th
     assert widget.annotations.value == [annotation]  # selected for training by default
     widget.add_folder(subjects[1])
     widget.add_folder(subjects[2])
-    choose_model(widget.base_box, base_model)
+    select_model(widget.base_box, base_model)
     widget.name_edit.value = "tuned-in-viewer"
     widget.steps_box.value = 400
     widget.val_box.value = 0.34
@@ -116,7 +116,7 @@ def test_stop_during_a_validation_abandons_it_and_writes_nothing(make_napari_vie
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
     for folder in subjects[1:]:
         widget.add_folder(folder)
-    choose_model(widget.base_box, base)
+    select_model(widget.base_box, base)
     widget.name_edit.value = "never-written"
     widget.val_box.value = 0.5
     widget.device_box.value = "cpu"

@@ -35,7 +35,7 @@ def test_pickers_take_one_subjects_layers_and_follow_the_viewer(make_napari_view
     viewer.open(str(second), plugin="napari-deepmir")
     detect.inputs.pickers["swi"].value = viewer.layers[f"{second.name} SWI"]
     assert _names(detect.inputs) == _subject_names(second)  # choosing the SWI brings its subject's QSM and T2
-    assert detect.status_label.text() == ""
+    assert detect.status_label.text() == "Model deepmir-default-synthetic: the subject has SWI+QSM+T2."
 
     viewer.layers[f"{second.name} QSM"].name = "susceptibility"
     assert detect.inputs.pickers["qsm"].native.currentText() == "susceptibility"

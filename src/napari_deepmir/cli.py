@@ -14,7 +14,11 @@ from .progress import progress_bar
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", type=Path, default=None, help="model folder or .safetensors file (default: the shipped model)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder, .safetensors file or shipped model name (default, swi-qsm, swi); default: the shipped "
+        "model reading the most of the subject's inputs (SWI+QSM+T2, SWI+QSM or SWI)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
 
@@ -71,8 +75,13 @@ def _use_brain_mask(subject, path: Path) -> None:
     subject.mask = subject.mask & mask if (subject.mask & mask).any() else mask
 
 
+def _add_modalities_arg(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--modalities", nargs="+", choices=("swi", "qsm", "t2"), default=None, help=help_text)
+
+
 def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
     group = parser.add_argument_group("training")
+    group.add_argument("--name", default=None, help="the new model's name (default: the --out folder's name)")
     group.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
     group.add_argument(
         "--lr", type=float, default=lr, help=f"peak learning rate, AdamW with warm-up + cosine (default {lr:g})"
@@ -216,13 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--context-slices", type=int, default=1, help="neighbouring slices either side given as input (default 1)"
     )
-    train.add_argument(
-        "--modalities",
-        nargs="+",
-        choices=("swi", "qsm", "t2"),
-        default=["swi", "qsm", "t2"],
-        help="input modalities (default: swi qsm t2)",
-    )
+    _add_modalities_arg(train, "input modalities (default: swi qsm t2)")
     train.add_argument(
         "--spacing",
         type=float,
@@ -239,7 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)"
     )
     finetune.add_argument("--out", type=Path, required=True, help="model folder to write")
-    finetune.add_argument("--base", type=Path, default=None, help="model to start from (default: the shipped model)")
+    finetune.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="model to start from: a model folder or a shipped model's name (default, swi-qsm, swi; default: default)",
+    )
+    _add_modalities_arg(
+        finetune,
+        "input modalities of the new model, a subset of the base's (default: the base's); the others' input "
+        "channels are dropped from the base's first layer",
+    )
     _add_training_args(finetune, steps=300, lr=3e-4)
     finetune.set_defaults(handler=_cmd_finetune)
 
@@ -446,16 +459,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .io.outputs import OutputSet, check_can_write
+    from .model.registry import choose_model
     from .pipeline import detect, write_detection
 
     subject = _load_subject_from_args(args)
     outputs = OutputSet(args.out, subject.name)
     check_can_write(outputs, overwrite=args.overwrite)  # before the work, not after it
+    choice = choose_model(subject.available, args.model)
     locations = _subject_label_map(args, subject, args.locations, "locations")
     for warning in subject.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    print(f"{subject.name}: {choice.describe()}", file=sys.stderr)
     with progress_bar(f"predict {subject.name}", unit="batch") as bar:
-        result = detect(subject, args.model, device=args.device, locations=locations, progress=_bar_updater(bar))
+        result = detect(subject, choice, device=args.device, locations=locations, progress=_bar_updater(bar))
     for warning in result.warnings[len(subject.warnings) :]:  # the model's: acquisition outside its training
         print(f"warning: {warning}", file=sys.stderr)
     write_detection(result, outputs, overwrite=args.overwrite)
@@ -478,6 +494,7 @@ def _training_config(args: argparse.Namespace, **extra):
 
     return TrainingConfig(
         out=args.out,
+        name=args.name,
         data=list(args.data),
         steps=args.steps,
         lr=args.lr,
@@ -539,17 +556,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         base_filters=args.base_filters,
         depth=args.depth,
         context_slices=args.context_slices,
-        modalities=tuple(m for m in ("swi", "qsm", "t2") if m in args.modalities),
+        modalities=args.modalities and tuple(args.modalities),
         spacing_mm=None if args.spacing is None else tuple(args.spacing),
     )
     return _run_training(config, "deepmir train")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .model.registry import default_model_path
+    from .model.registry import resolve_model
 
-    base = args.base if args.base is not None else default_model_path()
-    return _run_training(_training_config(args, base=base), "deepmir finetune")
+    config = _training_config(
+        args, base=resolve_model(args.base), modalities=args.modalities and tuple(args.modalities)
+    )
+    return _run_training(config, "deepmir finetune")
 
 
 def _subject_label_map(args: argparse.Namespace, subject, given: Path | None, kind: str):
@@ -667,10 +686,7 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
     )
     for participant, reason in sorted(result.failed.items()):
         print(f"failed: {participant}: {reason}", file=sys.stderr)
-    from .model.files import model_sha256
-    from .model.registry import resolve_model
-
-    others = result.other_models(model_sha256(resolve_model(args.model)))
+    others = result.other_models()
     if others:
         print(
             f"note: {len(others)} skipped subject(s) were made by another model ({', '.join(others[:5])}"

@@ -7,7 +7,8 @@ threads slow everything down badly. Each subject goes through the one detection 
 (:mod:`.pipeline`) and its outputs are one BIDS-derivative output set (:mod:`.io.outputs`) whose sidecar
 names the model that made it: a subject with a complete set is done, and a re-run skips it unless
 ``overwrite``. Folders named against BIDS, subjects missing a modality and subjects that fail go to
-``failures.tsv``; the others run.
+``failures.tsv``; the others run. Without a model given, each subject gets the shipped model for the
+modalities it has (:func:`~napari_deepmir.model.registry.choose_model`).
 """
 
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .conventions import BIDS_SUFFIXES
+from .conventions import BIDS_SUFFIXES, MODALITIES
 from .io import InputError
 from .io.bids import find_subject_files, has_swi, subject_id
 from .io.outputs import LOOKUP, dataset_outputs, ensure_writable_folder
@@ -35,6 +36,7 @@ class CohortSubject:
     participant_id: str  # sub-X, or sub-X_ses-Y for sessions
     folder: Path
     locations: Path | None = None  # its location map, when it has one
+    modalities: tuple[str, ...] = ("swi",)  # the modalities it has files for
 
 
 @dataclass
@@ -45,10 +47,13 @@ class CohortResult:
     failed: dict[str, str] = field(default_factory=dict)
     #: participant -> provenance of its outputs (model name and sha256), done and skipped alike
     models: dict[str, dict] = field(default_factory=dict)
+    #: participant -> sha256 of the model this run chose for it
+    chosen: dict[str, str] = field(default_factory=dict)
 
-    def other_models(self, sha256: str | None) -> list[str]:
-        """Participants whose outputs were made by a model other than ``sha256`` (earlier runs, skipped now)."""
-        return sorted(p for p, m in self.models.items() if m.get("ModelSha256") != sha256)
+    def other_models(self) -> list[str]:
+        """Participants whose outputs were made by a model other than the one this run chose for them
+        (earlier runs, skipped now)."""
+        return sorted(p for p, m in self.models.items() if m.get("ModelSha256") != self.chosen.get(p))
 
     def summary_line(self) -> str:
         total = len(self.done) + len(self.skipped) + len(self.failed)
@@ -79,7 +84,7 @@ def _subject_folders(root: Path) -> tuple[list[tuple[str, Path]], dict[str, str]
     return found, refused
 
 
-def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple[list[CohortSubject], dict[str, str]]:
+def find_cohort(bids_root: str | Path, modalities=("swi",)) -> tuple[list[CohortSubject], dict[str, str]]:
     """Subjects of ``bids_root`` (``sub-X/``, ``sub-X/anat/``, ``sub-X/ses-Y/anat/``) with every needed
     modality (an SWI may be made from a gradient-echo magnitude and phase), and the others (folders named
     against BIDS included) with the reason they cannot run."""
@@ -102,12 +107,14 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
             wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
-            ready.append(CohortSubject(participant, folder, files.get("locations")))
+            ready.append(
+                CohortSubject(participant, folder, files.get("locations"), tuple(m for m in MODALITIES if m in files))
+            )
     return ready, problems
 
 
 def process_subject(
-    subject: CohortSubject, out_dir: str | Path, model_path: str, device: str, overwrite: bool, threads: int
+    subject: CohortSubject, out_dir: str | Path, choice, device: str, overwrite: bool, threads: int
 ) -> dict:
     """Detect, measure and write one subject (a Dask task) through :mod:`..pipeline`. Never raises:
     failures are reported. A subject whose output set is complete is skipped unless ``overwrite``."""
@@ -120,7 +127,7 @@ def process_subject(
         model = {k: made.get(k) for k in ("Model", "ModelSha256")}
         return outcome | {"status": "skipped", "lesions": read_table(outputs.lesions), "model": model}
     try:
-        result = _detect_and_write(subject, outputs, model_path, device, overwrite, threads)
+        result = _detect_and_write(subject, outputs, choice, device, overwrite, threads)
     except InputError as error:
         return outcome | {"status": "failed", "reason": str(error)}
     except Exception as error:  # noqa: BLE001 (one subject must never stop the cohort; reason to failures.tsv)
@@ -129,7 +136,8 @@ def process_subject(
     return outcome | {"status": "done", "lesions": result.table, "model": model}
 
 
-def _detect_and_write(subject: CohortSubject, outputs, model_path: str, device: str, overwrite: bool, threads: int):
+def _detect_and_write(subject: CohortSubject, outputs, choice, device: str, overwrite: bool, threads: int):
+    """Detect with ``choice`` (a ModelChoice), loaded once per worker, and write the subject's outputs."""
     import torch
 
     from .io import load_subject_dir
@@ -138,11 +146,12 @@ def _detect_and_write(subject: CohortSubject, outputs, model_path: str, device: 
     from .pipeline import detect, write_detection
 
     torch.set_num_threads(threads)
-    if model_path not in _MODELS:
-        _MODELS[model_path] = load_model(model_path, device if device != "auto" else "cpu")
+    if choice.path not in _MODELS:
+        _MODELS[choice.path] = load_model(choice.path, device if device != "auto" else "cpu")
     data = load_subject_dir(subject.folder)
     locations = None if subject.locations is None else load_location_map(subject.locations).data
-    result = detect(data, _MODELS[model_path], device=device, locations=locations)
+    result = detect(data, _MODELS[choice.path], device=device, locations=locations)
+    result.model["ModelChoice"] = choice.reason
     write_detection(result, outputs, overwrite=overwrite, lookup=False)  # the lookup lives at the dataset root
     return result
 
@@ -161,18 +170,19 @@ def run_cohort(
     """Run every subject of ``bids_root``; write per-subject outputs and the cohort tables to ``out_dir``."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from .model.files import read_card
-    from .model.registry import resolve_model
+    from .model.files import model_sha256, read_card
+    from .model.registry import choose_model, resolve_model
     from .progress import progress_bar
 
-    model_path = str(resolve_model(model).resolve())
-    card = read_card(model_path)
-    subjects, problems = find_cohort(bids_root, tuple(card.modalities))
+    needed = ("swi",) if model is None else tuple(read_card(resolve_model(model)).modalities)
+    subjects, problems = find_cohort(bids_root, needed)
+    choices = {s.participant_id: choose_model(s.modalities, model) for s in subjects}
+    shas = {path: model_sha256(path) for path in {c.path for c in choices.values()}}
     out_dir = ensure_writable_folder(out_dir)  # before any work: a read-only disk fails now, not after the cohort
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // 2)
     threads = max(1, cores // workers)
-    result = CohortResult(out_dir, failed=dict(problems))
+    result = CohortResult(out_dir, failed=dict(problems), chosen={p: shas[c.path] for p, c in choices.items()})
     rows: list[dict] = []
     lesion_tables: list[pd.DataFrame] = []
     cluster = (
@@ -183,7 +193,9 @@ def run_cohort(
     try:
         with Client(scheduler or cluster) as client:
             futures = [
-                client.submit(process_subject, s, out_dir, model_path, device, overwrite, threads, pure=False)
+                client.submit(
+                    process_subject, s, out_dir, choices[s.participant_id], device, overwrite, threads, pure=False
+                )
                 for s in subjects
             ]
             with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:

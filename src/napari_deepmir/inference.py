@@ -212,13 +212,16 @@ def iter_predict(
 ) -> Generator[tuple[int, int], None, Prediction]:
     """Predict a subject; yields ``(done, total)`` slice batches, returns a :class:`Prediction`.
 
-    ``model``: None (the shipped default), a model folder/file, or a LoadedModel. Closing the
-    generator cancels between batches. ``bf16`` runs the network under bfloat16 autocast.
+    ``model``: None (the shipped model for the subject's inputs, see ``model.registry.choose_model``), a
+    model folder/file/name, or a LoadedModel. Closing the generator cancels between batches. ``bf16`` runs
+    the network under bfloat16 autocast.
     """
     import torch
 
+    from .model.registry import choose_model
+
     torch_device = select_device(device) if isinstance(device, str) else device
-    loaded = loaded_model(model, torch_device)
+    loaded = loaded_model(choose_model(subject.available).path if model is None else model, torch_device)
     card, module = loaded.card, loaded.module
     prepared = prepare_input(subject, card)
     batches = _slice_batches(prepared, card.context_slices, batch_size)

@@ -21,8 +21,9 @@ from .progress import run_to_end
 @dataclass
 class DetectionResult:
     """A subject's prediction, measured: labels and probabilities on the SWI grid, the lesion table, the
-    lesion-id map (one value per lesion, as in the table), the model's provenance, and the warnings: the
-    subject's own and those of an acquisition outside the model's training ranges."""
+    lesion-id map (one value per lesion, as in the table), the model's provenance (with why that model ran,
+    ``ModelChoice``, when it was chosen by name or by the subject's inputs), and the warnings: the subject's
+    own and those of an acquisition outside the model's training ranges."""
 
     subject: Subject
     labels: np.ndarray
@@ -47,15 +48,32 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=order)
 
 
-def model_provenance(loaded) -> dict:
-    """Name, folder and sha256 of a loaded model (its identity in every output)."""
+def model_provenance(loaded, choice=None) -> dict:
+    """Name, folder and sha256 of a loaded model (its identity in every output), and why it ran when
+    ``choice`` (a :class:`~napari_deepmir.model.registry.ModelChoice`) says."""
     from .model.files import model_sha256
 
-    return {
+    provenance = {
         "Model": loaded.card.name,
         "ModelPath": None if loaded.path is None else str(loaded.path),
         "ModelSha256": model_sha256(loaded.path),
+        "ModelInputs": list(loaded.card.modalities),
     }
+    if choice is not None:
+        provenance["ModelChoice"] = choice.reason
+    return provenance
+
+
+def choose_subject_model(subject: Subject, model=None):
+    """(model to load, its ModelChoice or None): ``model`` as given when it is already loaded (a
+    LoadedModel), else the :func:`~napari_deepmir.model.registry.choose_model` for the subject's inputs."""
+    from .model.files import LoadedModel
+    from .model.registry import ModelChoice, choose_model
+
+    if isinstance(model, LoadedModel):
+        return model, None
+    choice = model if isinstance(model, ModelChoice) else choose_model(subject.available, model)
+    return choice.path, choice
 
 
 def iter_detect(
@@ -67,17 +85,19 @@ def iter_detect(
     bf16: bool = False,
 ) -> Generator[tuple[int, int], None, DetectionResult]:
     """Predict and measure ``subject``; yields ``(done, total)`` slice batches (closing it cancels) and returns
-    a :class:`DetectionResult`. ``model``: None (the shipped default), a model folder or a LoadedModel;
-    ``locations``: a location map on the SWI grid for the table's ``location`` column."""
+    a :class:`DetectionResult`. ``model``: None (the shipped model for the subject's inputs), a model
+    folder or name, a ModelChoice or a LoadedModel; ``locations``: a location map on the SWI grid for the
+    table's ``location`` column."""
     from .inference import iter_predict, loaded_model, select_device
     from .lesions.measure import label_lesions, measure_lesions
 
+    model, choice = choose_subject_model(subject, model)
     torch_device = select_device(device) if isinstance(device, str) else device
     loaded = loaded_model(model, torch_device)
     prediction = yield from iter_predict(subject, loaded, device=torch_device, return_probabilities=True, bf16=bf16)
     table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
     lesion_ids, _ = label_lesions(prediction.labels)
-    provenance = model_provenance(loaded) | {"Device": str(torch_device)}
+    provenance = model_provenance(loaded, choice) | {"Device": str(torch_device)}
     warnings = [*subject.warnings, *loaded.card.range_warnings(subject.scan)]
     return DetectionResult(
         subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance, warnings

@@ -221,12 +221,14 @@ def load_subject_dir(
     require: tuple[str, ...] = ("swi",),
     phase_sign: int = 1,
     registration: str = "auto",
+    only: tuple[str, ...] = MODALITIES,
 ) -> Subject:
-    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``).
+    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``); ``only``
+    these modalities are read (as if the others were missing).
 
     A folder without an SWI but with a gradient-echo magnitude and phase (``_part-mag_T2starw``,
     ``_part-phase_T2starw``) gets an SWI made from them (see :func:`load_subject`)."""
-    files = find_subject_files(folder)
+    files = {k: v for k, v in find_subject_files(folder).items() if k == "swi" or k in only or k not in MODALITIES}
     missing = [m for m in require if m not in files and not (m == "swi" and has_swi(files))]
     if missing:
         wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)

@@ -63,7 +63,7 @@ def load_annotated_subject(folder: str | Path, card) -> AnnotatedSubject:
     files = find_subject_files(folder)
     if "labels" not in files:
         raise InputError(folder, f"no label map found (looked for *_{BIDS_SUFFIXES['labels']}.nii.gz)")
-    subject = load_subject_dir(folder)
+    subject = load_subject_dir(folder, only=tuple(card.modalities))  # validated as a subject with just these
     labels = load_label_map(files["labels"])
     check_same_grid(Volume(subject.swi, subject.affine, subject.paths.get("swi")), labels)
     return prepare_annotated(subject, labels.data, card, files["labels"])

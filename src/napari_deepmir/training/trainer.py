@@ -28,6 +28,7 @@ from .checkpoint import STATE, TENSORS, has_checkpoint, load_checkpoint, save_ch
 from .data import AnnotatedSubject, annotated_folders, load_annotated_subject, prepare_annotated
 from .losses import LesionLoss
 from .sampling import PatchSampler
+from .transfer import drop_modalities
 
 #: Thresholds tried on the validation subjects for ``postprocess.min_probability``.
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -39,8 +40,10 @@ THRESHOLD_SUBJECTS = 4
 class TrainingConfig:
     """Everything a training run needs. ``data`` folders and/or in-memory ``samples`` (subject, labels).
 
-    ``base``: a model to fine-tune (its architecture and working grid are kept); without it a new
-    network is built from ``base_filters``, ``depth``, ``context_slices``, ``modalities``, ``spacing_mm``.
+    ``base``: a model to fine-tune (its architecture and working grid are kept); ``modalities``, if given
+    with a base, a subset of the base's: the other modalities' input channels are dropped from its
+    first layer (:mod:`.transfer`). Without a base a new network is built from ``base_filters``,
+    ``depth``, ``context_slices``, ``modalities`` (default all), ``spacing_mm``.
     ``overwrite``: replace a model already at ``out`` (a folder holding anything else is never replaced).
     ``patience``: validations without improvement before stopping early (0: never); ``max_minutes``:
     a wall-time budget, after which the run validates once more and ends (the learning rate anneals
@@ -56,7 +59,7 @@ class TrainingConfig:
     base_filters: int = 16
     depth: int = 5
     context_slices: int = 1
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] | None = None
     spacing_mm: tuple[float, float, float] | None = None
     steps: int = 300
     lr: float = 1e-3
@@ -201,7 +204,7 @@ def _new_card(config: TrainingConfig):
                 "depth": config.depth,
                 "context_slices": config.context_slices,
             },
-            modalities=list(config.modalities),
+            modalities=list(config.modalities or MODALITIES),
             **extra,
         )
     except (ValueError, TypeError) as error:
@@ -215,9 +218,14 @@ def _initial_model(config: TrainingConfig, device):
 
     if config.base is not None:
         base = load_model(config.base, device)
-        card = copy.deepcopy(base.card)
-        card.name = config.name or Path(config.out).name
+        name = config.name or Path(config.out).name
         parent = {"name": base.card.name, "sha256": model_sha256(base.path)}
+        if config.modalities and set(config.modalities) != set(base.card.modalities):
+            module, card = drop_modalities(base.module, base.card, config.modalities, name)
+            parent["dropped_modalities"] = [m for m in base.card.modalities if m not in card.modalities]
+            return module, card, parent
+        card = copy.deepcopy(base.card)
+        card.name = name
         return base.module, card, parent
     card = _new_card(config)
     arch = card.architecture
@@ -275,7 +283,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
     full volumes and scores them lesion-wise; an improvement of the mean F1 saves the model at once.
     """
     from ..inference import select_device
-    from ..model.files import check_model_destination, load_model
+    from ..model.files import check_model_destination
 
     started = time.perf_counter()
     config = dataclasses.replace(config, out=Path(config.out), base=None if config.base is None else Path(config.base))
@@ -420,7 +428,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
     if not state["saved"] and state["step"] > 0:
         # no validation improved on the start: keep the base's weights (fine-tune) or the last ones (no validation)
         if parent is not None and val_subjects:
-            module = load_model(config.base, device).module
+            module = _initial_model(config, device)[0]
         else:
             state["best_step"] = state["step"]
             if config.tune_threshold and not val_subjects:  # a stale threshold would hide what was learnt

@@ -25,28 +25,42 @@ def model_inputs(entry) -> str:
     return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
 
 
+#: The first choice of an automatic model picker: the shipped model for the modalities that have a layer chosen.
+AUTOMATIC = "automatic (by the inputs)"
+
+
 def _model_choices(widget=None) -> list[tuple[str, object]]:
     from ..model.registry import list_models
 
     return [(entry.name, entry) for entry in list_models()]
 
 
-def model_picker(label: str) -> ComboBox:
-    """The registered models (the default first); ``reset_choices()`` lists them again and keeps the
-    choice while it is listed. The tooltip gives the chosen model's folder and inputs."""
-    picker = ComboBox(label=label, choices=_model_choices)
+def _automatic_and_model_choices(widget=None) -> list[tuple[str, object]]:
+    return [(AUTOMATIC, AUTOMATIC), *_model_choices()]
+
+
+def model_picker(label: str, automatic: bool = False) -> ComboBox:
+    """The registered models (the default first, after :data:`AUTOMATIC` if ``automatic``);
+    ``reset_choices()`` lists them again and keeps the choice while it is listed. The tooltip gives the
+    chosen model's folder and inputs."""
+    picker = ComboBox(label=label, choices=_automatic_and_model_choices if automatic else _model_choices)
 
     def describe(entry) -> None:
-        picker.tooltip = None if entry is None else f"{entry.path}\ninputs: {model_inputs(entry)}"
+        if entry == AUTOMATIC:
+            picker.tooltip = "The shipped model for the chosen layers: SWI+QSM+T2, SWI+QSM or SWI"
+        else:
+            picker.tooltip = None if entry is None else f"{entry.path}\ninputs: {model_inputs(entry)}"
 
     picker.changed.connect(describe)
     describe(picker.value)
     return picker
 
 
-def choose_model(picker: ComboBox, path: str | Path) -> None:
+def select_model(picker: ComboBox, path: str | Path) -> None:
     """Choose the listed model stored at ``path``."""
-    picker.value = next(entry for entry in picker.choices if Path(entry.path) == Path(path).resolve())
+    picker.value = next(
+        entry for entry in picker.choices if entry != AUTOMATIC and Path(entry.path) == Path(path).resolve()
+    )
 
 
 def device_picker() -> ComboBox:

@@ -1,7 +1,8 @@
 """The "Detect lesions" widget: run a DEEPMIR model on the T2/SWI/QSM layers in a thread, add a Labels layer.
 
 Thin over :func:`napari_deepmir.widgets._lesions.detect_in_layers` (subject from layers, prediction,
-measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from).
+measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from, and the shipped model
+the chosen layers call for when the model is left automatic).
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..lesions.measure import count_summary
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
-from ._model_inputs import choose_model, device_picker, model_inputs, model_picker
+from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker, select_model
 
 
 class DetectWidget(HooksWhileShown, QWidget):
@@ -44,7 +45,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         self.inputs = SubjectInputs(self.viewer)
         self.inputs.changed.connect(self._check_inputs)
         layout.addWidget(self.inputs.native)
-        self.model_box = model_picker("Model")
+        self.model_box = model_picker("Model", automatic=True)
         self.model_box.changed.connect(self._check_inputs)
         browse = PushButton(
             text="Browse…", tooltip="Add a model folder or .safetensors file (with its JSON model card)"
@@ -93,7 +94,7 @@ class DetectWidget(HooksWhileShown, QWidget):
             self._report(str(error))
             return
         self.refresh_models()
-        choose_model(self.model_box, entry.path)
+        select_model(self.model_box, entry.path)
 
     def _browse_model(self, *_) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model", "", "DEEPMIR model (*.safetensors *.json)")
@@ -103,20 +104,37 @@ class DetectWidget(HooksWhileShown, QWidget):
     # ---- inputs -------------------------------------------------------------------------------
     @property
     def model_entry(self):
-        return self.model_box.value
+        """The model chosen in the list (a ModelEntry), or None when it is automatic or there is none."""
+        value = self.model_box.value
+        return None if value == AUTOMATIC else value
+
+    @property
+    def automatic(self) -> bool:
+        return self.model_box.value == AUTOMATIC
+
+    def model_choice(self):
+        """The model a Run would use, and why (a ModelChoice); None when there is none."""
+        from ..model.registry import ModelChoice, choose_model
+
+        if self.automatic:
+            return choose_model([m for m, layer in self.inputs.layers.items() if layer is not None])
+        entry = self.model_entry
+        return None if entry is None else ModelChoice(entry.path, entry.card, "chosen in the Model list")
 
     def missing_modalities(self) -> list[str]:
-        """Modalities the chosen model needs that have no layer chosen."""
+        """Modalities the chosen model needs that have no layer chosen (none when it is automatic)."""
         if self.model_entry is None:
             return []
         needed = self.model_entry.card.modalities
         return [m for m in MODALITIES if m in needed and self.inputs.layers[m] is None]
 
     def _check_inputs(self, *_) -> bool:
+        """Show why the inputs cannot run, or which model will run and why; True when they can run."""
         missing = self.missing_modalities()
+        ready = False
         if self.inputs.problem:
             message = self.inputs.problem
-        elif self.model_entry is None:
+        elif self.model_box.value is None:
             message = "No model found: add one with Browse…"
         elif missing:
             names = " and ".join(MODALITY_TITLES[m] for m in missing)
@@ -125,10 +143,14 @@ class DetectWidget(HooksWhileShown, QWidget):
                 f"choose a {names} layer, or a model without {names}."
             )
         else:
-            message = ""
+            try:
+                described = self.model_choice().describe()
+                message, ready = f"{described[:1].upper()}{described[1:]}.", True
+            except ValueError as error:  # InputError: the shipped models are missing
+                message = str(error)
         if self.worker is None:
             self.status_label.setText(message)
-        return not message
+        return ready
 
     # ---- running ------------------------------------------------------------------------------
     def run_or_cancel(self) -> None:
@@ -143,6 +165,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         if not self._check_inputs():
             self._report(self.status_label.text())
             return
+        choice = self.model_choice()
         from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
@@ -161,7 +184,7 @@ class DetectWidget(HooksWhileShown, QWidget):
             qsm,
             t2,
             locations_layer=locations,
-            model=self.model_entry.path,
+            model=choice,
             device=self.device_box.value,
             qsm_units=self.inputs.qsm_units,
             _connect=handlers,
@@ -169,7 +192,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         )
         self.run_button.setText("Cancel")
         self.progress.setRange(0, 0)  # busy until the first slices are done
-        self.status_label.setText(f"Detecting with {self.model_entry.name} on {swi.name}…")
+        self.status_label.setText(f"Detecting on {swi.name} with {choice.describe()}…")
         self.worker.start()
 
     def cancel(self) -> None:
@@ -189,7 +212,11 @@ class DetectWidget(HooksWhileShown, QWidget):
         self.detection = detection
         self.save_button.setEnabled(True)
         self.progress.setValue(self.progress.maximum())
-        message = f"{detection.subject.name}: {count_summary(detection.measurement.table)}"
+        made_by = detection.result.model
+        message = (
+            f"{detection.subject.name}: {count_summary(detection.measurement.table)} "
+            f"(model {made_by['Model']}: {made_by['ModelChoice']})"
+        )
         default_name = lesions_layer_name(detection.subject.name)
         if self.result_layer.name != default_name:
             message += (
