@@ -11,7 +11,8 @@ from lesion_scenes import SPACING, scene, world_of, write_scene
 
 from napari_deepmir.cli import main
 from napari_deepmir.lesions.evaluate import evaluate, score_lesions
-from napari_deepmir.lesions.measure import label_lesions, lesion_table_features, measure_lesions, summarize_lesions
+from napari_deepmir.lesions.measure import label_lesions, lesion_table_features, measure_lesions
+from napari_deepmir.lesions.summary import participant_summary
 
 AFFINE = oblique_affine(SPACING)
 # Two spheres at known world positions: radius 3 mm at +400 ppb, radius 5 mm at +200 ppb.
@@ -83,9 +84,10 @@ def test_lesion_ids_locations_and_summary():
     table = measure_lesions(labels, affine=np.diag([0.5, 0.5, 2.0, 1.0]), locations=locations)
     assert list(table["location"]) == ["basal ganglia", "basal ganglia", "lobar"]
     assert list(table["volume_mm3"]) == [8 * 0.5, 0.5, 2 * 0.5]
-    summary = summarize_lesions(table, "sub-x")
+    summary = participant_summary(table, "sub-x")
     assert summary["n_cmb"] == 2 and summary["n_iron"] == 1 and summary["cmb_volume_mm3"] == 5.0
-    assert summary["n_cmb_basal_ganglia"] == 1 and summary["n_cmb_lobar"] == 1
+    assert summary["cmb_definite_basal_ganglia"] == 1 and summary["cmb_definite_lobar"] == 1
+    assert summary["cmb_pattern"] == "mixed" and summary["cmb_burden"] == "2-4"
     features = lesion_table_features(table)
     assert list(features["index"]) == [0, 1, 2, 3] and features.loc[2, "class"] == "iron"
 

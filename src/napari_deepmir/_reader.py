@@ -9,7 +9,8 @@ from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
-from .layers import image_layer_data, labels_layer_data, locations_layer_data
+from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
+from .lesions.components import load_region_map
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
 _MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
@@ -51,6 +52,9 @@ def read_nifti_file(path: Path) -> tuple:
         return locations_layer_data(
             volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
         )
+    if lower.endswith("_" + BIDS_SUFFIXES["regions"].lower()):
+        volume = load_region_map(path)
+        return regions_layer_data(volume.data, DisplayGeometry(volume.data.shape, volume.affine), name=stem)
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
         metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
@@ -92,23 +96,25 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             layer[1]["visible"] = modality != "qsm"  # SWI shows the lesions; QSM is one click away
             layers.append(layer)
     files = find_subject_files(folder)
-    if "locations" in files:
-        locations = locations_layer_data(
-            _on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations"
-        )
-        locations[1]["metadata"]["deepmir"]["subject"] = subject.name
-        layers.append(locations)
+    for kind, make_layer in (("locations", locations_layer_data), ("regions", regions_layer_data)):
+        if kind in files:
+            volume = load_region_map(files[kind]) if kind == "regions" else load_volume(files[kind], check_values=False)
+            place = make_layer(_on_swi_grid(volume, subject), geometry, name=f"{subject.name} {kind}")
+            place[1]["metadata"]["deepmir"]["subject"] = subject.name
+            layers.append(place)
     if "labels" in files:
         metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
         layers.append(
             labels_layer_data(
-                _on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata=metadata
+                _on_swi_grid(load_volume(files["labels"], check_values=False), subject),
+                geometry,
+                name=f"{subject.name} labels",
+                metadata=metadata,
             )
         )
     return layers
 
 
-def _on_swi_grid(path: Path, subject):
-    volume = load_volume(path, check_values=False)
+def _on_swi_grid(volume: Volume, subject):
     reference = Volume(subject.swi, subject.affine, subject.paths["swi"])
     return resample_volume_to(volume, reference, order=0).astype("uint8")

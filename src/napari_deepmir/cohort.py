@@ -35,6 +35,7 @@ class CohortSubject:
     participant_id: str  # sub-X, or sub-X_ses-Y for sessions
     folder: Path
     locations: Path | None = None  # its location map, when it has one
+    regions: Path | None = None  # its region map, when it has one
 
 
 @dataclass
@@ -101,7 +102,7 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
             wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
-            ready.append(CohortSubject(participant, folder, files.get("locations")))
+            ready.append(CohortSubject(participant, folder, files.get("locations"), files.get("regions")))
     return ready, problems
 
 
@@ -132,7 +133,7 @@ def _detect_and_write(subject: CohortSubject, outputs, model_path: str, device: 
     import torch
 
     from .io import load_subject_dir
-    from .lesions.components import load_location_map
+    from .lesions.components import load_location_map, load_region_map
     from .model.files import load_model
     from .pipeline import detect, write_detection
 
@@ -141,7 +142,8 @@ def _detect_and_write(subject: CohortSubject, outputs, model_path: str, device: 
         _MODELS[model_path] = load_model(model_path, device if device != "auto" else "cpu")
     data = load_subject_dir(subject.folder)
     locations = None if subject.locations is None else load_location_map(subject.locations).data
-    result = detect(data, _MODELS[model_path], device=device, locations=locations)
+    regions = None if subject.regions is None else load_region_map(subject.regions).data
+    result = detect(data, _MODELS[model_path], device=device, locations=locations, regions=regions)
     write_detection(result, outputs, overwrite=overwrite, lookup=False)  # the lookup lives at the dataset root
     return result
 
@@ -197,7 +199,7 @@ def run_cohort(
 
 
 def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_tables: list[pd.DataFrame]) -> None:
-    from .lesions.measure import summarize_lesions
+    from .lesions.summary import participant_summary
 
     participant, status = outcome["participant_id"], outcome["status"]
     if status == "failed":
@@ -206,11 +208,19 @@ def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_table
     (result.done if status == "done" else result.skipped).append(participant)
     result.models[participant] = outcome["model"]
     table = outcome["lesions"]
-    summary = summarize_lesions(table, participant)
-    summary.pop("subject", None)
+    summary = participant_summary(table, participant)
     model = {"model": outcome["model"]["Model"], "model_sha256": outcome["model"]["ModelSha256"]}
     rows.append({"participant_id": participant, "status": status, **model, **summary})
     lesion_tables.append(table.assign(participant_id=participant)[["participant_id", *table.columns]])
+
+
+#: The cohort's own columns of summary.tsv, before the participant summary's (lesions.summary.SUMMARY_COLUMNS).
+_COHORT_COLUMNS = {
+    "participant_id": ("Participant (sub-X, or sub-X_ses-Y)", None),
+    "status": ("done (run now), skipped (outputs of an earlier run) or failed (see failures.tsv)", None),
+    "model": ("Name of the model that made the participant's outputs", None),
+    "model_sha256": ("sha256 of that model's weights", None),
+}
 
 
 def _models_used(result: CohortResult) -> list[dict]:
@@ -224,7 +234,8 @@ def _models_used(result: CohortResult) -> list[dict]:
 
 
 def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables) -> None:
-    from .io.derivatives import write_dseg_lookup, write_json, write_table
+    from .io.derivatives import write_dseg_lookup, write_json, write_table, write_table_with_sidecar
+    from .lesions.summary import SUMMARY_COLUMNS
 
     models = _models_used(result)
     write_json(
@@ -246,7 +257,11 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
     )
     write_dseg_lookup(out_dir / LOOKUP)
     summary = pd.DataFrame(rows + [{"participant_id": p, "status": "failed"} for p in result.failed])
-    write_table(out_dir / "summary.tsv", summary.sort_values("participant_id") if len(summary) else summary)
+    write_table_with_sidecar(
+        out_dir / "summary.tsv",
+        summary.sort_values("participant_id") if len(summary) else summary,
+        _COHORT_COLUMNS | SUMMARY_COLUMNS,
+    )
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(columns=["participant_id"])
     write_table(
         out_dir / "lesions.tsv", lesions.sort_values(["participant_id", "lesion_id"]) if len(lesions) else lesions

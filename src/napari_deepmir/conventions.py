@@ -26,6 +26,7 @@ BIDS_SUFFIXES: dict[str, str] = {
     "qsm": "Chimap",
     "labels": "dseg",
     "locations": "desc-locations_dseg",
+    "regions": "desc-regions_dseg",
 }
 MODALITY_TITLES: dict[str, str] = {"swi": "SWI", "qsm": "QSM", "t2": "T2"}
 
@@ -63,3 +64,13 @@ REGION_LOCATION: dict[int, int] = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 2, 8: 
 #: Added to a region code on the right hemisphere in a region map.
 RIGHT_OFFSET = 100
 HEMISPHERES: tuple[str, ...] = ("left", "right")
+
+
+def region_code_name(code: int) -> tuple[str, str]:
+    """(region name, hemisphere) of a region-map value (``code`` left, ``code + RIGHT_OFFSET`` right)."""
+    side = 1 if code > RIGHT_OFFSET else 0
+    return REGION_NAMES[code - side * RIGHT_OFFSET], HEMISPHERES[side]
+
+
+#: Every value a region map may hold: 0 (no region) and each region code on either side.
+REGION_MAP_VALUES: frozenset[int] = frozenset({0, *REGION_NAMES, *(c + RIGHT_OFFSET for c in REGION_NAMES)})

@@ -6,7 +6,14 @@ the same geometry (see :mod:`napari_deepmir.io.display`), display presets and me
 
 import numpy as np
 
-from .conventions import CLASS_COLORS, CLASS_TITLES, LOCATION_NAMES, MODALITY_TITLES
+from .conventions import (
+    CLASS_COLORS,
+    CLASS_TITLES,
+    LOCATION_NAMES,
+    MODALITY_TITLES,
+    REGION_MAP_VALUES,
+    region_code_name,
+)
 from .io.display import DisplayGeometry
 
 AXIS_LABELS = ("z (S)", "y (A)", "x (R)")
@@ -72,6 +79,14 @@ def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, na
     )
     kwargs.update(opacity=0.3, visible=False)
     return geometry.to_display(np.asarray(locations, dtype=np.uint8)), kwargs, "labels"
+
+
+def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: str = "regions") -> tuple:
+    """Labels layer of MARS regions per side (conventions.REGION_NAMES, + RIGHT_OFFSET on the right), hidden."""
+    names = {str(v): " ".join(reversed(region_code_name(v))) for v in sorted(REGION_MAP_VALUES - {0})}
+    kwargs = _base_kwargs(name, geometry, {"kind": "regions", "names": names})
+    kwargs.update(opacity=0.3, visible=False)
+    return geometry.to_display(np.asarray(regions, dtype=np.uint8)), kwargs, "labels"
 
 
 def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *, class_value: int) -> tuple:

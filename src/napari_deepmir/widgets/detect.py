@@ -187,7 +187,7 @@ class DetectWidget(QWidget):
         from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
-        locations = companion_layers(self.viewer.layers, swi).locations
+        companions = companion_layers(self.viewer.layers, swi)
         handlers = {
             "yielded": self._on_progress,
             "returned": self._on_result,
@@ -201,7 +201,8 @@ class DetectWidget(QWidget):
             swi,
             qsm,
             t2,
-            locations_layer=locations,
+            locations_layer=companions.locations,
+            regions_layer=companions.regions,
             model=self.model_entry.path,
             device=self.device_box.currentText(),
             _connect=handlers,
