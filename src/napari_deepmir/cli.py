@@ -585,7 +585,7 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
 def _cmd_table(args: argparse.Namespace) -> int:
     from .io import InputError
     from .io.derivatives import write_table_with_sidecar
-    from .lesions.measure import COLUMNS, count_summary, measure_lesions
+    from .lesions.measure import COLUMNS, measure_lesions
     from .lesions.summary import SUMMARY_COLUMNS, summary_table
 
     subject = _load_subject_from_args(args)
@@ -597,11 +597,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
     locations, regions = _subject_places(args, subject)
     table = measure_lesions(labels, subject, locations=locations, regions=regions)
     write_table_with_sidecar(args.out, table, COLUMNS)
-    print(f"{subject.name}: {count_summary(table)} -> {args.out}")
+    summary = summary_table({subject.name: table})
+    row = summary.iloc[0]
+    volumes = ", ".join(f"{row['n_' + n]} {n} ({row[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
+    print(f"{subject.name}: {len(table)} lesions: {volumes} -> {args.out}")
     if args.summary is not None:
-        summary = summary_table({subject.name: table})
         write_table_with_sidecar(args.summary, summary, SUMMARY_COLUMNS)
-        row = summary.iloc[0]
         print(f"{subject.name}: CMB burden {row['cmb_burden']}, pattern {row['cmb_pattern']} -> {args.summary}")
     return 0
 

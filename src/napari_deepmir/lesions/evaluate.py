@@ -31,8 +31,8 @@ from .guidance import location_name
 from .matching import Lesions, allowed_pairs, check_rule, one_to_one
 from .pairing import pair_label_maps, probability_files
 
-#: Thresholds on a class probability swept for the FROC curve.
-FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
+#: Thresholds on a lesion's peak class probability swept for the FROC curve (the first also outlines the lesions).
+FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.1, 1.0, 0.05))
 #: False positives per subject at which the FROC's sensitivity is reported.
 FROC_FP_RATES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 _COUNT_KEYS = ("n_truth", "n_truth_found", "n_pred", "n_pred_true")
@@ -225,21 +225,28 @@ def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_pla
 def _froc_counts(
     truth: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
 ) -> dict[str, list[dict]]:
-    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS` (lesions of P >= t)."""
+    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`: the candidates are the lesions of
+    ``P >= FROC_THRESHOLDS[0]``, each scored by its peak probability; at a threshold those scoring at least it are
+    kept and scored against the truth under ``rule``."""
+    from scipy import ndimage
+
     counts: dict[str, list[dict]] = {}
     for value, name in CLASS_NAMES.items():
         if name not in probabilities:
             continue
         truth_lesions = Lesions.of_class(truth, value, affine)
-        counts[name] = [
-            compare_class(
-                truth_lesions,
-                Lesions.of_mask(probabilities[name] >= threshold, affine),
-                rule=rule,
-                max_distance_mm=max_distance_mm,
-            ).counts()
-            for threshold in FROC_THRESHOLDS
-        ]
+        candidates = Lesions.of_mask(probabilities[name] >= FROC_THRESHOLDS[0], affine)
+        peaks = np.asarray(ndimage.maximum(probabilities[name], candidates.ids, range(1, candidates.count + 1)))
+        allowed = allowed_pairs(truth_lesions, candidates, rule, max_distance_mm)
+        counts[name] = []
+        for threshold in FROC_THRESHOLDS:
+            kept = peaks.reshape(-1) >= threshold
+            subset = candidates.subset(kept)
+            paired = len(one_to_one(truth_lesions, subset, allowed[:, kept]))
+            found = paired if rule == "distance" else int(allowed[:, kept].any(axis=1).sum())
+            counts[name].append(
+                {"n_truth": truth_lesions.count, "n_truth_found": found, "n_pred": subset.count, "n_pred_true": paired}
+            )
     return counts
 
 

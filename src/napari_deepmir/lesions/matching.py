@@ -45,6 +45,13 @@ class Lesions:
             centres = np.zeros((0, 3))
         return cls(ids, count, centres @ affine[:3, :3].T + affine[:3, 3])
 
+    def subset(self, keep: np.ndarray) -> "Lesions":
+        """The lesions where ``keep`` (a bool per lesion) is True, numbered 1..n again in their order."""
+        keep = np.asarray(keep, bool)
+        numbers = np.zeros(self.count + 1, dtype=np.int32)
+        numbers[1:][keep] = np.arange(1, int(keep.sum()) + 1)
+        return Lesions(numbers[self.ids], int(keep.sum()), self.centroids_mm[keep])
+
 
 def check_rule(rule: str, max_distance_mm: float | None) -> None:
     """ValueError for an unknown rule, or the distance rule without a positive ``max_distance_mm``."""
