@@ -97,10 +97,10 @@ def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, 
     comparisons = compare_maps(a_volume.data, b_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm)
     crossed = cross_class_pairs(comparisons, rule=rule, max_distance_mm=max_distance_mm, truth_left="unpaired")
     rows, counts = [], {}
-    in_class_pair_a = {
+    class_swapped_a = {
         value: {t for (tv, _), pairs in crossed.items() if tv == value for t, _ in pairs} for value in CLASS_NAMES
     }
-    in_class_pair_b = {
+    class_swapped_b = {
         value: {p for (_, pv), pairs in crossed.items() if pv == value for _, p in pairs} for value in CLASS_NAMES
     }
 
@@ -135,10 +135,10 @@ def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, 
             "n_matched": len(comparison.pairs),
         }
         for number in range(1, comparison.truth.count + 1):
-            if number not in paired_a and number not in in_class_pair_a[value]:
+            if number not in paired_a and number not in class_swapped_a[value]:
                 rows.append(row("only_a", value, number, None, 0))
         for number in range(1, comparison.pred.count + 1):
-            if number not in paired_b and number not in in_class_pair_b[value]:
+            if number not in paired_b and number not in class_swapped_b[value]:
                 rows.append(row("only_b", None, 0, value, number))
     for (a_value, b_value), pairs in crossed.items():
         counts[CLASS_NAMES[a_value]][f"n_a_{CLASS_NAMES[a_value]}_b_{CLASS_NAMES[b_value]}"] = len(pairs)
