@@ -350,10 +350,6 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
     }
 
 
-def _probability_paths(pred: Path, subject: str) -> dict[str, Path]:
-    return probability_files(pred if pred.is_dir() else pred.parent).get(subject, {})
-
-
 def _sum_places(per_subject: list[dict], key: str, class_name: str) -> dict[str, dict]:
     totals: dict[str, dict] = {}
     for result in per_subject:
@@ -385,10 +381,12 @@ def evaluate(
     check_rule(rule, max_distance_mm)
     truth, pred = Path(truth), Path(pred)
     pairs, only_truth, only_pred = pair_label_maps(truth, pred)
+    # probability maps under the prediction folder, or beside a prediction file
+    probabilities = probability_files(pred) if pred.is_dir() else probability_files(pred.parent, recursive=False)
     results = []
     with progress_bar("evaluate", total=len(pairs), unit="subject", enabled=progress) as bar:
         for name, truth_path, pred_path in pairs:
-            scores = _subject_scores(truth_path, pred_path, _probability_paths(pred, name), rule, max_distance_mm)
+            scores = _subject_scores(truth_path, pred_path, probabilities.get(name, {}), rule, max_distance_mm)
             results.append({"subject": name, "truth_file": truth_path, "pred_file": pred_path, **scores})
             bar.update(1)
     report: dict = {

@@ -39,11 +39,7 @@ class Lesions:
     def of_mask(cls, mask: np.ndarray, affine: np.ndarray | None = None) -> "Lesions":
         ids, count = class_components(mask, 1)
         affine = np.eye(4) if affine is None else np.asarray(affine, float)
-        if count:
-            centres = np.array(ndimage.center_of_mass(np.ones(ids.shape), ids, range(1, count + 1)), float)
-        else:
-            centres = np.zeros((0, 3))
-        return cls(ids, count, centres @ affine[:3, :3].T + affine[:3, 3])
+        return cls(ids, count, _centroids(ids, count) @ affine[:3, :3].T + affine[:3, 3])
 
     def subset(self, keep: np.ndarray) -> "Lesions":
         """The lesions where ``keep`` (a bool per lesion) is True, numbered 1..n again in their order."""
@@ -51,6 +47,15 @@ class Lesions:
         numbers = np.zeros(self.count + 1, dtype=np.int32)
         numbers[1:][keep] = np.arange(1, int(keep.sum()) + 1)
         return Lesions(numbers[self.ids], int(keep.sum()), self.centroids_mm[keep])
+
+
+def _centroids(ids: np.ndarray, count: int) -> np.ndarray:
+    """Voxel centroid (count, 3) of each id 1..count, from the lesion voxels only."""
+    where = np.nonzero(ids)
+    numbers = ids[where]
+    sizes = np.bincount(numbers, minlength=count + 1)[1:]
+    sums = [np.bincount(numbers, weights=axis, minlength=count + 1)[1:] for axis in where]
+    return np.stack(sums, axis=1) / np.maximum(sizes, 1)[:, None] if count else np.zeros((0, ids.ndim))
 
 
 def check_rule(rule: str, max_distance_mm: float | None) -> None:

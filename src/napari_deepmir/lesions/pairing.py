@@ -34,10 +34,11 @@ def _stem(path: Path) -> str:
     return path.name.split(".nii")[0]
 
 
-def _nifti_by_subject(folder: Path):
-    """(subject, path) of every NIfTI file under ``folder`` with a sub-XXX name, outside derivatives."""
+def _nifti_by_subject(folder: Path, recursive: bool = True):
+    """(subject, path) of every NIfTI file in (``recursive``: under) ``folder`` with a sub-XXX name, outside
+    derivatives."""
     folder = folder.resolve()  # so that a folder given as "." still contributes its own sub-XXX name
-    for path in sorted(folder.rglob("*.nii*")):
+    for path in sorted(folder.rglob("*.nii*") if recursive else folder.glob("*.nii*")):
         name = subject_id(path.relative_to(folder.parent))
         if is_nifti_path(path) and name is not None and not in_derivatives(path, folder):
             yield name, path
@@ -59,11 +60,11 @@ def label_map_files(folder: Path) -> dict[str, Path]:
     return chosen
 
 
-def probability_files(folder: Path) -> dict[str, dict[str, Path]]:
-    """Probability maps per subject under ``folder``: {subject: {class name: path}} for files named
-    ``*_label-<class>_*probseg.nii.gz`` (as ``deepmir predict --save-probabilities`` writes them)."""
+def probability_files(folder: Path, recursive: bool = True) -> dict[str, dict[str, Path]]:
+    """Probability maps per subject in (``recursive``: under) ``folder``: {subject: {class name: path}} for files
+    named ``*_label-<class>_*probseg.nii.gz`` (as ``deepmir predict --save-probabilities`` writes them)."""
     found: dict[str, dict[str, Path]] = {}
-    for name, path in _nifti_by_subject(folder):
+    for name, path in _nifti_by_subject(folder, recursive):
         label = _PROBABILITY_LABEL.search(path.name)
         if _stem(path).endswith("_probseg") and label and label.group(1).lower() in CLASS_NAMES.values():
             found.setdefault(name, {})[label.group(1).lower()] = path

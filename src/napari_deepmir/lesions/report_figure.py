@@ -30,7 +30,14 @@ def _froc_panel(axes, report: dict) -> None:
                 fp, sensitivity = zip(*sorted(points))
                 axes.plot(fp, sensitivity, "-o", color=colour, markersize=3, label=f"{title} (probability sweep)")
         if part["sensitivity"] is not None and np.isfinite(part["sensitivity"]):
-            axes.plot(part["fp_per_subject"], part["sensitivity"], "*", color=colour, markersize=12, label=f"{title}")
+            axes.plot(
+                part["fp_per_subject"],
+                part["sensitivity"],
+                "*",
+                color=colour,
+                markersize=12,
+                label=f"{title} (label maps)",
+            )
     axes.set_xlabel(FROC_AXES[0])
     axes.set_ylabel(FROC_AXES[1])
     axes.set_ylim(0, 1.05)
