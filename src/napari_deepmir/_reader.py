@@ -75,7 +75,8 @@ def read_nifti_file(path: Path) -> tuple:
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
-    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations and labels if present).
+    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations, regions and labels
+    if present).
 
     Every layer's metadata names the subject, so pickers keep one subject's layers together."""
     subject = load_subject_dir(folder)
@@ -86,6 +87,9 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             metadata = {"path": str(subject.paths[modality]), "subject": subject.name}
             if modality == "qsm" and subject.qsm_units:
                 metadata["qsm_units_in_file"] = subject.qsm_units
+            alignment = subject.alignments.get(modality)
+            if alignment is not None and alignment.registered:  # the Detect widget repeats this in its status
+                metadata["registration"] = alignment.describe()
             layer = image_layer_data(
                 subject.modality(modality),
                 geometry,

@@ -36,6 +36,13 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
         type=Path,
         help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)",
     )
+    group.add_argument(
+        "--registration",
+        choices=("auto", "check", "off"),
+        default="auto",
+        help="check that T2/QSM are in register with the SWI and register them rigidly when not (auto, the "
+        "default); only check and warn (check); trust the headers (off)",
+    )
 
 
 def _add_place_args(parser: argparse.ArgumentParser) -> None:
@@ -85,11 +92,11 @@ def _load_subject_from_args(args: argparse.Namespace):
     if args.subject is not None:
         if args.swi or args.qsm or args.t2:
             raise InputError(args.subject, "give either --subject or --swi/--qsm/--t2, not both")
-        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units)
+        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units, registration=args.registration)
     elif args.swi is None:
         raise InputError(None, "an SWI image is required: give --swi FILE or --subject DIR")
     else:
-        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
+        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units, registration=args.registration)
     if args.mask is not None:
         _use_brain_mask(subject, args.mask)
     return subject
@@ -290,6 +297,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.set_defaults(handler=_cmd_table)
 
+    locations = commands.add_parser(
+        "locations",
+        help="location and MARS region maps on the SWI grid from a FreeSurfer or SynthSeg segmentation",
+        description="Convert a FreeSurfer aseg / aparc+aseg / wmparc or a SynthSeg segmentation (FreeSurfer label "
+        "numbers) into the location map (*_desc-locations_dseg) and the MARS region map (*_desc-regions_dseg, "
+        "code on the left, code + 100 on the right) on the SWI grid; rules in docs/regions.md.",
+    )
+    locations.add_argument("--aseg", type=Path, required=True, help="segmentation NIfTI (aseg, aparc+aseg, SynthSeg)")
+    source = locations.add_mutually_exclusive_group(required=True)
+    source.add_argument("--swi", type=Path, help="SWI NIfTI file whose grid the maps take")
+    source.add_argument("--subject", type=Path, help="subject folder with a *_swi.nii.gz file")
+    locations.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: the folder of the SWI file, where "
+        "deepmir predict --subject finds the location map)",
+    )
+    locations.add_argument("--overwrite", action="store_true", help="replace location/region maps already there")
+    locations.set_defaults(handler=_cmd_locations)
+
     evaluate = commands.add_parser(
         "evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject, FROC; JSON report and PNG"
     )
@@ -373,6 +401,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if subject.qsm_units:
         print(f"  QSM units: {subject.qsm_units} (reported in ppb)")
     print(f"  brain mask: {int(subject.mask.sum())} voxels")
+    for alignment in subject.alignments.values():
+        print(f"  alignment: {alignment.describe()}")
     for warning in subject.warnings:
         print(f"  warning: {warning}")
     return 0
@@ -604,6 +634,26 @@ def _cmd_table(args: argparse.Namespace) -> int:
     if args.summary is not None:
         write_table_with_sidecar(args.summary, summary, SUMMARY_COLUMNS)
         print(f"{subject.name}: CMB burden {row['cmb_burden']}, pattern {row['cmb_pattern']} -> {args.summary}")
+    return 0
+
+
+def _cmd_locations(args: argparse.Namespace) -> int:
+    from .io import InputError
+    from .io.bids import find_subject_files, subject_id
+    from .io.region_maps import write_region_maps
+
+    swi = args.swi
+    if args.subject is not None:
+        swi = find_subject_files(args.subject).get("swi")
+        if swi is None:
+            raise InputError(args.subject, "no *_swi.nii.gz file in this subject folder")
+    participant = subject_id(swi) or Path(swi).name.split(".")[0].removesuffix("_swi")
+    files, notes = write_region_maps(
+        args.aseg, swi, args.out or Path(swi).parent, participant=participant, overwrite=args.overwrite
+    )
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{participant}: locations -> {files.locations}; MARS regions -> {files.regions}")
     return 0
 
 

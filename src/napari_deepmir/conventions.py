@@ -66,11 +66,5 @@ RIGHT_OFFSET = 100
 HEMISPHERES: tuple[str, ...] = ("left", "right")
 
 
-def region_code_name(code: int) -> tuple[str, str]:
-    """(region name, hemisphere) of a region-map value (``code`` left, ``code + RIGHT_OFFSET`` right)."""
-    side = 1 if code > RIGHT_OFFSET else 0
-    return REGION_NAMES[code - side * RIGHT_OFFSET], HEMISPHERES[side]
-
-
 #: Every value a region map may hold: 0 (no region) and each region code on either side.
 REGION_MAP_VALUES: frozenset[int] = frozenset({0, *REGION_NAMES, *(c + RIGHT_OFFSET for c in REGION_NAMES)})

@@ -11,8 +11,6 @@ from .conventions import (
     CLASS_TITLES,
     LOCATION_NAMES,
     MODALITY_TITLES,
-    REGION_MAP_VALUES,
-    region_code_name,
 )
 from .io.display import DisplayGeometry
 
@@ -82,10 +80,13 @@ def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, na
 
 
 def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: str = "regions") -> tuple:
-    """Labels layer of MARS regions per side (conventions.REGION_NAMES, + RIGHT_OFFSET on the right), hidden."""
-    names = {str(v): " ".join(reversed(region_code_name(v))) for v in sorted(REGION_MAP_VALUES - {0})}
-    kwargs = _base_kwargs(name, geometry, {"kind": "regions", "names": names})
-    kwargs.update(opacity=0.3, visible=False)
+    """Labels layer of MARS regions (code left, code + RIGHT_OFFSET right), hidden by default; its ``features``
+    table (index, region, hemisphere, location) makes napari show the region's name under the cursor."""
+    from .io.region_maps import region_lookup
+
+    lookup = region_lookup().rename(columns={"name": "region"})
+    kwargs = _base_kwargs(name, geometry, {"kind": "regions"})
+    kwargs.update(features=lookup, opacity=0.3, visible=False)
     return geometry.to_display(np.asarray(regions, dtype=np.uint8)), kwargs, "labels"
 
 

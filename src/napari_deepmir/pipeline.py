@@ -103,6 +103,7 @@ def write_detection(
         "Sources": [str(Path(p)) for p in subject.paths.values()],
         "QsmUnits": subject.qsm_units,
         "Warnings": list(subject.warnings),
+        "Alignment": {modality: alignment.provenance() for modality, alignment in subject.alignments.items()},
         "GeneratedBy": result.model,
     }
     return write_outputs(

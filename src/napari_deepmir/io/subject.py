@@ -12,6 +12,7 @@ from .errors import InputError
 from .mask import MIN_COVERAGE, brain_mask, coverage, whole_brain_mask
 from .nifti import Volume, load_volume, voxel_sizes
 from .qsm_units import QSM_UNITS, check_qsm_units, detect_qsm_units, to_ppb
+from .registration import Alignment, align_to_reference
 from .resample import resample_volume_to
 
 
@@ -20,6 +21,8 @@ class Subject:
     """Co-registered modalities on the SWI grid.
 
     ``qsm`` is always in ppb. Missing modalities are None. ``affine`` is the SWI voxel-to-world affine.
+    ``alignments``: how T2 and QSM lined up with the SWI and whether they were registered (see
+    :mod:`.registration`).
     """
 
     swi: np.ndarray
@@ -30,6 +33,7 @@ class Subject:
     paths: dict[str, Path] = field(default_factory=dict)
     qsm_units: str | None = None
     warnings: list[str] = field(default_factory=list)
+    alignments: dict[str, Alignment] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,10 +76,12 @@ def load_subject(
     *,
     qsm_units: str = "auto",
     name: str | None = None,
+    registration: str = "auto",
 ) -> Subject:
     """Load SWI (required), QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
 
     ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm``, ``ppb`` or ``si``.
+    ``registration``: ``auto``, ``check`` or ``off`` (see :func:`assemble_subject`).
     NaNs are set to 0 and reported in ``Subject.warnings``; NaNs inside the brain are reported too.
     A complex SWI or T2 is read as its magnitude (with a warning); a complex QSM is refused.
     """
@@ -85,13 +91,24 @@ def load_subject(
         t2=None if t2 is None else load_volume(t2, complex_to_magnitude=True),
         qsm_units=qsm_units,
         name=name or subject_id(swi) or Path(swi).name.split(".")[0],
+        registration=registration,
     )
 
 
 def assemble_subject(
-    swi: Volume, *, qsm: Volume | None = None, t2: Volume | None = None, qsm_units: str = "auto", name: str = "subject"
+    swi: Volume,
+    *,
+    qsm: Volume | None = None,
+    t2: Volume | None = None,
+    qsm_units: str = "auto",
+    name: str = "subject",
+    registration: str = "auto",
 ) -> Subject:
     """Put volumes (each on its own grid) together on the SWI grid; QSM converted to ppb.
+
+    ``registration``: ``auto`` checks that T2 and QSM are in register with the SWI and registers them rigidly
+    when they are not (with a warning); ``check`` only warns; ``off`` trusts the headers (see
+    :mod:`.registration`). The outcome is in ``Subject.alignments``.
 
     Raises :class:`InputError` if QSM or T2 data cover less than :data:`MIN_COVERAGE` of the head seen on SWI,
     or if the QSM values are implausible in their units (given or detected, see :func:`check_qsm_units`).
@@ -117,6 +134,13 @@ def assemble_subject(
                 f"its data cover {100 * covered:.0f}% of the head in {swi.path.name if swi.path else 'the SWI image'}; "
                 f"at least {100 * MIN_COVERAGE:.0f}% needed (check that it is the same subject and its affine)",
             )
+        volume, alignment = align_to_reference(modality, volume, swi, head, mode=registration)
+        if alignment is not None:
+            subject.alignments[modality] = alignment
+            if alignment.registered:
+                data = resample_volume_to(volume, swi).astype(np.float32)
+            if alignment.registered or alignment.needs_registration:
+                subject.warnings.append(alignment.describe())
         setattr(subject, modality, data)
         if volume.path is not None:
             subject.paths[modality] = Path(volume.path)
@@ -144,7 +168,9 @@ def _report_invalid_in_brain(subject: Subject, volume: Volume, reference: Volume
         )
 
 
-def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tuple[str, ...] = ("swi",)) -> Subject:
+def load_subject_dir(
+    folder: str | Path, *, qsm_units: str = "auto", require: tuple[str, ...] = ("swi",), registration: str = "auto"
+) -> Subject:
     """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``)."""
     files = find_subject_files(folder)
     missing = [m for m in require if m not in files]
@@ -157,4 +183,5 @@ def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tu
         files.get("t2"),
         qsm_units=qsm_units,
         name=subject_id(folder) or Path(folder).name,
+        registration=registration,
     )

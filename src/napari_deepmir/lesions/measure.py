@@ -7,7 +7,7 @@ descriptions go into the BIDS JSON sidecar written next to a table.
 import numpy as np
 import pandas as pd
 
-from ..conventions import CLASS_NAMES, CMB, HEMISPHERES, IRON, LOCATION_NAMES, REGION_NAMES, region_code_name
+from ..conventions import CLASS_NAMES, CMB, HEMISPHERES, IRON, LOCATION_NAMES, REGION_NAMES
 from .components import class_components, locations_from_regions
 from .features import region_features
 from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, judge, location_name
@@ -151,7 +151,9 @@ def region_of(region_values: np.ndarray) -> tuple[str | None, str | None]:
     inside = inside[inside > 0]
     if not inside.size:
         return None, None
-    return region_code_name(int(np.argmax(np.bincount(inside))))
+    from ..regions import region_name
+
+    return region_name(int(np.argmax(np.bincount(inside)))) or (None, None)
 
 
 def qsm_verdict(flags: list[str]) -> str:

@@ -236,7 +236,16 @@ class DetectWidget(QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
-        self.status_label.setText(message)
+        self.status_label.setText(". ".join([message, *self._registration_notes(detection)]))
+
+    def _registration_notes(self, detection) -> list[str]:
+        """What was registered to the SWI: by this detection, or by the reader when it opened the layers."""
+        notes = [a.describe() for a in detection.subject.alignments.values() if a.registered]
+        for layer in self.inputs.layers.values():
+            note = None if layer is None else layer.metadata.get("deepmir", {}).get("registration")
+            if note and note not in notes:
+                notes.append(note)
+        return notes
 
     def _on_finished(self) -> None:
         self.worker = None
