@@ -110,7 +110,7 @@ def test_detect_widget_says_the_t2_layer_was_registered(moved_subject, make_napa
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
     widget.add_model(request.getfixturevalue("tiny_models")["tiny-all"])
     assert widget.inputs.layers["t2"] is not None
-    widget.device_box.setCurrentText("cpu")
+    widget.device_box.value = "cpu"
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
     assert "T2 was out of register with the SWI" in widget.status_label.text()

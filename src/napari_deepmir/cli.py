@@ -162,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subject_args(info)
     info.set_defaults(handler=_cmd_info)
 
+    dicom = commands.add_parser(
+        "import",
+        help="sort a folder of DICOM series into a BIDS folder (T2w, SWI, gradient-echo magnitude/phase) with dcm2niix",
+        description="Convert every DICOM series under DICOM_DIR with dcm2niix and sort it into "
+        "BIDS_ROOT/sub-X[/ses-Y]/anat/ as *_T2w, *_swi, *_part-mag_T2starw or *_part-phase_T2starw, each with its "
+        "BIDS JSON sidecar. Series of no known role, and roles filled twice for a participant, are listed and not "
+        "imported. Existing files are never replaced: the import refuses before writing anything. See "
+        "docs/getting-started.md (Importing DICOM).",
+    )
+    dicom.add_argument(
+        "dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (searched 5 folders deep)"
+    )
+    dicom.add_argument(
+        "--out", type=Path, required=True, metavar="BIDS_ROOT", help="BIDS folder to import into (created if needed)"
+    )
+    dicom.add_argument("--subject", help="subject label for all series (default: each series' PatientID)")
+    visit = dicom.add_mutually_exclusive_group()
+    visit.add_argument("--session", help="session label for all series (default: the scan date, YYYYMMDD)")
+    visit.add_argument("--no-session", action="store_true", help="no ses- level (sub-X/anat/)")
+    dicom.set_defaults(handler=_cmd_import)
+
     synth = commands.add_parser("synth", help="write synthetic subjects with known lesions (physics-based phantom)")
     synth.add_argument("out_dir", type=Path)
     synth.add_argument("--subjects", type=int, default=1, help="number of subjects (default 1)")
@@ -384,6 +405,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .io.dicom import import_dicom
+
+    report = import_dicom(
+        args.dicom_dir, args.out, subject=args.subject, session="" if args.no_session else args.session
+    )
+    for line in report.lines():
+        print(line, file=sys.stdout if line.startswith("imported") else sys.stderr)
+    folders = report.participant_folders
+    print(
+        f"{len(report.imported)} series imported into {len(folders)} subject folder(s) of {args.out}; "
+        f"{len(report.left_out)} left out"
+    )
+    return 0 if report.imported else 1
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -396,16 +433,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
         unit = " ppb" if modality == "qsm" else ""
         low, high = np.percentile(inside, [1, 99]) if inside.size else (np.nan, np.nan)
         print(
-            f"  {modality.upper():4s} {subject.paths[modality]}  brain 1st..99th percentile {low:.4g}..{high:.4g}{unit}"
+            f"  {modality.upper():4s} {_source_of(subject, modality)}  brain 1st..99th percentile "
+            f"{low:.4g}..{high:.4g}{unit}"
         )
     if subject.qsm_units:
-        print(f"  QSM units: {subject.qsm_units} (reported in ppb)")
+        print(f"  QSM units: {subject.qsm_units} ({subject.qsm_units_source}; reported in ppb)")
+    if subject.scan:
+        scan = subject.scan
+        stated = [
+            f"echo time {scan['echo_time_s'] * 1e3:g} ms" if "echo_time_s" in scan else "",
+            f"field strength {scan['field_strength_t']:g} T" if "field_strength_t" in scan else "",
+        ]
+        print(f"  scan (from the BIDS sidecar): {', '.join(s for s in stated if s)}")
     print(f"  brain mask: {int(subject.mask.sum())} voxels")
     for alignment in subject.alignments.values():
         print(f"  alignment: {alignment.describe()}")
     for warning in subject.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _source_of(subject, modality: str) -> str:
+    """The file a modality was read from, or what an SWI was made from."""
+    if modality in subject.paths:
+        return str(subject.paths[modality])
+    return f"made from {subject.paths['magnitude']} and {subject.paths['phase'].name}"
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -470,6 +522,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             regions=regions,
             progress=_bar_updater(bar),
         )
+    for warning in result.warnings[len(subject.warnings) :]:  # the model's: acquisition outside its training
+        print(f"warning: {warning}", file=sys.stderr)
     write_detection(result, outputs, overwrite=args.overwrite)
     print(f"{subject.name}: {result.summary()} -> {outputs.lesions}")
     return 0

@@ -7,7 +7,8 @@ Per participant, in one folder (BIDS-derivative names):
 - ``<participant>_space-swi_label-<class>_desc-deepmir_probseg.nii.gz`` (only when asked for): each class's
   probability (0..1, float32) on the SWI grid;
 - ``<participant>_space-swi_desc-deepmir_dseg.json``: provenance (model name and sha256, inputs, QSM
-  units, warnings, software version) and the list of files. It is the **completion marker**: written
+  units and how they were known, echo time and field strength from the input's sidecar, warnings, software
+  version) and the list of files. It is the **completion marker**: written
   first with ``"Complete": false``, the files next (each atomically), then rewritten with ``"Complete":
   true``. A run killed half-way leaves a marker that says so, so the next run knows the files are its
   own leftovers and replaces them; a set without a marker is never touched unless ``overwrite``.

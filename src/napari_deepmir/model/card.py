@@ -26,6 +26,10 @@ POSTPROCESS_RANGES = {
     "min_probability_no_qsm": (0.0, 1.0),
     "tube_min_length_mm": (0.0, 100.0),
 }
+#: Acquisition values a card may state the training range of (``training_ranges``), with their plausible bounds.
+TRAINING_RANGE_BOUNDS = {"echo_time_s": (0.0, 1.0), "field_strength_t": (0.1, 20.0)}
+#: How the range warnings name each value: (title, unit, factor from the stored unit to the shown one).
+_RANGE_WORDS = {"echo_time_s": ("echo time", "ms", 1e3), "field_strength_t": ("field strength", "T", 1.0)}
 #: Allowed robust z-score clip.
 CLIP_RANGE = (0.1, 100.0)
 #: The class layouts a model may have: the project's multiclass labels, or a single lesion class.
@@ -78,6 +82,9 @@ class ModelCard:
         default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5, "min_qsm_ppb": 20.0}
     )
     training: dict = field(default_factory=dict)
+    #: Acquisition ranges of the training data, ``{"echo_time_s": [min, max], "field_strength_t": [min, max]}``
+    #: (optional: a card without them checks nothing); a subject outside them is warned about.
+    training_ranges: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     parent: dict | None = None
     description: str = ""
@@ -123,6 +130,26 @@ class ModelCard:
         for key, value in self.postprocess.items():
             if not (key == "min_qsm_ppb" and value is None):
                 _check_number(f"postprocess.{key}", value, *POSTPROCESS_RANGES[key])
+        _check_keys("training_ranges", self.training_ranges, TRAINING_RANGE_BOUNDS)
+        for key, value in self.training_ranges.items():
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] <= value[1]:
+                raise ValueError(f"training_ranges.{key} must be [min, max] with min <= max, got {value!r}")
+            for end in value:
+                _check_number(f"training_ranges.{key}", end, *TRAINING_RANGE_BOUNDS[key])
+
+    def range_warnings(self, scan: dict) -> list[str]:
+        """Warnings for the acquisition values in ``scan`` (``echo_time_s``, ``field_strength_t``) outside
+        :attr:`training_ranges`; none for values the scan or the card does not state."""
+        found = []
+        for key, (low, high) in self.training_ranges.items():
+            value = scan.get(key)
+            if value is not None and not low <= value <= high:
+                title, unit, factor = _RANGE_WORDS[key]
+                found.append(
+                    f"{title} {value * factor:g} {unit} is outside what model {self.name} was trained on "
+                    f"({low * factor:g}..{high * factor:g} {unit}): check its detections with care"
+                )
+        return found
 
     @property
     def context_slices(self) -> int:
