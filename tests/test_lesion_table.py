@@ -11,7 +11,8 @@ from lesion_scenes import SPACING, scene, world_of, write_scene
 
 from napari_deepmir.cli import main
 from napari_deepmir.lesions.evaluate import evaluate, score_lesions
-from napari_deepmir.lesions.measure import label_lesions, lesion_table_features, measure_lesions, summarize_lesions
+from napari_deepmir.lesions.measure import label_lesions, lesion_table_features, measure_lesions
+from napari_deepmir.lesions.summary import participant_summary
 
 AFFINE = oblique_affine(SPACING)
 # Two spheres at known world positions: radius 3 mm at +400 ppb, radius 5 mm at +200 ppb.
@@ -83,9 +84,10 @@ def test_lesion_ids_locations_and_summary():
     table = measure_lesions(labels, affine=np.diag([0.5, 0.5, 2.0, 1.0]), locations=locations)
     assert list(table["location"]) == ["basal ganglia", "basal ganglia", "lobar"]
     assert list(table["volume_mm3"]) == [8 * 0.5, 0.5, 2 * 0.5]
-    summary = summarize_lesions(table, "sub-x")
+    summary = participant_summary(table, "sub-x")
     assert summary["n_cmb"] == 2 and summary["n_iron"] == 1 and summary["cmb_volume_mm3"] == 5.0
-    assert summary["n_cmb_basal_ganglia"] == 1 and summary["n_cmb_lobar"] == 1
+    assert summary["cmb_definite_basal_ganglia"] == 1 and summary["cmb_definite_lobar"] == 1
+    assert summary["cmb_pattern"] == "mixed" and summary["cmb_burden"] == "2-4"
     features = lesion_table_features(table)
     assert list(features["index"]) == [0, 1, 2, 3] and features.loc[2, "class"] == "iron"
 
@@ -109,7 +111,8 @@ def _evaluation_folders(tmp_path):
     _cube(pred1, (11, 11, 11), 1, size=1)
     _cube(pred1, (22, 22, 22), 1)
     _cube(pred1, (3, 21, 3), 2)
-    # sub-02 truth: CMB f. Prediction: f split in two components (both true positives), iron false positive g.
+    # sub-02 truth: CMB f. Prediction: f split in two components (one true positive, the other a false positive: a
+    # split lesion counts once), iron false positive g.
     truth2, pred2 = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
     truth2[5:10, 5, 5] = 1
     pred2[5, 5, 5] = pred2[9, 5, 5] = 1
@@ -134,14 +137,15 @@ def test_evaluate_reproduces_hand_computed_numbers(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["subjects"] == ["sub-01", "sub-02"] and report["unpaired_pred"] == ["sub-03"]
     cmb, iron = report["cmb"], report["iron"]
-    # CMB pooled: truth 3 + 1 = 4, found 2 + 1 = 3; predicted 3 + 2 = 5, true 2 + 2 = 4.
-    assert (cmb["n_truth"], cmb["n_truth_found"], cmb["n_pred"], cmb["n_pred_true"]) == (4, 3, 5, 4)
-    assert cmb["sensitivity"] == pytest.approx(3 / 4) and cmb["precision"] == pytest.approx(4 / 5)
-    assert cmb["f1"] == pytest.approx(2 * 0.75 * 0.8 / (0.75 + 0.8))
-    assert cmb["fp_per_subject"] == pytest.approx(1 / 2)  # e in sub-01
-    # Per subject: sub-01 sensitivity 2/3, precision 2/3; sub-02 1/1 and 2/2 -> means 5/6 and 5/6.
+    # CMB pooled: truth 3 + 1 = 4, found 2 + 1 = 3; predicted 3 + 2 = 5, true 2 + 1 = 3.
+    assert (cmb["n_truth"], cmb["n_truth_found"], cmb["n_pred"], cmb["n_pred_true"]) == (4, 3, 5, 3)
+    assert cmb["sensitivity"] == pytest.approx(3 / 4) and cmb["precision"] == pytest.approx(3 / 5)
+    assert cmb["f1"] == pytest.approx(2 * 0.75 * 0.6 / (0.75 + 0.6))
+    assert cmb["fp_per_subject"] == pytest.approx(2 / 2)  # e in sub-01, f's second piece in sub-02
+    # Per subject: sub-01 sensitivity 2/3, precision 2/3; sub-02 1/1 and 1/2 -> means 5/6 and 7/12.
     assert cmb["sensitivity_mean_over_subjects"] == pytest.approx(5 / 6)
-    assert [s["false_positives"] for s in cmb["per_subject"]] == [1, 0]
+    assert cmb["precision_mean_over_subjects"] == pytest.approx(7 / 12)
+    assert [s["false_positives"] for s in cmb["per_subject"]] == [1, 1]
     # Counts truth (3, 1) vs predicted (3, 2): differences (0, 1) -> bias 0.5, SD 0.7071, r = 1 (two points).
     agreement = cmb["count_agreement"]
     assert agreement["bland_altman_mean_difference"] == pytest.approx(0.5)

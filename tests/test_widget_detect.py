@@ -140,7 +140,7 @@ def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
-    names = [entry.name for entry in widget.model_box.choices]
+    names = [widget.model_box.native.itemText(i) for i in range(widget.model_box.native.count())]
     assert "tiny-all" not in names
     register_model(tiny_models["tiny-all"])  # as the fine-tuning widget does
     widget.refresh_models()

@@ -137,6 +137,35 @@ def test_lesion_id_layer_carries_the_table_as_features(viewer_and_widget):
         assert len(voxels) == lesion.voxels and features.loc[lesion.lesion_id, "class"] == lesion._3
 
 
+def test_summary_section_gives_mars_counts_by_region_from_the_region_layer(make_napari_viewer, tmp_path, qtbot):
+    from conftest import write_nifti
+
+    from napari_deepmir.conventions import RIGHT_OFFSET
+
+    swi, qsm, labels, affine = scene(SPHERES)
+    labels[sphere_world(labels.shape, affine, SPHERES[2][0], SPHERES[2][1])] = 2
+    regions = np.full(labels.shape, 1, np.uint8)  # frontal; the right half (i >= 32) on the right
+    regions[32:] = 1 + RIGHT_OFFSET
+    folder = tmp_path / "sub-01"
+    write_scene(folder, swi, qsm, labels, affine)
+    write_nifti(folder / "sub-01_desc-regions_dseg.nii.gz", regions, affine)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(folder), plugin="napari-deepmir")
+    assert "sub-01 regions" in viewer.layers
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Lesion table")
+    assert widget.layer == viewer.layers["sub-01 labels"]  # the region map is no class layer to measure
+    assert sorted(zip(widget.table["region"], widget.table["hemisphere"])) == [
+        ("frontal", "left"),
+        ("frontal", "left"),
+        ("frontal", "right"),
+    ]
+    shown = dict(widget.summary_model.frame.itertuples(index=False, name=None))
+    # the CMBs: one at i = 20 (left), one at i = 44 (right); the iron deposit (i = 30) is no microbleed
+    assert shown["cmb_definite_frontal_left"] == 1 and shown["cmb_definite_frontal_right"] == 1
+    assert shown["cmb_burden"] == "2-4" and shown["cmb_pattern"] == "strictly lobar"
+    assert "cmb_definite_thalamus_left" not in shown  # zero counts are left out of the view
+
+
 def _dock(viewer, widget):
     from napari._qt.widgets.qt_viewer_dock_widget import QtViewerDockWidget
 

@@ -18,6 +18,7 @@ from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
 from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
 from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
+from .lesions.components import load_region_map
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
 _MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
@@ -88,10 +89,8 @@ def read_nifti_file(path: Path) -> tuple:
             volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
         )
     if lower.endswith("_" + BIDS_SUFFIXES["regions"].lower()):
-        volume = load_volume(path, check_values=False)
-        return regions_layer_data(
-            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
-        )
+        volume = load_region_map(path)
+        return regions_layer_data(volume.data, DisplayGeometry(volume.data.shape, volume.affine), name=stem)
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
         metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
@@ -147,27 +146,25 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             layer[1]["visible"] = modality != "qsm"  # SWI shows the lesions; QSM is one click away
             layers.append(layer)
     files = find_subject_files(folder)
-    if "locations" in files:
-        locations = locations_layer_data(
-            _on_swi_grid(files["locations"], subject), geometry, name=f"{subject.name} locations"
-        )
-        locations[1]["metadata"]["deepmir"]["subject"] = subject.name
-        layers.append(locations)
-    if "regions" in files:
-        regions = regions_layer_data(_on_swi_grid(files["regions"], subject), geometry, name=f"{subject.name} regions")
-        regions[1]["metadata"]["deepmir"]["subject"] = subject.name
-        layers.append(regions)
+    for kind, make_layer in (("locations", locations_layer_data), ("regions", regions_layer_data)):
+        if kind in files:
+            volume = load_region_map(files[kind]) if kind == "regions" else load_volume(files[kind], check_values=False)
+            place = make_layer(_on_swi_grid(volume, subject), geometry, name=f"{subject.name} {kind}")
+            place[1]["metadata"]["deepmir"]["subject"] = subject.name
+            layers.append(place)
     if "labels" in files:
         metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
         layers.append(
             labels_layer_data(
-                _on_swi_grid(files["labels"], subject), geometry, name=f"{subject.name} labels", metadata=metadata
+                _on_swi_grid(load_volume(files["labels"], check_values=False), subject),
+                geometry,
+                name=f"{subject.name} labels",
+                metadata=metadata,
             )
         )
     return layers
 
 
-def _on_swi_grid(path: Path, subject):
-    volume = load_volume(path, check_values=False)
+def _on_swi_grid(volume: Volume, subject):
     reference = Volume(subject.swi, subject.affine, subject.paths.get("swi"))
     return resample_volume_to(volume, reference, order=0).astype("uint8")

@@ -49,6 +49,47 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
     )
 
 
+def _add_place_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--locations",
+        type=Path,
+        default=None,
+        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
+    )
+    parser.add_argument(
+        "--regions",
+        type=Path,
+        default=None,
+        help="MARS region map on the SWI grid, for the region and hemisphere columns (default: the subject "
+        "folder's *_desc-regions_dseg)",
+    )
+
+
+def _add_match_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--match",
+        choices=("overlap", "adjacent", "distance"),
+        default="overlap",
+        help="when two lesions are the same: overlap (share a voxel, default), adjacent (within one voxel, "
+        "26-neighbourhood), distance (centroids within --max-distance-mm); pairs are one to one",
+    )
+    parser.add_argument(
+        "--max-distance-mm",
+        type=float,
+        default=None,
+        help="largest centroid distance of a pair with --match distance (e.g. 3)",
+    )
+
+
+def _check_match_args(args: argparse.Namespace) -> None:
+    from .io import InputError
+
+    if args.match == "distance" and not (args.max_distance_mm and args.max_distance_mm > 0):
+        raise InputError(None, "--match distance needs --max-distance-mm, a positive number of millimetres")
+    if args.match != "distance" and args.max_distance_mm is not None:
+        raise InputError(None, "--max-distance-mm goes with --match distance")
+
+
 def _load_subject_from_args(args: argparse.Namespace):
     from .io import InputError, load_subject, load_subject_dir
 
@@ -203,16 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_subject_args(predict)
     _add_model_args(predict)
-    predict.add_argument(
-        "--locations",
-        type=Path,
-        default=None,
-        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
-    )
+    _add_place_args(predict)
     predict.add_argument(
         "--out", type=Path, required=True, help="output folder (BIDS-derivative names, see docs/model.md)"
     )
     predict.add_argument("--overwrite", action="store_true", help="replace this subject's earlier outputs in --out")
+    predict.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write each class's probability map (*_label-<class>_desc-deepmir_probseg.nii.gz; "
+        "deepmir evaluate draws the FROC curve from them)",
+    )
     predict.set_defaults(handler=_cmd_predict)
 
     train = commands.add_parser("train", help="train a model from scratch on annotated subjects")
@@ -259,12 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     candidates = commands.add_parser("candidates", help="rank likely lesions for review; writes a CSV, best first")
     _add_subject_args(candidates)
     candidates.add_argument("--model", type=Path, default=None, help="also use this model's probabilities")
-    candidates.add_argument(
-        "--locations",
-        type=Path,
-        default=None,
-        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
-    )
+    _add_place_args(candidates)
     candidates.add_argument("--max", type=int, default=200, help="at most this many candidates (default 200)")
     candidates.add_argument("--out", type=Path, required=True, help="candidates.csv")
     candidates.set_defaults(handler=_cmd_candidates)
@@ -277,17 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="label map on the SWI grid (1 CMB, 2 iron); default with --subject: its *_dseg file",
     )
-    table.add_argument(
-        "--locations",
-        type=Path,
-        default=None,
-        help="location map on the SWI grid (default: the subject folder's *_desc-locations_dseg)",
-    )
+    _add_place_args(table)
     table.add_argument(
         "--out",
         type=Path,
         required=True,
         help="lesions.csv or lesions.tsv (a JSON sidecar describing the columns is written beside it)",
+    )
+    table.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the participant's summary (MARS counts per region and side, burden category, pattern, "
+        "volumes) to this CSV/TSV, with its JSON sidecar",
     )
     table.set_defaults(handler=_cmd_table)
 
@@ -312,11 +352,30 @@ def build_parser() -> argparse.ArgumentParser:
     locations.add_argument("--overwrite", action="store_true", help="replace location/region maps already there")
     locations.set_defaults(handler=_cmd_locations)
 
-    evaluate = commands.add_parser("evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject")
+    evaluate = commands.add_parser(
+        "evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject, FROC; JSON report and PNG"
+    )
     evaluate.add_argument("--truth", type=Path, required=True, help="truth label file or folder")
-    evaluate.add_argument("--pred", type=Path, required=True, help="predicted label file or folder")
-    evaluate.add_argument("--out", type=Path, default=None, help="report.json")
+    evaluate.add_argument(
+        "--pred",
+        type=Path,
+        required=True,
+        help="predicted label file or folder (its *_label-<class>_*probseg files give the FROC curve)",
+    )
+    _add_match_args(evaluate)
+    evaluate.add_argument("--out", type=Path, default=None, help="report.json (and report.png beside it)")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    agreement = commands.add_parser(
+        "agreement", help="two raters' label maps: lesion-wise matches, kappa, ICC, table of disagreements"
+    )
+    agreement.add_argument("--a", type=Path, required=True, help="rater A: label file or folder of subjects")
+    agreement.add_argument("--b", type=Path, required=True, help="rater B: label file or folder of subjects")
+    _add_match_args(agreement)
+    agreement.add_argument(
+        "--out", type=Path, required=True, help="output folder: agreement.json and disagreements.tsv"
+    )
+    agreement.set_defaults(handler=_cmd_agreement)
 
     cohort = commands.add_parser("cohort", help="predict and measure every subject of a BIDS dataset with Dask")
     cohort.add_argument("bids_root", type=Path)
@@ -463,15 +522,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .pipeline import detect, write_detection
 
     subject = _load_subject_from_args(args)
-    outputs = OutputSet(args.out, subject.name)
+    outputs = OutputSet(args.out, subject.name, probabilities=args.save_probabilities)
     check_can_write(outputs, overwrite=args.overwrite)  # before the work, not after it
     choice = choose_model(subject.available, args.model)
-    locations = _subject_label_map(args, subject, args.locations, "locations")
+    locations, regions = _subject_places(args, subject)
     for warning in subject.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{subject.name}: {choice.describe()}", file=sys.stderr)
     with progress_bar(f"predict {subject.name}", unit="batch") as bar:
-        result = detect(subject, choice, device=args.device, locations=locations, progress=_bar_updater(bar))
+        result = detect(
+            subject,
+            choice,
+            device=args.device,
+            locations=locations,
+            regions=regions,
+            progress=_bar_updater(bar),
+        )
     for warning in result.warnings[len(subject.warnings) :]:  # the model's: acquisition outside its training
         print(f"warning: {warning}", file=sys.stderr)
     write_detection(result, outputs, overwrite=args.overwrite)
@@ -572,27 +638,39 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _subject_label_map(args: argparse.Namespace, subject, given: Path | None, kind: str):
-    """A label-like map (``labels`` or ``locations``) on the subject's SWI grid: the file given, else the
-    subject folder's own file, else None. A map on another grid is an error naming both files."""
+    """A label-like map (``labels``, ``locations`` or ``regions``) on the subject's SWI grid: the file given,
+    else the subject folder's own file, else None. A map on another grid is an error naming both files."""
     from .io import Volume
     from .io.bids import find_subject_files
-    from .lesions.components import check_same_grid, load_label_map, load_location_map
+    from .lesions.components import check_same_grid, load_label_map, load_location_map, load_region_map
 
     if given is None and args.subject is not None:
         given = find_subject_files(args.subject).get(kind)
     if given is None:
         return None
-    volume = load_label_map(given) if kind == "labels" else load_location_map(given)
+    loader = {"labels": load_label_map, "locations": load_location_map, "regions": load_region_map}[kind]
+    volume = loader(given)
     check_same_grid(Volume(subject.swi, subject.affine, subject.paths.get("swi")), volume, what=f"{kind} map")
     return volume.data
+
+
+def _subject_places(args: argparse.Namespace, subject) -> tuple:
+    """The subject's (location map, region map) on its SWI grid, each None when absent."""
+    return (
+        _subject_label_map(args, subject, args.locations, "locations"),
+        _subject_label_map(args, subject, args.regions, "regions"),
+    )
 
 
 def _cmd_candidates(args: argparse.Namespace) -> int:
     from .io.derivatives import write_table_with_sidecar
     from .lesions.candidates import find_candidates, table_descriptions
+    from .lesions.components import locations_from_regions
 
     subject = _load_subject_from_args(args)
-    locations = _subject_label_map(args, subject, args.locations, "locations")
+    locations, regions = _subject_places(args, subject)
+    if locations is None and regions is not None:
+        locations = locations_from_regions(regions)
     probabilities = None
     if args.model is not None:
         from .inference import predict_subject
@@ -610,7 +688,8 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
 def _cmd_table(args: argparse.Namespace) -> int:
     from .io import InputError
     from .io.derivatives import write_table_with_sidecar
-    from .lesions.measure import COLUMNS, measure_lesions, summarize_lesions
+    from .lesions.measure import COLUMNS, measure_lesions
+    from .lesions.summary import SUMMARY_COLUMNS, summary_table
 
     subject = _load_subject_from_args(args)
     labels = _subject_label_map(args, subject, args.labels, "labels")
@@ -618,12 +697,16 @@ def _cmd_table(args: argparse.Namespace) -> int:
         raise InputError(
             args.subject or args.swi, "no label map: give --labels FILE (or a subject folder with *_dseg.nii.gz)"
         )
-    locations = _subject_label_map(args, subject, args.locations, "locations")
-    table = measure_lesions(labels, subject, locations=locations)
+    locations, regions = _subject_places(args, subject)
+    table = measure_lesions(labels, subject, locations=locations, regions=regions)
     write_table_with_sidecar(args.out, table, COLUMNS)
-    summary = summarize_lesions(table, subject.name)
-    volumes = ", ".join(f"{summary['n_' + n]} {n} ({summary[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
+    summary = summary_table({subject.name: table})
+    row = summary.iloc[0]
+    volumes = ", ".join(f"{row['n_' + n]} {n} ({row[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
     print(f"{subject.name}: {len(table)} lesions: {volumes} -> {args.out}")
+    if args.summary is not None:
+        write_table_with_sidecar(args.summary, summary, SUMMARY_COLUMNS)
+        print(f"{subject.name}: CMB burden {row['cmb_burden']}, pattern {row['cmb_pattern']} -> {args.summary}")
     return 0
 
 
@@ -649,9 +732,14 @@ def _cmd_locations(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .io.derivatives import write_json
+    from .io.outputs import ensure_writable_folder
     from .lesions.evaluate import evaluate
+    from .lesions.report_figure import save_report_figure
 
-    report = evaluate(args.truth, args.pred, progress=True)
+    _check_match_args(args)
+    if args.out is not None:
+        ensure_writable_folder(args.out.parent)
+    report = evaluate(args.truth, args.pred, rule=args.match, max_distance_mm=args.max_distance_mm, progress=True)
     for side in ("truth", "pred"):
         if report[f"unpaired_{side}"]:
             print(f"warning: only in --{side}: {', '.join(report[f'unpaired_{side}'])}", file=sys.stderr)
@@ -665,11 +753,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{name:6s} {r['n_truth']:6d} {r['n_truth_found']:6d} {r['n_pred']:6d} {r['n_pred_true']:6d} "
             f"{r['sensitivity']:6.3f} {r['precision']:6.3f} {r['f1']:6.3f} {r['fp_per_subject']:8.2f}"
         )
+    confusion = report["confusion"]
+    print(f"CMB predicted as iron: {confusion['cmb']['iron']}; iron predicted as CMB: {confusion['iron']['cmb']}")
+    destination = ""
     if args.out is not None:
         write_json(args.out, report)
-    destination = f" -> {args.out}" if args.out is not None else ""
-    print(f"evaluated {report['n_subjects']} subject(s){destination}")
+        figure = save_report_figure(report, args.out.with_suffix(".png"))
+        destination = f" -> {args.out}, {figure}"
+    print(f"evaluated {report['n_subjects']} subject(s), matching {args.match}{destination}")
     return 0
+
+
+def _cmd_agreement(args: argparse.Namespace) -> int:
+    from .lesions.agreement import agreement, write_agreement
+
+    _check_match_args(args)
+    result = agreement(args.a, args.b, rule=args.match, max_distance_mm=args.max_distance_mm, progress=True)
+    for side in ("a", "b"):
+        if result.report[f"only_{side}"]:
+            print(f"warning: only in --{side}: {', '.join(result.report[f'only_{side}'])}", file=sys.stderr)
+    report_path, disagreements_path = write_agreement(result, args.out)
+    for name in ("cmb", "iron"):
+        r = result.report[name]
+        print(
+            f"{name:5s} lesions A {r['n_a']}, B {r['n_b']}, matched {r['n_matched']}; presence kappa "
+            f"{_number(r['presence_kappa'])}; count {r['count_icc']['form']} {_number(r['count_icc']['icc'])}"
+        )
+    print(
+        f"{result.report['n_subjects']} subject(s), {len(result.disagreements)} disagreement(s) -> "
+        f"{report_path}, {disagreements_path}"
+    )
+    return 0
+
+
+def _number(value) -> str:
+    import math
+
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:

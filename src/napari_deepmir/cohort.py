@@ -37,6 +37,7 @@ class CohortSubject:
     folder: Path
     locations: Path | None = None  # its location map, when it has one
     modalities: tuple[str, ...] = ("swi",)  # the modalities it has files for
+    regions: Path | None = None  # its region map, when it has one
 
 
 @dataclass
@@ -108,7 +109,13 @@ def find_cohort(bids_root: str | Path, modalities=("swi",)) -> tuple[list[Cohort
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
             ready.append(
-                CohortSubject(participant, folder, files.get("locations"), tuple(m for m in MODALITIES if m in files))
+                CohortSubject(
+                    participant,
+                    folder,
+                    files.get("locations"),
+                    tuple(m for m in MODALITIES if m in files),
+                    files.get("regions"),
+                )
             )
     return ready, problems
 
@@ -141,7 +148,7 @@ def _detect_and_write(subject: CohortSubject, outputs, choice, device: str, over
     import torch
 
     from .io import load_subject_dir
-    from .lesions.components import load_location_map
+    from .lesions.components import load_location_map, load_region_map
     from .model.files import load_model
     from .pipeline import detect, write_detection
 
@@ -150,7 +157,8 @@ def _detect_and_write(subject: CohortSubject, outputs, choice, device: str, over
         _MODELS[choice.path] = load_model(choice.path, device if device != "auto" else "cpu")
     data = load_subject_dir(subject.folder)
     locations = None if subject.locations is None else load_location_map(subject.locations).data
-    result = detect(data, _MODELS[choice.path], device=device, locations=locations)
+    regions = None if subject.regions is None else load_region_map(subject.regions).data
+    result = detect(data, _MODELS[choice.path], device=device, locations=locations, regions=regions)
     result.model["ModelChoice"] = choice.reason
     write_detection(result, outputs, overwrite=overwrite, lookup=False)  # the lookup lives at the dataset root
     return result
@@ -210,7 +218,7 @@ def run_cohort(
 
 
 def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_tables: list[pd.DataFrame]) -> None:
-    from .lesions.measure import summarize_lesions
+    from .lesions.summary import participant_summary
 
     participant, status = outcome["participant_id"], outcome["status"]
     if status == "failed":
@@ -219,11 +227,19 @@ def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_table
     (result.done if status == "done" else result.skipped).append(participant)
     result.models[participant] = outcome["model"]
     table = outcome["lesions"]
-    summary = summarize_lesions(table, participant)
-    summary.pop("subject", None)
+    summary = participant_summary(table, participant)
     model = {"model": outcome["model"]["Model"], "model_sha256": outcome["model"]["ModelSha256"]}
     rows.append({"participant_id": participant, "status": status, **model, **summary})
     lesion_tables.append(table.assign(participant_id=participant)[["participant_id", *table.columns]])
+
+
+#: The cohort's own columns of summary.tsv, before the participant summary's (lesions.summary.SUMMARY_COLUMNS).
+_COHORT_COLUMNS = {
+    "participant_id": ("Participant (sub-X, or sub-X_ses-Y)", None),
+    "status": ("done (run now), skipped (outputs of an earlier run) or failed (see failures.tsv)", None),
+    "model": ("Name of the model that made the participant's outputs", None),
+    "model_sha256": ("sha256 of that model's weights", None),
+}
 
 
 def _models_used(result: CohortResult) -> list[dict]:
@@ -237,7 +253,8 @@ def _models_used(result: CohortResult) -> list[dict]:
 
 
 def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables) -> None:
-    from .io.derivatives import write_dseg_lookup, write_json, write_table
+    from .io.derivatives import write_dseg_lookup, write_json, write_table, write_table_with_sidecar
+    from .lesions.summary import SUMMARY_COLUMNS
 
     models = _models_used(result)
     write_json(
@@ -259,7 +276,11 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
     )
     write_dseg_lookup(out_dir / LOOKUP)
     summary = pd.DataFrame(rows + [{"participant_id": p, "status": "failed"} for p in result.failed])
-    write_table(out_dir / "summary.tsv", summary.sort_values("participant_id") if len(summary) else summary)
+    write_table_with_sidecar(
+        out_dir / "summary.tsv",
+        summary.sort_values("participant_id") if len(summary) else summary,
+        _COHORT_COLUMNS | SUMMARY_COLUMNS,
+    )
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(columns=["participant_id"])
     write_table(
         out_dir / "lesions.tsv", lesions.sort_values(["participant_id", "lesion_id"]) if len(lesions) else lesions

@@ -67,3 +67,7 @@ REGION_LOCATION: dict[int, int] = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 2, 8: 
 #: Added to a region code on the right hemisphere in a region map.
 RIGHT_OFFSET = 100
 HEMISPHERES: tuple[str, ...] = ("left", "right")
+
+
+#: Every value a region map may hold: 0 (no region) and each region code on either side.
+REGION_MAP_VALUES: frozenset[int] = frozenset({0, *REGION_NAMES, *(c + RIGHT_OFFSET for c in REGION_NAMES)})

@@ -6,7 +6,12 @@ the same geometry (see :mod:`napari_deepmir.io.display`), display presets and me
 
 import numpy as np
 
-from .conventions import CLASS_COLORS, CLASS_TITLES, LOCATION_NAMES, MODALITY_TITLES
+from .conventions import (
+    CLASS_COLORS,
+    CLASS_TITLES,
+    LOCATION_NAMES,
+    MODALITY_TITLES,
+)
 from .io.display import DisplayGeometry
 
 AXIS_LABELS = ("z (S)", "y (A)", "x (R)")

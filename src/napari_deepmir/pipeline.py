@@ -82,12 +82,13 @@ def iter_detect(
     *,
     device: str = "auto",
     locations: np.ndarray | None = None,
+    regions: np.ndarray | None = None,
     bf16: bool = False,
 ) -> Generator[tuple[int, int], None, DetectionResult]:
     """Predict and measure ``subject``; yields ``(done, total)`` slice batches (closing it cancels) and returns
     a :class:`DetectionResult`. ``model``: None (the shipped model for the subject's inputs), a model
-    folder or name, a ModelChoice or a LoadedModel; ``locations``: a location map on the SWI grid for the
-    table's ``location`` column."""
+    folder or name, a ModelChoice or a LoadedModel; ``locations`` / ``regions``: a location / region map on
+    the SWI grid for the table's ``location`` / ``region`` and ``hemisphere`` columns."""
     from .inference import iter_predict, loaded_model, select_device
     from .lesions.measure import label_lesions, measure_lesions
 
@@ -95,7 +96,9 @@ def iter_detect(
     torch_device = select_device(device) if isinstance(device, str) else device
     loaded = loaded_model(model, torch_device)
     prediction = yield from iter_predict(subject, loaded, device=torch_device, return_probabilities=True, bf16=bf16)
-    table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
+    table = measure_lesions(
+        prediction.labels, subject, probabilities=prediction.probabilities, locations=locations, regions=regions
+    )
     lesion_ids, _ = label_lesions(prediction.labels)
     provenance = model_provenance(loaded, choice) | {"Device": str(torch_device)}
     warnings = [*subject.warnings, *loaded.card.range_warnings(subject.scan)]
@@ -129,5 +132,13 @@ def write_detection(
         "GeneratedBy": result.model,
     }
     return write_outputs(
-        outputs, result.labels, subject.affine, result.table, COLUMNS, provenance, overwrite=overwrite, lookup=lookup
+        outputs,
+        result.labels,
+        subject.affine,
+        result.table,
+        COLUMNS,
+        provenance,
+        overwrite=overwrite,
+        lookup=lookup,
+        probabilities=result.probabilities,
     )

@@ -4,6 +4,8 @@ Per participant, in one folder (BIDS-derivative names):
 
 - ``<participant>_space-swi_desc-deepmir_dseg.nii.gz``: labels (0/1/2) on the SWI grid with the SWI affine;
 - ``<participant>_desc-deepmir_lesions.tsv`` and its ``.json`` column descriptions: the lesion table;
+- ``<participant>_space-swi_label-<class>_desc-deepmir_probseg.nii.gz`` (only when asked for): each class's
+  probability (0..1, float32) on the SWI grid;
 - ``<participant>_space-swi_desc-deepmir_dseg.json``: provenance (model name and sha256, inputs, QSM
   units and how they were known, echo time and field strength from the input's sidecar, warnings, software
   version) and the list of files. It is the **completion marker**: written
@@ -24,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..conventions import CLASS_NAMES
 from .derivatives import write_dseg_lookup, write_json, write_table_with_sidecar
 from .errors import InputError
-from .nifti import save_labels
+from .nifti import save_labels, save_nifti
 
 LOOKUP = "dseg.tsv"
 
@@ -37,6 +40,7 @@ class OutputSet:
 
     folder: Path
     participant: str
+    probabilities: bool = False  # whether the set has the class probability maps
 
     @property
     def labels(self) -> Path:
@@ -55,9 +59,14 @@ class OutputSet:
     def lesions_sidecar(self) -> Path:
         return self.lesions.with_suffix(".json")
 
+    def probability(self, class_name: str) -> Path:
+        """The probability map of a class (``cmb``, ``iron``)."""
+        return self.folder / f"{self.participant}_space-swi_label-{class_name}_desc-deepmir_probseg.nii.gz"
+
     @property
     def files(self) -> tuple[Path, ...]:
-        return (self.labels, self.lesions, self.lesions_sidecar, self.marker)
+        probabilities = tuple(self.probability(name) for name in CLASS_NAMES.values()) if self.probabilities else ()
+        return (self.labels, *probabilities, self.lesions, self.lesions_sidecar, self.marker)
 
     def provenance(self) -> dict | None:
         """The marker's content, or None when there is none (or it is unreadable)."""
@@ -125,8 +134,12 @@ def write_outputs(
     *,
     overwrite: bool = False,
     lookup: bool = True,
+    probabilities: np.ndarray | None = None,
 ) -> OutputSet:
-    """Write one participant's output set as a unit (see the module docstring); ``lookup`` adds ``dseg.tsv``."""
+    """Write one participant's output set as a unit (see the module docstring); ``lookup`` adds ``dseg.tsv``;
+    ``probabilities`` (3, *grid), needed when the set has probability maps."""
+    if outputs.probabilities and probabilities is None:
+        raise ValueError("this output set has probability maps: give the probabilities")
     check_can_write(outputs, overwrite=overwrite)
     record = {
         "Description": "Cerebral microbleeds (1) and iron deposits (2) found by napari-deepmir",
@@ -138,6 +151,9 @@ def write_outputs(
     try:
         write_json(outputs.marker, {**record, "Complete": False})
         save_labels(outputs.labels, labels, affine)
+        if outputs.probabilities:
+            for value, name in CLASS_NAMES.items():
+                save_nifti(outputs.probability(name), np.asarray(probabilities[value], np.float32), affine)
         write_table_with_sidecar(outputs.lesions, table, columns)
         if lookup:
             write_dseg_lookup(outputs.folder / LOOKUP)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..conventions import CLASS_NAMES, LOCATION_NAMES
+from ..conventions import CLASS_NAMES, LOCATION_NAMES, REGION_LOCATION, REGION_MAP_VALUES, RIGHT_OFFSET
 from ..io import InputError, Volume, load_volume
 
 #: 26-connectivity in 3D: voxels sharing a face, an edge or a corner belong to the same lesion.
@@ -26,6 +26,28 @@ def load_label_map(path: str | Path) -> Volume:
 def load_location_map(path: str | Path) -> Volume:
     """Read a location map (values of ``conventions.LOCATION_NAMES``) as an int16 volume."""
     return _load_integer_map(path, set(LOCATION_NAMES), ", ".join(f"{k} {v}" for k, v in LOCATION_NAMES.items()))
+
+
+def load_region_map(path: str | Path) -> Volume:
+    """Read a region map (MARS region codes of ``conventions.REGION_NAMES``, ``+ RIGHT_OFFSET`` on the right)."""
+    meaning = f"0 or a MARS region code 1-{max(REGION_LOCATION)}, plus {RIGHT_OFFSET} on the right"
+    return _load_integer_map(path, set(REGION_MAP_VALUES), meaning)
+
+
+def load_probability_map(path: str | Path) -> Volume:
+    """Read one class's probability map (0..1); values outside 0..1 are an error naming the file."""
+    volume = load_volume(path, check_values=False)
+    if volume.data.size and (volume.data.min() < 0 or volume.data.max() > 1):
+        raise InputError(path, "not a probability map: values outside 0..1")
+    return volume
+
+
+def locations_from_regions(regions: np.ndarray) -> np.ndarray:
+    """The location map (``conventions.LOCATION_NAMES`` values) a region map implies."""
+    lookup = np.zeros(max(REGION_MAP_VALUES) + 1, dtype=np.int16)
+    for code in REGION_MAP_VALUES - {0}:
+        lookup[code] = REGION_LOCATION[code % RIGHT_OFFSET]
+    return lookup[np.asarray(regions, dtype=np.int64)]
 
 
 def _load_integer_map(path: str | Path, allowed: set[int], meaning: str) -> Volume:

@@ -1,23 +1,41 @@
 """Lesion-wise evaluation of a predicted label map against a truth label map.
 
-Rule (docs/lesion-tables.md): lesions are 26-connected components of one class. A truth lesion is
-*found* when a predicted component of the same class shares at least one voxel with it; a predicted
-component is a *true positive* when it shares at least one voxel with a truth lesion of its class.
-Zero denominators: sensitivity is NaN without truth lesions, precision is NaN without predicted
-lesions, F1 is NaN only when both are NaN (if just one is NaN the other is 0 and so is F1).
+Rules (docs/lesion-tables.md): lesions are 26-connected components of one class, paired by a matching rule of
+:mod:`.matching` (``overlap``, the default; ``adjacent``; ``distance``). A predicted lesion is a *true positive*
+when it is in the one-to-one pairing of same-class lesions, so the second piece of a split lesion is a false
+positive. A truth lesion is *found* when a predicted lesion of its class may pair with it (``overlap``,
+``adjacent``: a merged prediction finds every lesion it covers) or, for ``distance``, when it is paired.
+Zero denominators: sensitivity is NaN without truth lesions, precision is NaN without predicted lesions, F1 is
+NaN only when both are NaN (if just one is NaN the other is 0 and so is F1).
 """
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..conventions import CLASS_NAMES
+from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError
-from ..io.bids import in_derivatives, subject_id
-from ..io.nifti import is_nifti_path
+from ..io.bids import subject_id
 from ..progress import progress_bar
-from .components import check_same_grid, class_components, load_label_map
+from .components import (
+    check_same_grid,
+    load_label_map,
+    load_location_map,
+    load_probability_map,
+    load_region_map,
+    locations_from_regions,
+)
+from .guidance import location_name
+from .matching import Lesions, allowed_pairs, check_rule, one_to_one
+from .pairing import pair_label_maps, probability_files
+
+#: Thresholds on a lesion's peak class probability swept for the FROC curve (the first also outlines the lesions).
+FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.1, 1.0, 0.05))
+#: False positives per subject at which the FROC's sensitivity is reported.
+FROC_FP_RATES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+_COUNT_KEYS = ("n_truth", "n_truth_found", "n_pred", "n_pred_true")
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -46,68 +64,215 @@ def lesion_metrics(n_truth: int, n_truth_found: int, n_pred: int, n_pred_true: i
     }
 
 
-def score_lesions(truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
-    """Lesion-wise counts and scores per class name (``"cmb"``, ``"iron"``) for two label maps on one grid."""
+@dataclass
+class ClassComparison:
+    """One class of two label maps compared: the lesions, which truth lesions are found, the one-to-one pairs."""
+
+    truth: Lesions
+    pred: Lesions
+    found: np.ndarray  # bool per truth lesion
+    pairs: list[tuple[int, int]]  # (truth id, pred id), one to one
+
+    def counts(self) -> dict:
+        return {
+            "n_truth": self.truth.count,
+            "n_truth_found": int(self.found.sum()),
+            "n_pred": self.pred.count,
+            "n_pred_true": len(self.pairs),
+        }
+
+    def unpaired_pred(self) -> np.ndarray:
+        """Ids of the predicted lesions in no pair (false positives)."""
+        paired = {p for _, p in self.pairs}
+        return np.array([n for n in range(1, self.pred.count + 1) if n not in paired], dtype=int)
+
+    def missed_truth(self) -> np.ndarray:
+        """Ids of the truth lesions not found."""
+        return np.flatnonzero(~self.found) + 1
+
+
+def compare_class(
+    truth: Lesions, pred: Lesions, *, rule: str = "overlap", max_distance_mm: float | None = None
+) -> ClassComparison:
+    """Pair the lesions of one class of truth and prediction under ``rule`` (module docstring)."""
+    allowed = allowed_pairs(truth, pred, rule, max_distance_mm)
+    pairs = one_to_one(truth, pred, allowed)
+    if rule == "distance":
+        found = np.zeros(truth.count, dtype=bool)
+        found[[t - 1 for t, _ in pairs]] = True
+    else:
+        found = allowed.any(axis=1)
+    return ClassComparison(truth, pred, found, pairs)
+
+
+def compare_maps(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    *,
+    rule: str = "overlap",
+    affine: np.ndarray | None = None,
+    max_distance_mm: float | None = None,
+) -> dict[int, ClassComparison]:
+    """Per class value, the comparison of two label maps on one grid."""
     truth, pred = np.asarray(truth), np.asarray(pred)
     if truth.shape != pred.shape:
         raise ValueError(f"truth {truth.shape} and prediction {pred.shape} are not on the same grid")
-    scores = {}
+    check_rule(rule, max_distance_mm)
+    return {
+        value: compare_class(
+            Lesions.of_class(truth, value, affine),
+            Lesions.of_class(pred, value, affine),
+            rule=rule,
+            max_distance_mm=max_distance_mm,
+        )
+        for value in CLASS_NAMES
+    }
+
+
+def cross_class_pairs(
+    comparisons: dict[int, ClassComparison],
+    *,
+    rule: str = "overlap",
+    max_distance_mm: float | None = None,
+    truth_left: str = "missed",
+) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """{(truth class, predicted class): [(truth id, pred id)]}: truth lesions left over by their own class
+    (``truth_left``: ``missed``, not found; or ``unpaired``, in no same-class pair) paired one to one with
+    unpaired predictions of the other class, under ``rule``."""
+    crossed = {}
+    for t_value, truth_side in comparisons.items():
+        for p_value, pred_side in comparisons.items():
+            if p_value == t_value:
+                continue
+            if truth_left == "missed":
+                left = truth_side.missed_truth()
+            else:
+                left = np.setdiff1d(np.arange(1, truth_side.truth.count + 1), [t for t, _ in truth_side.pairs])
+            allowed = allowed_pairs(truth_side.truth, pred_side.pred, rule, max_distance_mm)
+            keep = np.zeros_like(allowed)
+            keep[np.ix_(left - 1, pred_side.unpaired_pred() - 1)] = True
+            crossed[(t_value, p_value)] = one_to_one(truth_side.truth, pred_side.pred, allowed & keep)
+    return crossed
+
+
+def class_confusion(
+    comparisons: dict[int, ClassComparison], *, rule: str = "overlap", max_distance_mm: float | None = None
+) -> dict[str, dict[str, int]]:
+    """Truth lesions by truth class (rows ``cmb``, ``iron``; each row sums to the truth count) against what the
+    prediction made of them: found by its own class (diagonal), missed but paired one to one with an unpaired
+    prediction of the other class (CMB<->iron confusion), or missed (``none``). Row ``none``: the false positive
+    predictions of each class that are no such confusion."""
+    names = (*CLASS_NAMES.values(), "none")
+    table = {row: dict.fromkeys(names, 0) for row in names}
+    crossed = cross_class_pairs(comparisons, rule=rule, max_distance_mm=max_distance_mm)
+    for value, comparison in comparisons.items():
+        name = CLASS_NAMES[value]
+        table[name][name] = int(comparison.found.sum())
+        confused_truth = sum(len(pairs) for (t, _), pairs in crossed.items() if t == value)
+        confused_pred = sum(len(pairs) for (_, p), pairs in crossed.items() if p == value)
+        for (t, p), pairs in crossed.items():
+            if t == value:
+                table[name][CLASS_NAMES[p]] = len(pairs)
+        table[name]["none"] = len(comparison.missed_truth()) - confused_truth
+        table["none"][name] = len(comparison.unpaired_pred()) - confused_pred
+    return table
+
+
+def score_lesions(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    *,
+    rule: str = "overlap",
+    affine: np.ndarray | None = None,
+    max_distance_mm: float | None = None,
+) -> dict[str, dict]:
+    """Lesion-wise counts and scores per class name (``"cmb"``, ``"iron"``) for two label maps on one grid."""
+    comparisons = compare_maps(truth, pred, rule=rule, affine=affine, max_distance_mm=max_distance_mm)
+    return {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()}
+
+
+def lesion_places(lesions: Lesions, places: np.ndarray | None, name_of) -> list[str]:
+    """The place of each lesion (``name_of`` applied to the place-map values inside it), ``unknown`` without a map."""
+    if places is None:
+        return ["unknown"] * lesions.count
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(lesions.ids, max_label=lesions.count)
+    return [name_of(places[box][lesions.ids[box] == n]) for n, box in enumerate(boxes, start=1)]
+
+
+def _region_side(values: np.ndarray) -> str:
+    from .measure import region_of
+
+    region, side = region_of(values)
+    return "unknown" if region is None else f"{region} {side}"
+
+
+def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_places: list[str]) -> dict[str, dict]:
+    counts: dict[str, dict] = {}
+    for place, found in zip(truth_places, comparison.found):
+        entry = counts.setdefault(place, dict.fromkeys(_COUNT_KEYS, 0))
+        entry["n_truth"] += 1
+        entry["n_truth_found"] += int(found)
+    paired = {p for _, p in comparison.pairs}
+    for number, place in enumerate(pred_places, start=1):
+        entry = counts.setdefault(place, dict.fromkeys(_COUNT_KEYS, 0))
+        entry["n_pred"] += 1
+        entry["n_pred_true"] += int(number in paired)
+    return counts
+
+
+def _froc_counts(
+    truth: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
+) -> dict[str, list[dict]]:
+    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`: the candidates are the lesions of
+    ``P >= FROC_THRESHOLDS[0]``, each scored by its peak probability; at a threshold those scoring at least it are
+    kept and scored against the truth under ``rule``."""
+    from scipy import ndimage
+
+    counts: dict[str, list[dict]] = {}
     for value, name in CLASS_NAMES.items():
-        truth_ids, n_truth = class_components(truth, value)
-        pred_ids, n_pred = class_components(pred, value)
-        overlap = (truth_ids > 0) & (pred_ids > 0)
-        n_found = len(np.unique(truth_ids[overlap]))
-        n_true = len(np.unique(pred_ids[overlap]))
-        scores[name] = lesion_metrics(n_truth, n_found, n_pred, n_true)
-    return scores
-
-
-#: File-name endings that are images or region maps, never a lesion label map.
-_NOT_LABEL_MAPS = tuple(f"_{s}" for s in ("swi", "Chimap", "T2w", "desc-locations_dseg", "probabilities"))
-
-
-def _label_files(folder: Path) -> dict[str, Path]:
-    """Label map per subject under ``folder``: NIfTI files grouped by the ``sub-XXX`` in their path.
-
-    Image files (``_swi``, ``_Chimap``, ``_T2w``), location maps and anything in a ``derivatives``
-    folder below ``folder`` (annotations kept beside the raw data) are skipped; when a subject has
-    several files, the ones ending in ``_dseg`` win; two candidates left is an error.
-    """
-    folder = folder.resolve()  # so that a folder given as "." still contributes its own sub-XXX name
-    found: dict[str, list[Path]] = {}
-    for path in sorted(folder.rglob("*.nii*")):
-        stem = path.name.split(".nii")[0]
-        name = subject_id(path.relative_to(folder.parent))
-        if not is_nifti_path(path) or stem.endswith(_NOT_LABEL_MAPS) or name is None or in_derivatives(path, folder):
+        if name not in probabilities:
             continue
-        found.setdefault(name, []).append(path)
-    chosen = {}
-    for name, paths in found.items():
-        preferred = [p for p in paths if p.name.split(".nii")[0].endswith("_dseg")] or paths
-        if len(preferred) > 1:
-            listed = ", ".join(str(p.relative_to(folder)) for p in preferred)
-            raise InputError(folder, f"several label maps for {name}: {listed}")
-        chosen[name] = preferred[0]
-    return chosen
+        truth_lesions = Lesions.of_class(truth, value, affine)
+        candidates = Lesions.of_mask(probabilities[name] >= FROC_THRESHOLDS[0], affine)
+        peaks = np.asarray(ndimage.maximum(probabilities[name], candidates.ids, range(1, candidates.count + 1)))
+        allowed = allowed_pairs(truth_lesions, candidates, rule, max_distance_mm)
+        counts[name] = []
+        for threshold in FROC_THRESHOLDS:
+            kept = peaks.reshape(-1) >= threshold
+            subset = candidates.subset(kept)
+            paired = len(one_to_one(truth_lesions, subset, allowed[:, kept]))
+            found = paired if rule == "distance" else int(allowed[:, kept].any(axis=1).sum())
+            counts[name].append(
+                {"n_truth": truth_lesions.count, "n_truth_found": found, "n_pred": subset.count, "n_pred_true": paired}
+            )
+    return counts
 
 
-def _pairs(truth: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], list[str], list[str]]:
-    """(subject, truth file, prediction file) pairs, and the subjects found only in truth / only in pred."""
-    if truth.is_dir() != pred.is_dir():
-        kind = "a folder" if truth.is_dir() else "a file"
-        raise InputError(pred, f"give two files or two folders (truth {truth} is {kind})")
-    for path in (truth, pred):
-        if not path.exists():
-            raise InputError(path, "not found")
-    if not truth.is_dir():
-        return [(subject_id(truth) or subject_id(pred) or truth.name.split(".")[0], truth, pred)], [], []
-    truth_files, pred_files = _label_files(truth), _label_files(pred)
-    if not truth_files:
-        raise InputError(truth, "no label maps with a sub-XXX name found")
-    pairs = [(name, truth_files[name], pred_files[name]) for name in sorted(truth_files) if name in pred_files]
-    if not pairs:
-        raise InputError(pred, f"no prediction shares a subject with {truth} (subjects are paired by sub-XXX names)")
-    return pairs, sorted(set(truth_files) - set(pred_files)), sorted(set(pred_files) - set(truth_files))
+def froc_curve(per_subject: list[list[dict]], n_subjects: int) -> dict:
+    """Pooled FROC points (sensitivity, false positives per subject) over thresholds, from per-subject counts."""
+    points = []
+    for index, threshold in enumerate(FROC_THRESHOLDS):
+        totals = {key: sum(counts[index][key] for counts in per_subject) for key in _COUNT_KEYS}
+        points.append(
+            (threshold, _ratio(totals["n_truth_found"], totals["n_truth"]), _fp_per_subject(totals, n_subjects))
+        )
+    sensitivity_at = {}
+    for rate in FROC_FP_RATES:
+        reachable = [s for _, s, fp in points if fp <= rate and not math.isnan(s)]
+        sensitivity_at[str(rate)] = max(reachable) if reachable else 0.0
+    return {
+        "thresholds": [t for t, _, _ in points],
+        "sensitivity": [s for _, s, _ in points],
+        "fp_per_subject": [fp for _, _, fp in points],
+        "sensitivity_at_fp_per_subject": sensitivity_at,
+        "n_subjects": n_subjects,
+    }
+
+
+def _fp_per_subject(totals: dict, n_subjects: int) -> float:
+    return (totals["n_pred"] - totals["n_pred_true"]) / n_subjects if n_subjects else math.nan
 
 
 def count_agreement(truth_counts: list[int], pred_counts: list[int]) -> dict:
@@ -127,42 +292,134 @@ def count_agreement(truth_counts: list[int], pred_counts: list[int]) -> dict:
     }
 
 
-def evaluate(truth: str | Path, pred: str | Path, *, progress: bool = False) -> dict:
+def _place_maps(truth_path: Path, truth_volume) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(location map, region map) beside a truth label map (``*_desc-locations_dseg`` / ``*_desc-regions_dseg`` of
+    its subject in its folder), on its grid; the location map comes from the region map when only that exists."""
+    maps = {}
+    for kind, loader in (("locations", load_location_map), ("regions", load_region_map)):
+        path = _place_file(Path(truth_path), kind)
+        if path is not None:
+            volume = loader(path)
+            check_same_grid(truth_volume, volume, what=f"{kind} map")
+            maps[kind] = volume.data
+    regions, locations = maps.get("regions"), maps.get("locations")
+    if locations is None and regions is not None:
+        locations = locations_from_regions(regions)
+    return locations, regions
+
+
+def _place_file(truth_path: Path, kind: str) -> Path | None:
+    subject = subject_id(truth_path.name)
+    found = [
+        path
+        for path in truth_path.parent.glob(f"*_{BIDS_SUFFIXES[kind]}.nii*")
+        if subject is None or subject_id(path.name) == subject
+    ]
+    if len(found) > 1:
+        raise InputError(truth_path.parent, f"several {kind} maps: {', '.join(p.name for p in sorted(found))}")
+    return found[0] if found else None
+
+
+def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, rule: str, max_distance_mm) -> dict:
+    """Everything evaluate reports about one subject."""
+    truth_volume, pred_volume = load_label_map(truth_path), load_label_map(pred_path)
+    check_same_grid(truth_volume, pred_volume, what="prediction")
+    affine = truth_volume.affine
+    comparisons = compare_maps(
+        truth_volume.data, pred_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm
+    )
+    locations, regions = _place_maps(truth_path, truth_volume)
+    places = {"location": {}, "region": {}}
+    for value, comparison in comparisons.items():
+        name = CLASS_NAMES[value]
+        for key, place_map, name_of in (("location", locations, location_name), ("region", regions, _region_side)):
+            if place_map is not None:
+                truth_places = lesion_places(comparison.truth, place_map, name_of)
+                pred_places = lesion_places(comparison.pred, place_map, name_of)
+                places[key][name] = _place_counts(comparison, truth_places, pred_places)
+    probabilities = {}
+    for name, path in probability_paths.items():
+        volume = load_probability_map(path)
+        check_same_grid(truth_volume, volume, what="probability map")
+        probabilities[name] = volume.data
+    return {
+        "scores": {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()},
+        "confusion": class_confusion(comparisons, rule=rule, max_distance_mm=max_distance_mm),
+        "places": places,
+        "froc": _froc_counts(truth_volume.data, probabilities, affine, rule, max_distance_mm),
+    }
+
+
+def _sum_places(per_subject: list[dict], key: str, class_name: str) -> dict[str, dict]:
+    totals: dict[str, dict] = {}
+    for result in per_subject:
+        for place, counts in result["places"][key].get(class_name, {}).items():
+            entry = totals.setdefault(place, dict.fromkeys(_COUNT_KEYS, 0))
+            for count_key in _COUNT_KEYS:
+                entry[count_key] += counts[count_key]
+    return {place: lesion_metrics(**counts) for place, counts in sorted(totals.items())}
+
+
+def evaluate(
+    truth: str | Path,
+    pred: str | Path,
+    *,
+    rule: str = "overlap",
+    max_distance_mm: float | None = None,
+    progress: bool = False,
+) -> dict:
     """Lesion-wise report comparing predicted label maps with truth (two files, or two folders of subjects).
 
-    Folders are paired by the ``sub-XXX`` name in each file's path. The report has per class
+    Folders are paired by the ``sub-XXX`` name in each file's path (:mod:`.pairing`). The report has per class
     (``"cmb"``, ``"iron"``) the pooled scores over all subjects (counts summed, then ratios),
-    ``fp_per_subject``, the per-subject means of sensitivity/precision (as the DEEPMIR paper reports),
-    count agreement, and a per-subject list; plus ``subjects``, ``unpaired_truth``, ``unpaired_pred``.
-    Truth and prediction of a subject must share the grid (InputError naming both files otherwise).
+    ``fp_per_subject``, the per-subject means of sensitivity/precision (as the DEEPMIR paper reports), count
+    agreement, figures per location and region (with place maps beside the truth), the FROC curve (with
+    probability maps beside the predictions) and a per-subject list; plus the CMB<->iron ``confusion``,
+    ``subjects``, ``unpaired_truth``, ``unpaired_pred``. Truth and prediction of a subject must share the grid
+    (InputError naming both files otherwise).
     """
-    pairs, only_truth, only_pred = _pairs(Path(truth), Path(pred))
-    per_subject = []
+    check_rule(rule, max_distance_mm)
+    truth, pred = Path(truth), Path(pred)
+    pairs, only_truth, only_pred = pair_label_maps(truth, pred)
+    # probability maps under the prediction folder, or beside a prediction file
+    probabilities = probability_files(pred) if pred.is_dir() else probability_files(pred.parent, recursive=False)
+    results = []
     with progress_bar("evaluate", total=len(pairs), unit="subject", enabled=progress) as bar:
         for name, truth_path, pred_path in pairs:
-            truth_volume, pred_volume = load_label_map(truth_path), load_label_map(pred_path)
-            check_same_grid(truth_volume, pred_volume, what="prediction")
-            per_subject.append((name, truth_path, pred_path, score_lesions(truth_volume.data, pred_volume.data)))
+            scores = _subject_scores(truth_path, pred_path, probabilities.get(name, {}), rule, max_distance_mm)
+            results.append({"subject": name, "truth_file": truth_path, "pred_file": pred_path, **scores})
             bar.update(1)
     report: dict = {
-        "rule": "26-connected components per class; a lesion counts when it shares a voxel with one of the same class",
-        "n_subjects": len(per_subject),
-        "subjects": [name for name, *_ in per_subject],
+        "rule": rule,
+        "max_distance_mm": max_distance_mm if rule == "distance" else None,
+        "n_subjects": len(results),
+        "subjects": [r["subject"] for r in results],
         "unpaired_truth": only_truth,
         "unpaired_pred": only_pred,
+        "confusion": _sum_confusion([r["confusion"] for r in results]),
     }
     for class_name in CLASS_NAMES.values():
         rows = [
-            {"subject": name, "truth_file": str(t), "pred_file": str(p)} | scores[class_name]
-            for name, t, p, scores in per_subject
+            {"subject": r["subject"], "truth_file": str(r["truth_file"]), "pred_file": str(r["pred_file"])}
+            | r["scores"][class_name]
+            for r in results
         ]
-        totals = {key: sum(row[key] for row in rows) for key in ("n_truth", "n_truth_found", "n_pred", "n_pred_true")}
+        totals = {key: sum(row[key] for row in rows) for key in _COUNT_KEYS}
         pooled = lesion_metrics(**totals)
-        pooled["fp_per_subject"] = pooled["false_positives"] / len(rows)
+        pooled["fp_per_subject"] = _fp_per_subject(totals, len(rows))
         for key in ("sensitivity", "precision", "f1"):
             values = [row[key] for row in rows if not math.isnan(row[key])]
             pooled[f"{key}_mean_over_subjects"] = float(np.mean(values)) if values else math.nan
         pooled["count_agreement"] = count_agreement([r["n_truth"] for r in rows], [r["n_pred"] for r in rows])
+        pooled["by_location"] = _sum_places(results, "location", class_name)
+        pooled["by_region"] = _sum_places(results, "region", class_name)
+        froc = [r["froc"][class_name] for r in results if class_name in r["froc"]]
+        pooled["froc"] = froc_curve(froc, len(froc)) if froc else None
         pooled["per_subject"] = rows
         report[class_name] = pooled
     return report
+
+
+def _sum_confusion(tables: list[dict]) -> dict:
+    names = (*CLASS_NAMES.values(), "none")
+    return {row: {column: sum(t[row][column] for t in tables) for column in names} for row in names}

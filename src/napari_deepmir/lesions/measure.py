@@ -7,8 +7,8 @@ descriptions go into the BIDS JSON sidecar written next to a table.
 import numpy as np
 import pandas as pd
 
-from ..conventions import CLASS_NAMES, CMB, IRON, LOCATION_NAMES
-from .components import class_components
+from ..conventions import CLASS_NAMES, CMB, HEMISPHERES, IRON, LOCATION_NAMES, REGION_NAMES
+from .components import class_components, locations_from_regions
 from .features import region_features
 from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, judge, location_name
 
@@ -46,6 +46,12 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
     "probability_mean": ("Mean model probability of the lesion's class inside it", None),
     "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
+    "region": (
+        "MARS region by majority of the lesion's voxels inside a region of the region map: "
+        + ", ".join(REGION_NAMES.values()),
+        None,
+    ),
+    "hemisphere": ("Side of that region: " + ", ".join(HEMISPHERES), None),
     "flags": ("Labelling-protocol contradictions, ';'-separated (docs/labelling-protocol.md)", None),
     "suggested_class": ("Class the labelling protocol suggests from the evidence (cmb, iron or reject)", None),
     "certainty": ("The rater's certainty when accepting the lesion in labelling: definite or possible (MARS)", None),
@@ -83,13 +89,15 @@ def measure_lesions(
     probabilities: np.ndarray | None = None,
     locations: np.ndarray | None = None,
     certainty: list[tuple[tuple[float, float, float], str]] | None = None,
+    regions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per lesion of ``labels`` (on the SWI grid) with the columns of :data:`COLUMNS`.
 
     ``subject`` (a :class:`~napari_deepmir.io.Subject`) gives the affine, SWI and QSM (ppb); without it
     ``affine`` is used (identity if None: voxels are then reported as mm) and the image columns are NaN.
-    ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map (conventions);
-    ``certainty``: a labelling session's (centre mm, definite/possible) marks (:func:`lesion_certainty`)."""
+    ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map, ``regions``: a region map
+    (conventions; without a location map the region map gives the ``location`` column too); ``certainty``: a
+    labelling session's (centre mm, definite/possible) marks (:func:`lesion_certainty`)."""
     labels = np.asarray(labels)
     if subject is not None:
         if labels.shape != tuple(subject.shape):
@@ -114,10 +122,18 @@ def measure_lesions(
             float(probabilities[value][box][lesion_ids[box] == lesion].mean())
             for lesion, value, box in zip(table["lesion_id"], table["label"], objects)
         ]
+    if locations is None and regions is not None:
+        locations = locations_from_regions(regions)
     if locations is not None:
         table["location"] = [
             location_name(locations[box][lesion_ids[box] == lesion]) for lesion, box in zip(table["lesion_id"], objects)
         ]
+    if regions is not None:
+        places = [
+            region_of(regions[box][lesion_ids[box] == lesion]) for lesion, box in zip(table["lesion_id"], objects)
+        ]
+        table["region"] = [place[0] for place in places]
+        table["hemisphere"] = [place[1] for place in places]
     verdicts = [
         judge(row, row.get("location") if locations is not None else None, labelled_as=row["class"])
         for _, row in table.iterrows()
@@ -164,6 +180,17 @@ def lesion_certainty(
     return found
 
 
+def region_of(region_values: np.ndarray) -> tuple[str | None, str | None]:
+    """(region, hemisphere) of a lesion: the most frequent non-zero region-map value inside it, or (None, None)."""
+    inside = np.asarray(region_values, dtype=np.int64).ravel()
+    inside = inside[inside > 0]
+    if not inside.size:
+        return None, None
+    from ..regions import region_name
+
+    return region_name(int(np.argmax(np.bincount(inside)))) or (None, None)
+
+
 def qsm_verdict(flags: list[str]) -> str:
     """``yes`` when the protocol finds the lesion paramagnetic on QSM, ``no`` when QSM contradicts it,
     ``no QSM data`` when the QSM has none in the lesion (beyond an eroded mask, or no QSM at all)."""
@@ -176,20 +203,6 @@ def _slices(lesion_ids: np.ndarray, count: int) -> list[tuple[slice, ...]]:
     from scipy import ndimage
 
     return ndimage.find_objects(lesion_ids, max_label=count)
-
-
-def summarize_lesions(table: pd.DataFrame, subject_name: str) -> dict:
-    """Per-subject summary row: lesion count and total volume (mm3) per class, and counts per class and location."""
-    summary: dict = {"subject": subject_name, "n_lesions": len(table)}
-    for name in CLASS_NAMES.values():
-        rows = table[table["class"] == name] if len(table) else table
-        summary[f"n_{name}"] = len(rows)
-        summary[f"{name}_volume_mm3"] = float(rows["volume_mm3"].sum()) if len(rows) else 0.0
-        if "location" in table.columns:
-            for location in LOCATION_NAMES.values():
-                key = f"n_{name}_{location.replace(' ', '_')}"
-                summary[key] = int((rows["location"] == location).sum()) if len(rows) else 0
-    return summary
 
 
 def lesion_table_features(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from ._layers import geometry_of, modality_of, subject_from_layers
 from ._lesions import edited_since_detection, kind_of, on_same_grid
 
 #: Layer kinds of this plugin that are never annotations.
-_NOT_ANNOTATIONS = ("lesion_ids", "locations")
+_NOT_ANNOTATIONS = ("lesion_ids", "locations", "regions")
 
 
 def annotation_layers(layers) -> list[Labels]:

@@ -1,7 +1,7 @@
 """Lesion tables and detections of napari layers, without Qt: the logic the Detect and Lesion table widgets wire.
 
 A class Labels layer (0/1/2) is measured with the images on its grid (SWI, QSM, probabilities,
-locations); the table also goes, as ``features``, on a hidden Labels layer of lesion ids (one
+locations, regions); the table also goes, as ``features``, on a hidden Labels layer of lesion ids (one
 label per lesion), which is where napari's Features table and other plugins read per-object tables.
 """
 
@@ -30,7 +30,8 @@ def on_same_grid(layer, reference) -> bool:
 
 
 def kind_of(layer) -> str | None:
-    """This plugin's layer kind from metadata: ``lesions``, ``lesion_ids``, ``locations``, ``probability`` or None."""
+    """This plugin's layer kind from metadata: ``lesions``, ``lesion_ids``, ``locations``, ``regions``,
+    ``probability`` or None."""
     return layer.metadata.get("deepmir", {}).get("kind")
 
 
@@ -41,19 +42,20 @@ class CompanionLayers:
     swi: object = None
     qsm: object = None
     locations: object = None
+    regions: object = None
     probabilities: dict | None = None  # {class value: layer} when both classes are present
 
 
 def companion_layers(layers, labels_layer) -> CompanionLayers:
-    """SWI, QSM, location and probability layers among ``layers`` on the grid of ``labels_layer``."""
+    """SWI, QSM, location, region and probability layers among ``layers`` on the grid of ``labels_layer``."""
     found = CompanionLayers()
     probabilities = {}
     for layer in layers:
         if layer == labels_layer or layer.data.ndim != 3 or not on_same_grid(layer, labels_layer):
             continue
         kind = kind_of(layer)
-        if kind == "locations" and found.locations is None:
-            found.locations = layer
+        if kind in ("locations", "regions") and getattr(found, kind) is None:
+            setattr(found, kind, layer)
         elif kind == "probability":
             probabilities[int(layer.metadata["deepmir"]["class"])] = layer
         elif isinstance(layer, Image) and kind is None:
@@ -89,10 +91,17 @@ def measure_labels_layer(
     if companions.probabilities:
         maps = [geometry.from_display(np.asarray(companions.probabilities[v].data)) for v in (CMB, IRON)]
         probabilities = np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
-    locations = None if companions.locations is None else geometry.from_display(np.asarray(companions.locations.data))
-    table = measure_lesions(labels, subject, affine=geometry.affine, probabilities=probabilities, locations=locations)
+    locations, regions = (_source_data(layer, geometry) for layer in (companions.locations, companions.regions))
+    table = measure_lesions(
+        labels, subject, affine=geometry.affine, probabilities=probabilities, locations=locations, regions=regions
+    )
     lesion_ids, _ = label_lesions(labels)
     return LesionMeasurement(table, lesion_ids, geometry)
+
+
+def _source_data(layer, geometry: DisplayGeometry) -> np.ndarray | None:
+    """A layer's data on the source grid, or None without a layer."""
+    return None if layer is None else geometry.from_display(np.asarray(layer.data))
 
 
 def show_lesion_ids(viewer, measurement: LesionMeasurement, *, name: str):
@@ -123,6 +132,7 @@ def detect_in_layers(
     t2_layer=None,
     *,
     locations_layer=None,
+    regions_layer=None,
     model=None,
     device: str = "auto",
     qsm_units: str = "auto",
@@ -134,8 +144,8 @@ def detect_in_layers(
     ``qsm_units``: see :func:`._layers.subject_from_layers`."""
     subject = subject_from_layers(swi_layer, qsm_layer, t2_layer, qsm_units=qsm_units)
     geometry = geometry_of(swi_layer)
-    locations = None if locations_layer is None else geometry.from_display(np.asarray(locations_layer.data))
-    result = yield from iter_detect(subject, model, device=device, locations=locations)
+    locations, regions = (_source_data(layer, geometry) for layer in (locations_layer, regions_layer))
+    result = yield from iter_detect(subject, model, device=device, locations=locations, regions=regions)
     return Detection(result, geometry)
 
 

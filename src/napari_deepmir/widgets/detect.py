@@ -169,7 +169,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
-        locations = companion_layers(self.viewer.layers, swi).locations
+        companions = companion_layers(self.viewer.layers, swi)
         handlers = {
             "yielded": self._on_progress,
             "returned": self._on_result,
@@ -183,7 +183,8 @@ class DetectWidget(HooksWhileShown, QWidget):
             swi,
             qsm,
             t2,
-            locations_layer=locations,
+            locations_layer=companions.locations,
+            regions_layer=companions.regions,
             model=choice,
             device=self.device_box.value,
             qsm_units=self.inputs.qsm_units,

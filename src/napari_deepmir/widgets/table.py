@@ -23,9 +23,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS, count_summary
+from ..lesions.summary import SUMMARY_COLUMNS, participant_summary, summary_rows
 from ._hooks import HooksWhileShown
 from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, kind_of, measure_labels_layer, show_lesion_ids
@@ -49,6 +51,8 @@ SHOWN_COLUMNS = (
     "suggested_class",
     "flags",
 )
+#: This plugin's Labels layers that hold no classes (lesion ids, location and region maps).
+_NOT_CLASS_LAYERS = ("lesion_ids", "locations", "regions")
 #: Delay (ms) between the last edit of the labels and the new table.
 UPDATE_DELAY_MS = 300
 #: Field of view (mm across the shorter side of the canvas) when jumping to a lesion.
@@ -68,9 +72,10 @@ def _format(column: str, value) -> str:
 class DataFrameModel(QAbstractTableModel):
     """Read-only Qt model over a pandas DataFrame (display text formatted, raw values for sorting)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, descriptions: dict | None = None):
         super().__init__(parent)
         self.frame = pd.DataFrame()
+        self.descriptions = descriptions or {}
 
     def set_frame(self, frame: pd.DataFrame) -> None:
         self.beginResetModel()
@@ -94,8 +99,11 @@ class DataFrameModel(QAbstractTableModel):
             if isinstance(value, float | np.floating):
                 return float(value) if math.isfinite(value) else -math.inf
             return value.item() if isinstance(value, np.generic) else value
-        if role == Qt.ItemDataRole.ToolTipRole and column in COLUMNS:
-            description, units = COLUMNS[column]
+        if role == Qt.ItemDataRole.ToolTipRole and column in self.descriptions:
+            description, units = self.descriptions[column]
+            return description + (f" ({units})" if units else "")
+        if role == Qt.ItemDataRole.ToolTipRole and column == "quantity" and value in SUMMARY_COLUMNS:
+            description, units = SUMMARY_COLUMNS[value]
             return description + (f" ({units})" if units else "")
         if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(value, (int, float, np.number)):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -157,7 +165,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         layout.addWidget(form.native)
         self.summary_label = QLabel()
         layout.addWidget(self.summary_label)
-        self.model = DataFrameModel(self)
+        self.model = DataFrameModel(self, COLUMNS)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
@@ -172,6 +180,15 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         self.view.clicked.connect(lambda index: self._on_row_chosen(index))
         self.view.selectionModel().currentRowChanged.connect(lambda index, _: self._on_row_chosen(index))
         layout.addWidget(self.view, stretch=1)
+        self.summary_box = QCollapsible("Participant summary (MARS counts, burden, pattern)")
+        self.summary_model = DataFrameModel(self)
+        self.summary_view = QTableView()
+        self.summary_view.setModel(self.summary_model)
+        self.summary_view.verticalHeader().setVisible(False)
+        self.summary_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.summary_view.setMinimumHeight(160)
+        self.summary_box.addWidget(self.summary_view)
+        layout.addWidget(self.summary_box)
         buttons = QHBoxLayout()
         self.export_button = QPushButton("Export CSV/TSV…")
         self.export_button.clicked.connect(self._export_clicked)
@@ -183,7 +200,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         return [
             (layer.name, layer)
             for layer in self.viewer.layers
-            if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in ("lesion_ids", "locations")
+            if isinstance(layer, Labels) and layer.data.ndim == 3 and kind_of(layer) not in _NOT_CLASS_LAYERS
         ]
 
     def _on_layers_event(self, event) -> None:
@@ -250,6 +267,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         if self.layer is None or self.layer not in self.viewer.layers:
             self.measurement, self._ids_display = None, None
             self.model.set_frame(pd.DataFrame())
+            self.summary_model.set_frame(pd.DataFrame())
             self.summary_label.setText("No Labels layer: open or detect lesions first.")
             return
         data = np.ascontiguousarray(self.layer.data)
@@ -264,6 +282,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         shown = [c for c in SHOWN_COLUMNS if c in table.columns and (not len(table) or table[c].notna().any())]
         selected = self.selected_lesion()
         self.model.set_frame(table[shown])
+        self.summary_model.set_frame(summary_rows(self.summary))
         if selected is not None and selected in set(table["lesion_id"]):
             self.select_lesion(selected)
         images = (
@@ -274,6 +293,12 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         self.summary_label.setText(f"{count_summary(table)} ({images})")
         if self.ids_check.value:
             show_lesion_ids(self.viewer, self.measurement, name=self._ids_layer_name())
+
+    @property
+    def summary(self) -> dict:
+        """The participant summary (:func:`~napari_deepmir.lesions.summary.participant_summary`) of the table."""
+        subject = (self.layer.metadata.get("deepmir", {}).get("subject") if self.layer is not None else None) or ""
+        return participant_summary(self.table, subject or (self.layer.name if self.layer is not None else ""))
 
     @property
     def table(self) -> pd.DataFrame:

@@ -1,0 +1,233 @@
+"""Agreement of two raters' label maps: lesion-wise matches, Cohen's kappa, ICC of counts, disagreements.
+
+Rules (docs/lesion-tables.md): rater A's and rater B's lesions of one class are paired one to one under a
+matching rule of :mod:`.matching`; lesions left over are paired one to one with left-over lesions of the other
+class of the other rater (a *class* disagreement); the rest were drawn by one rater only. Per class:
+Cohen's kappa for the presence (at least one lesion) per participant, and ICC(2,1) of the per-participant
+counts: two-way random effects, absolute agreement, single rater (Shrout & Fleiss 1979; McGraw & Wong ICC(A,1)).
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..conventions import CLASS_NAMES
+from ..io import InputError
+from ..io.derivatives import read_table, write_json, write_table_with_sidecar
+from ..io.outputs import ensure_writable_folder
+from ..progress import progress_bar
+from .components import check_same_grid, load_label_map
+from .evaluate import compare_maps, cross_class_pairs
+from .matching import Lesions, check_rule
+from .pairing import pair_label_maps
+
+#: Column -> (description, units) of disagreements.tsv (and its sidecar).
+DISAGREEMENT_COLUMNS: dict[str, tuple[str, str | None]] = {
+    "subject": ("Participant (sub-XXX)", None),
+    "rank": ("Number of the disagreement within the participant (1..n, by position), for review", None),
+    "kind": (
+        "only_a (drawn by rater A only), only_b (rater B only) or class (both drew it, as different classes)",
+        None,
+    ),
+    "class_a": ("Rater A's class: cmb, iron or none", None),
+    "class_b": ("Rater B's class: cmb, iron or none", None),
+    "x_mm": ("Centroid, scanner RAS x (rater A's lesion, else rater B's)", "mm"),
+    "y_mm": ("Centroid, scanner RAS y", "mm"),
+    "z_mm": ("Centroid, scanner RAS z", "mm"),
+    "i": ("Centroid, first array axis", "voxel"),
+    "j": ("Centroid, second array axis", "voxel"),
+    "k": ("Centroid, third array axis", "voxel"),
+    "voxels_a": ("Voxels of rater A's lesion (0: none)", None),
+    "voxels_b": ("Voxels of rater B's lesion (0: none)", None),
+    "file_a": ("Rater A's label map", None),
+    "file_b": ("Rater B's label map", None),
+}
+#: Columns a disagreement table must have to be reviewed (see :func:`read_disagreements`).
+_REQUIRED = ("subject", "rank", "kind", "class_a", "class_b", "x_mm", "y_mm", "z_mm", "i", "j", "k")
+
+
+@dataclass
+class AgreementResult:
+    report: dict
+    disagreements: pd.DataFrame
+
+
+def cohen_kappa(a: list[bool], b: list[bool]) -> float:
+    """Cohen's kappa of two raters' yes/no ratings; NaN when chance agreement is 1 (one category only)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if not len(a):
+        return math.nan
+    observed = float(np.mean(a == b))
+    expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    return math.nan if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def icc_2_1(ratings: np.ndarray) -> float:
+    """ICC(2,1) of an (n subjects, k raters) matrix: two-way random, absolute agreement, single rater.
+
+    (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE) / n), with mean squares of rows (subjects), columns (raters)
+    and error of the two-way ANOVA. NaN with fewer than 2 subjects or when the denominator is 0."""
+    ratings = np.asarray(ratings, float)
+    n, k = ratings.shape
+    if n < 2 or k < 2:
+        return math.nan
+    grand = ratings.mean()
+    ss_rows = k * float(((ratings.mean(axis=1) - grand) ** 2).sum())
+    ss_columns = n * float(((ratings.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((ratings - grand) ** 2).sum()) - ss_rows - ss_columns
+    ms_rows, ms_columns = ss_rows / (n - 1), ss_columns / (k - 1)
+    ms_error = ss_error / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_columns - ms_error) / n
+    return math.nan if denominator == 0 else (ms_rows - ms_error) / denominator
+
+
+def _voxel_centre(lesions: Lesions, number: int, affine: np.ndarray) -> np.ndarray:
+    world = lesions.centroids_mm[number - 1]
+    return np.linalg.solve(affine[:3, :3], world - affine[:3, 3])
+
+
+def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, max_distance_mm) -> tuple:
+    """(per-class counts, disagreement rows) of one participant."""
+    a_volume, b_volume = load_label_map(a_path), load_label_map(b_path)
+    check_same_grid(a_volume, b_volume, what="rater B's label map")
+    affine = a_volume.affine
+    comparisons = compare_maps(a_volume.data, b_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm)
+    crossed = cross_class_pairs(comparisons, rule=rule, max_distance_mm=max_distance_mm, truth_left="unpaired")
+    rows, counts = [], {}
+    class_swapped_a = {
+        value: {t for (tv, _), pairs in crossed.items() if tv == value for t, _ in pairs} for value in CLASS_NAMES
+    }
+    class_swapped_b = {
+        value: {p for (_, pv), pairs in crossed.items() if pv == value for _, p in pairs} for value in CLASS_NAMES
+    }
+
+    def row(kind: str, a_value, a_id, b_value, b_id) -> dict:
+        side, value, number = ("a", a_value, a_id) if a_id else ("b", b_value, b_id)
+        lesions = comparisons[value].truth if side == "a" else comparisons[value].pred
+        x, y, z = lesions.centroids_mm[number - 1]
+        i, j, k = _voxel_centre(lesions, number, affine)
+        return {
+            "subject": subject,
+            "kind": kind,
+            "class_a": CLASS_NAMES[a_value] if a_id else "none",
+            "class_b": CLASS_NAMES[b_value] if b_id else "none",
+            "x_mm": x,
+            "y_mm": y,
+            "z_mm": z,
+            "i": i,
+            "j": j,
+            "k": k,
+            "voxels_a": int((comparisons[a_value].truth.ids == a_id).sum()) if a_id else 0,
+            "voxels_b": int((comparisons[b_value].pred.ids == b_id).sum()) if b_id else 0,
+            "file_a": str(a_path),
+            "file_b": str(b_path),
+        }
+
+    for value, comparison in comparisons.items():
+        paired_a = {t for t, _ in comparison.pairs}
+        paired_b = {p for _, p in comparison.pairs}
+        counts[CLASS_NAMES[value]] = {
+            "n_a": comparison.truth.count,
+            "n_b": comparison.pred.count,
+            "n_matched": len(comparison.pairs),
+        }
+        for number in range(1, comparison.truth.count + 1):
+            if number not in paired_a and number not in class_swapped_a[value]:
+                rows.append(row("only_a", value, number, None, 0))
+        for number in range(1, comparison.pred.count + 1):
+            if number not in paired_b and number not in class_swapped_b[value]:
+                rows.append(row("only_b", None, 0, value, number))
+    for (a_value, b_value), pairs in crossed.items():
+        counts[CLASS_NAMES[a_value]][f"n_a_{CLASS_NAMES[a_value]}_b_{CLASS_NAMES[b_value]}"] = len(pairs)
+        rows.extend(row("class", a_value, a_id, b_value, b_id) for a_id, b_id in pairs)
+    return counts, rows
+
+
+def agreement(
+    a: str | Path,
+    b: str | Path,
+    *,
+    rule: str = "overlap",
+    max_distance_mm: float | None = None,
+    progress: bool = False,
+) -> AgreementResult:
+    """Compare rater A's and rater B's label maps (two files, or two folders paired by ``sub-XXX`` names)."""
+    check_rule(rule, max_distance_mm)
+    pairs, only_a, only_b = pair_label_maps(Path(a), Path(b), names=("rater A", "rater B"))
+    per_subject, rows = [], []
+    with progress_bar("agreement", total=len(pairs), unit="subject", enabled=progress) as bar:
+        for subject, a_path, b_path in pairs:
+            counts, subject_rows = _subject_disagreements(subject, a_path, b_path, rule, max_distance_mm)
+            per_subject.append({"subject": subject, **counts})
+            rows.extend(sorted(subject_rows, key=lambda r: (r["z_mm"], r["y_mm"], r["x_mm"])))
+            bar.update(1)
+    report: dict = {
+        "rule": rule,
+        "max_distance_mm": max_distance_mm if rule == "distance" else None,
+        "n_subjects": len(per_subject),
+        "subjects": [s["subject"] for s in per_subject],
+        "only_a": only_a,
+        "only_b": only_b,
+    }
+    for name in CLASS_NAMES.values():
+        counts = [s[name] for s in per_subject]
+        n_a, n_b = [c["n_a"] for c in counts], [c["n_b"] for c in counts]
+        matched = sum(c["n_matched"] for c in counts)
+        present_a, present_b = [n > 0 for n in n_a], [n > 0 for n in n_b]
+        report[name] = {
+            "n_a": sum(n_a),
+            "n_b": sum(n_b),
+            "n_matched": matched,
+            "lesion_agreement": 2 * matched / (sum(n_a) + sum(n_b)) if sum(n_a) + sum(n_b) else math.nan,
+            "presence": {
+                "both": sum(x and y for x, y in zip(present_a, present_b)),
+                "a_only": sum(x and not y for x, y in zip(present_a, present_b)),
+                "b_only": sum(y and not x for x, y in zip(present_a, present_b)),
+                "neither": sum(not x and not y for x, y in zip(present_a, present_b)),
+            },
+            "presence_kappa": cohen_kappa(present_a, present_b),
+            "count_icc": {"form": "ICC(2,1)", "icc": icc_2_1(np.column_stack([n_a, n_b]))},
+            "per_subject": [{"subject": s["subject"], **s[name]} for s in per_subject],
+        }
+    table = pd.DataFrame(rows, columns=[c for c in DISAGREEMENT_COLUMNS if c != "rank"])
+    table.insert(1, "rank", table.groupby("subject").cumcount() + 1 if len(table) else [])
+    return AgreementResult(report, table)
+
+
+def write_agreement(result: AgreementResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``agreement.json`` and ``disagreements.tsv`` (with its JSON sidecar) into ``out_dir``."""
+    out_dir = ensure_writable_folder(out_dir)
+    report = write_json(out_dir / "agreement.json", result.report)
+    table = write_table_with_sidecar(out_dir / "disagreements.tsv", result.disagreements, DISAGREEMENT_COLUMNS)
+    return report, table
+
+
+def read_disagreements(path: str | Path, subject: str | None = None) -> pd.DataFrame:
+    """A disagreements.tsv (of ``deepmir agreement``), only ``subject``'s rows when given; InputError naming the
+    file when columns are missing."""
+    table = read_table(path)
+    missing = [c for c in _REQUIRED if c not in table.columns]
+    if missing:
+        raise InputError(path, f"not a disagreement table: missing columns {', '.join(missing)}")
+    return table[table["subject"] == subject].reset_index(drop=True) if subject is not None else table
+
+
+def consensus_candidates(disagreements: pd.DataFrame) -> pd.DataFrame:
+    """One participant's disagreements as a candidate list for review (the columns of
+    :data:`~napari_deepmir.lesions.candidates.COLUMNS`): one candidate per disagreement, in rank order, no
+    suggestion, the raters' classes in ``flags``."""
+    from .candidates import COLUMNS
+
+    table = disagreements.sort_values("rank").reset_index(drop=True)
+    candidates = pd.DataFrame(index=table.index, columns=list(COLUMNS))
+    for column in ("rank", "x_mm", "y_mm", "z_mm", "i", "j", "k"):
+        candidates[column] = table[column]
+    for axis in ("i", "j", "k"):
+        candidates[f"seed_{axis}"] = table[axis].round().astype(int)
+    candidates["suggested_class"] = ""
+    candidates["flags"] = "rater A: " + table["class_a"].astype(str) + "; rater B: " + table["class_b"].astype(str)
+    candidates["reason"] = "raters disagree (" + table["kind"].astype(str) + ")"
+    return candidates
