@@ -79,7 +79,7 @@ def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_th
     assert result.model_path.parent == user_models_dir()
     assert tuned.card.parent["sha256"] == model_sha256(base_model)
     assert tuned.card.metrics["validation_before"] is not None
-    assert "tuned-in-viewer" in [entry.name for entry in detect.model_box.choices]
+    assert "tuned-in-viewer" in [detect.model_box.native.itemText(i) for i in range(detect.model_box.native.count())]
     assert "validation" in widget.status_label.text()
     prediction = predict_subject(load_subject_dir(subjects[2]), tuned, device="cpu")
     assert set(np.unique(prediction.labels).tolist()) <= {0, 1, 2}
