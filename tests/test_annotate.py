@@ -121,7 +121,7 @@ def test_review_by_keys_autosaves_and_resumes_in_a_new_viewer(make_napari_viewer
 
 def test_undo_reverts_an_accept(make_napari_viewer, qtbot, subject_folder, tmp_path):
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
-    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.folder_edit.value = str(tmp_path / "annotations")
     widget.start_button.click()
     _find(widget, qtbot)
     before = np.asarray(widget.layer.data).copy()
@@ -141,7 +141,7 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
     make_napari_viewer, qtbot, subject_folder, tmp_path
 ):
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
-    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.folder_edit.value = str(tmp_path / "annotations")
     widget.start_button.click()
     candidates = _find(widget, qtbot)
     marker = viewer.layers["current lesion"]  # a ring on the candidate under review
@@ -176,7 +176,7 @@ def test_the_labelling_panel_fits_a_1000_pixel_high_screen(make_napari_viewer, q
 
 def test_guidance_for_a_painted_lesion_under_the_cursor(make_napari_viewer, qtbot, subject_folder, tmp_path):
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
-    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.folder_edit.value = str(tmp_path / "annotations")
     widget.start_button.click()
     candidates = _find(widget, qtbot)
     _press(viewer, qtbot, Qt.Key.Key_C)
@@ -207,13 +207,13 @@ def test_model_probabilities_raise_candidates_when_asked(make_napari_viewer, qtb
     from napari_deepmir.widgets._layers import add_layer
 
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
-    widget.folder_edit.setText(str(tmp_path / "annotations"))
+    widget.folder_edit.value = str(tmp_path / "annotations")
     probability = np.zeros(widget.subject.shape, np.float32)
     for value in (1, 2):
         add_layer(viewer, probability_layer_data(probability, widget.geometry, class_value=value))
     widget.start_button.click()
-    assert widget.use_model.isEnabled()
-    widget.use_model.setChecked(True)
+    assert widget.use_model.enabled
+    widget.use_model.value = True
     table = _find(widget, qtbot)
     assert table["probability_mean"].notna().all()
 
@@ -228,3 +228,31 @@ def test_unreadable_labels_are_kept_aside_and_the_rest_resumes(subject_folder, t
         reopened = store.open(subject)
     assert reopened.position == 4 and reopened.rater == "ann" and not reopened.labels.any()
     assert [p.read_bytes() for p in session.folder.glob("*_dseg.nii.gz.corrupt-*")] == [b"not a nifti file"]
+
+
+def test_annotations_saved_in_the_default_folder_leave_evaluate_and_training_discovery_working(
+    make_napari_viewer, tmp_path
+):
+    """Annotations go to <dataset>/derivatives/deepmir-annotations: the dataset still has one label map and
+    one subject per participant for `deepmir evaluate` and for training discovery."""
+    import shutil
+
+    from training_scenes import write_blob_subject
+
+    from napari_deepmir.lesions.evaluate import evaluate
+    from napari_deepmir.training.data import annotated_folders
+
+    dataset = tmp_path / "dataset"
+    subject = write_blob_subject(dataset, 1)
+    viewer = make_napari_viewer()
+    viewer.open(str(subject), plugin="napari-deepmir")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
+    widget.start_button.click()  # no folder chosen: the default one
+    widget.layer.paint((5, 20, 20), 1)
+    widget.autosave()
+    assert widget.session.labels_path.exists() and dataset / "derivatives" in widget.session.labels_path.parents
+    assert annotated_folders([dataset]) == [subject]  # the annotation copy is not a second subject
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    shutil.copy(subject / f"{subject.name}_dseg.nii.gz", predictions / f"{subject.name}_dseg.nii.gz")
+    assert evaluate(dataset, predictions)["subjects"] == [subject.name]  # one label map for the subject

@@ -131,7 +131,7 @@ def test_qsm_in_si_units_is_detected_converted_to_ppb_and_accepted_when_given(he
         assert subject.qsm_units == "si"
         assert subject.qsm[core].mean() == pytest.approx(400, rel=1e-3)  # not ~0 as when SI was taken for ppm
     assert main(["info", "--swi", head["swi"], "--qsm", si, "--qsm-units", "si"]) == 0
-    assert "QSM units: si (reported in ppb)" in capsys.readouterr().out
+    assert "QSM units: si (given; reported in ppb)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

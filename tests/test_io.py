@@ -112,7 +112,9 @@ def test_modalities_without_spatial_overlap_are_refused(subject_files, tmp_path)
 
 def test_missing_modality_in_a_folder_is_named(tmp_path):
     (tmp_path / "sub-02").mkdir()
-    with pytest.raises(InputError, match=r"sub-02: no SWI file found \(looked for \*_swi.nii.gz\)"):
+    with pytest.raises(
+        InputError, match=r"sub-02: no SWI file found \(looked for \*_swi.nii.gz or \*_part-mag_T2starw with"
+    ):
         load_subject_dir(tmp_path / "sub-02")
 
 

@@ -28,6 +28,40 @@ def test_manifest_declares_reader_writer_sample_and_widgets():
         assert hasattr(__import__(module, fromlist=[attribute]), attribute), command.python_name
 
 
+@pytest.mark.parametrize(
+    ("menu", "command", "title"),
+    [
+        ("napari/layers/segment", "napari-deepmir.detect", "Detect lesions"),
+        ("napari/layers/annotate", "napari-deepmir.annotate", "Label lesions"),
+        ("napari/layers/measure", "napari-deepmir.lesion_table", "Lesion table"),
+    ],
+)
+def test_napari_layers_menus_open_the_plugin_widgets(make_napari_viewer, menu, command, title):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    assert command in [item.command.id for item in app.menus.get_menu(menu) if hasattr(item, "command")]
+    app.commands.execute_command(command).result()  # what choosing the menu entry does
+    assert any(title in name for name in viewer.window.dock_widgets)
+
+
+def test_the_napari_hub_finds_urls_licence_os_and_a_readme_picture():
+    import re
+    from pathlib import Path
+
+    toml = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    root = Path(__file__).resolve().parent.parent
+    project = toml.loads((root / "pyproject.toml").read_text())["project"]  # what the package metadata is built from
+    assert {"Homepage", "Documentation", "Bug Tracker"} <= set(project["urls"])
+    classifiers = project["classifiers"]
+    assert "Framework :: napari" in classifiers
+    assert any(c.startswith("License ::") for c in classifiers)
+    assert any(c.startswith("Operating System ::") for c in classifiers)
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (root / "README.md").read_text())
+    assert pictures and all((root / picture).is_file() for picture in pictures)
+
+
 def test_cli_help_does_not_import_torch_or_napari():
     code = (
         "import sys; from napari_deepmir.cli import build_parser; build_parser(); "

@@ -58,7 +58,7 @@ def test_predict_demo_cohort_and_widget_write_the_same_files_and_columns(demo, t
     viewer = make_napari_viewer()
     viewer.open(str(subject_folder), plugin="napari-deepmir")
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
-    widget.device_box.setCurrentText("cpu")
+    widget.device_box.value = "cpu"
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
     saved = widget.save_results(tmp_path / "widget")

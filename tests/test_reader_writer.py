@@ -1,10 +1,14 @@
 """The napari reader and writer in a real viewer: layers in millimetres, aligned in world space."""
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
 from conftest import oblique_affine, sphere_world, write_nifti
-from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
+
+from napari_deepmir._sample_data import SAMPLE_FOLDER
 
 CENTRE = (5.0, -3.0, 8.0)  # scanner RAS mm
 
@@ -81,6 +85,67 @@ def test_labels_written_back_exactly_on_the_source_grid(make_napari_viewer, file
     assert len(diff) == 1 and np.asarray(written.dataobj)[tuple(diff[0])] == 2
 
 
+def _save_selected_with_file_menu(viewer, monkeypatch, layer, typed_name):
+    """File > Save Selected Layers...: the user types a name and keeps the filter the dialog preselects."""
+    from napari._app_model import get_app_model
+
+    def save_dialog(parent, caption, directory, filter, options=None):
+        return str(typed_name), filter.split(";;")[0]
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_dialog))
+    viewer.layers.selection = {layer}
+    get_app_model().commands.execute_command("napari.window.file.save_layers_dialog.selected").result()
+
+
+def _tiny_subject_files(folder) -> list[str]:
+    """A small oblique SWI and label map on its grid."""
+    affine = oblique_affine((0.8, 0.8, 2.0), 10.0)
+    labels = sphere_world((24, 20, 8), affine, affine[:3, :3] @ (12, 10, 4) + affine[:3, 3], 2.0).astype(np.uint8)
+    swi = np.random.default_rng(0).uniform(50, 100, labels.shape).astype(np.float32)
+    return [
+        write_nifti(folder / "sub-01_swi.nii.gz", swi, affine),
+        write_nifti(folder / "sub-01_dseg.nii.gz", labels, affine),
+    ]
+
+
+def test_file_menu_saves_a_selected_image_or_labels_layer_as_nifti_with_the_preselected_filter(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    viewer.open(_tiny_subject_files(tmp_path), plugin="napari-deepmir", stack=False)
+    assert viewer.layers[-1].data.max() == 1
+    for layer, suffix in [(layer, suffix) for layer in list(viewer.layers) for suffix in (".nii.gz", ".nii")]:
+        out = tmp_path / f"{layer.name}-saved{suffix}"
+        _save_selected_with_file_menu(viewer, monkeypatch, layer, out)
+        source, written = nib.load(layer.metadata["deepmir"]["path"]), nib.load(str(out))
+        assert np.allclose(written.affine, source.affine)  # back on the file's grid, not napari's display grid
+        assert np.allclose(np.asarray(written.dataobj), np.asarray(source.dataobj))
+
+
+def test_file_menu_with_the_preselected_nifti_filter_still_writes_tiff_when_the_name_says_so(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    import tifffile
+
+    viewer = make_napari_viewer()
+    viewer.open(_tiny_subject_files(tmp_path)[0], plugin="napari-deepmir")  # in use: its NIfTI filter is preselected
+    painted = viewer.add_labels(np.zeros((3, 4, 5), dtype=np.uint8), name="painted")
+    painted.data[1, 2, 3] = 2
+    _save_selected_with_file_menu(viewer, monkeypatch, painted, tmp_path / "painted.tif")
+    assert tifffile.imread(tmp_path / "painted.tif")[1, 2, 3] == 2
+
+
+def test_saving_any_3d_layer_to_a_nifti_name_keeps_its_millimetre_position(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.rand(4, 5, 6).astype(np.float32), scale=(2.0, 0.5, 0.8), translate=(10, -4, 3))
+    out = tmp_path / "image.nii.gz"
+    assert viewer.layers.save(str(out), selected=True) == [str(out)]  # no plugin named: chosen by the name
+    written = nib.load(str(out))
+    assert np.allclose(np.asarray(written.dataobj), image.data.transpose(2, 1, 0))
+    voxel = np.array([1, 2, 3])  # NIfTI (x, y, z) index = napari data index (3, 2, 1)
+    assert np.allclose((written.affine @ np.append(voxel, 1))[:3], image.data_to_world(voxel[::-1])[::-1])
+
+
 def test_rendered_screenshot_shows_the_image(make_napari_viewer, files):
     viewer = make_napari_viewer(show=True)
     viewer.open(files["swi"], plugin="napari-deepmir")
@@ -103,11 +168,14 @@ def test_sample_data_opens_a_synthetic_subject_with_truth(make_napari_viewer):
     shapes = {layer.data.shape for layer in viewer.layers}
     assert len(shapes) == 1  # all on the SWI grid
     assert not viewer.layers["sub-sample QSM"].visible and viewer.layers["sub-sample SWI"].colormap.name == "gray"
+    swi_file = Path(viewer.layers["sub-sample SWI"].metadata["deepmir"]["path"])
+    assert swi_file.parent == SAMPLE_FOLDER  # the shipped subject is read, not simulated at each opening
     truth = viewer.layers["sub-sample true lesions"].data
     assert {1, 2} <= set(np.unique(truth))
     _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
-    item = finetune.layer_list.item(0)  # the truth is offered for training, but not ticked: it is the test's answer
-    assert item.text() == "sub-sample true lesions" and item.checkState() == Qt.CheckState.Unchecked
+    # the truth is offered for training, but not selected: it is the test's answer
+    assert [layer.name for layer in finetune.annotations.choices] == ["sub-sample true lesions"]
+    assert finetune.annotations.value == []
 
 
 def test_the_reader_claims_only_nifti_files_and_folders(tmp_path):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from conftest import oblique_affine
 from lesion_scenes import SPACING, scene, world_of
-from qtpy.QtCore import Qt
 
 from napari_deepmir.io import Subject
 from napari_deepmir.io.display import DisplayGeometry
@@ -66,8 +65,8 @@ def test_detection_adds_labels_on_the_swi_grid(make_napari_viewer, qtbot, tiny_m
     swi = _add_subject(viewer, synthetic_subject)
     assert widget.inputs.layers["swi"] == swi  # pre-filled from the layer metadata
     assert widget.inputs.layers["qsm"].name == "sub-tiny QSM"
-    widget.device_box.setCurrentText("cpu")
-    widget.probabilities_check.setChecked(True)
+    widget.device_box.value = "cpu"
+    widget.probabilities_check.value = True
     progress = []
     widget.run()
     assert widget.run_button.text() == "Cancel"
@@ -107,7 +106,7 @@ def test_cancel_leaves_no_result_and_run_comes_back(make_napari_viewer, qtbot, t
     for modality, mean, sd in (("swi", 100, 5), ("qsm", 0, 20)):
         data = rng.normal(mean, sd, geometry.shape).astype(np.float32)
         add_layer(viewer, image_layer_data(data, geometry, modality=modality, name=f"long {modality.upper()}"))
-    widget.device_box.setCurrentText("cpu")
+    widget.device_box.value = "cpu"
     widget.run()
     progress = []
     widget.worker.yielded.connect(progress.append)
@@ -137,11 +136,11 @@ def test_models_registered_elsewhere_appear_on_refresh(make_napari_viewer, tiny_
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
-    names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    names = [entry.name for entry in widget.model_box.choices]
     assert "tiny-all" not in names
     register_model(tiny_models["tiny-all"])  # as the fine-tuning widget does
     widget.refresh_models()
-    names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    names = [entry.name for entry in widget.model_box.choices]
     assert names == [entry.name for entry in list_models()] and "tiny-all" in names
 
 
@@ -175,10 +174,10 @@ def test_a_rerun_keeps_corrections_and_finetune_offers_only_corrected_detections
     viewer, widget = _widget(make_napari_viewer, tiny_models)
     _add_subject(viewer, synthetic_subject)
     _, finetune = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
-    widget.device_box.setCurrentText("cpu")
+    widget.device_box.value = "cpu"
     _run(widget, qtbot)
     layer = viewer.layers["sub-tiny lesions"]
-    assert finetune.layer_list.count() == 0  # a raw detection would teach the model nothing
+    assert not finetune.annotations.choices  # a raw detection would teach the model nothing
     _run(widget, qtbot)  # nothing edited: the detection is simply replaced
     assert [la.name for la in viewer.layers if la.name.startswith("sub-tiny lesions")] == [
         "sub-tiny lesions ids",
@@ -187,9 +186,8 @@ def test_a_rerun_keeps_corrections_and_finetune_offers_only_corrected_detections
 
     layer.paint((10, 30, 30), 1 if layer.data[10, 30, 30] != 1 else 2)  # the rater's correction
     corrected = np.asarray(layer.data).copy()
-    qtbot.waitUntil(lambda: finetune.layer_list.count() == 1)  # now a correction: offered for training
-    item = finetune.layer_list.item(0)
-    assert item.text() == "sub-tiny lesions" and item.checkState() == Qt.CheckState.Checked
+    qtbot.waitUntil(lambda: len(finetune.annotations.choices) == 1)  # now a correction: offered for training
+    assert finetune.annotations.value == [layer]  # and selected
     _run(widget, qtbot)
     assert np.array_equal(layer.data, corrected)  # the correction is still there
     assert "sub-tiny lesions [2]" in viewer.layers and "'sub-tiny lesions [2]'" in widget.status_label.text()

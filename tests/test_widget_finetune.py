@@ -10,8 +10,9 @@ from training_scenes import TINY, write_blob_subject
 from napari_deepmir.inference import predict_subject
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.model.files import load_model, model_sha256
-from napari_deepmir.model.registry import list_models, register_model, user_models_dir
+from napari_deepmir.model.registry import register_model, user_models_dir
 from napari_deepmir.training.trainer import TrainingConfig, train
+from napari_deepmir.widgets._model_inputs import choose_model
 from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
 
@@ -50,14 +51,15 @@ def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_th
     register_model(base_model)
     widget = FinetuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
-    assert [widget.layer_list.item(i).text() for i in range(widget.layer_list.count())] == [annotation.name]
+    assert [layer.name for layer in widget.annotations.choices] == [annotation.name]
+    assert widget.annotations.value == [annotation]  # selected for training by default
     widget.add_folder(subjects[1])
     widget.add_folder(subjects[2])
-    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(base_model.resolve()))
-    widget.name_edit.setText("tuned-in-viewer")
-    widget.steps_box.setValue(400)
-    widget.val_box.setValue(0.34)
-    widget.device_box.setCurrentText("cpu")
+    choose_model(widget.base_box, base_model)
+    widget.name_edit.value = "tuned-in-viewer"
+    widget.steps_box.value = 400
+    widget.val_box.value = 0.34
+    widget.device_box.value = "cpu"
     base_before = _digest(base_model)
 
     widget.start_button.click()
@@ -77,7 +79,7 @@ def test_finetune_in_the_viewer_registers_a_model_that_detects_and_stop_keeps_th
     assert result.model_path.parent == user_models_dir()
     assert tuned.card.parent["sha256"] == model_sha256(base_model)
     assert tuned.card.metrics["validation_before"] is not None
-    assert "tuned-in-viewer" in [detect.model_box.itemText(i) for i in range(detect.model_box.count())]
+    assert "tuned-in-viewer" in [entry.name for entry in detect.model_box.choices]
     assert "validation" in widget.status_label.text()
     prediction = predict_subject(load_subject_dir(subjects[2]), tuned, device="cpu")
     assert set(np.unique(prediction.labels).tolist()) <= {0, 1, 2}
@@ -114,10 +116,10 @@ def test_stop_during_a_validation_abandons_it_and_writes_nothing(make_napari_vie
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
     for folder in subjects[1:]:
         widget.add_folder(folder)
-    widget.base_box.setCurrentIndex([e.path for e in list_models()].index(base))
-    widget.name_edit.setText("never-written")
-    widget.val_box.setValue(0.5)
-    widget.device_box.setCurrentText("cpu")
+    choose_model(widget.base_box, base)
+    widget.name_edit.value = "never-written"
+    widget.val_box.value = 0.5
+    widget.device_box.value = "cpu"
     base_before = _digest(base_model)
     widget.start_button.click()
     widget.start_button.click()  # Stop, while the base model is still measured on the validation subjects

@@ -128,10 +128,48 @@ def test_export_writes_csv_and_tsv(viewer_and_widget, tmp_path):
 
 def test_lesion_id_layer_carries_the_table_as_features(viewer_and_widget):
     viewer, widget = viewer_and_widget
-    widget.ids_check.setChecked(True)
+    widget.ids_check.value = True
     ids = viewer.layers["sub-01 labels ids"]
     assert not ids.visible and ids.data.shape == viewer.layers["sub-01 labels"].data.shape
     features = ids.features.set_index("index")
     for lesion in widget.table.itertuples():
         voxels = np.argwhere(ids.data == lesion.lesion_id)
         assert len(voxels) == lesion.voxels and features.loc[lesion.lesion_id, "class"] == lesion._3
+
+
+def _dock(viewer, widget):
+    from napari._qt.widgets.qt_viewer_dock_widget import QtViewerDockWidget
+
+    return next(d for d in viewer.window._qt_window.findChildren(QtViewerDockWidget) if d.widget() is widget)
+
+
+def _calls_back(emitter, widget) -> bool:
+    """Whether a napari event emitter still calls a method of ``widget``."""
+    for callback in emitter.callbacks:
+        owner = callback[0]() if isinstance(callback, tuple) else getattr(callback, "__self__", None)
+        if owner is widget:
+            return True
+    return False
+
+
+def test_closing_the_panel_lets_go_of_the_viewer_and_the_layer(viewer_and_widget, qtbot):
+    viewer, widget = viewer_and_widget
+    layer = viewer.layers["sub-01 labels"]
+    assert _calls_back(layer.events.paint, widget) and _calls_back(viewer.layers.events, widget)
+    _dock(viewer, widget).title.close_button.click()  # the user closes the panel (napari never calls close())
+    assert not any(getattr(callback, "__self__", None) is widget for callback in viewer.mouse_drag_callbacks)
+    assert not _calls_back(viewer.layers.events, widget)
+    assert not any(_calls_back(event, widget) for event in (layer.events.data, layer.events.paint))
+    corner = np.zeros(layer.data.shape, bool)
+    corner[1:3, 2:4, 2:4] = True
+    layer.data_setitem(np.nonzero(corner), 1)  # an edit after closing: a closed panel measures nothing
+    qtbot.wait(1000)
+    assert len(widget.table) == 3
+
+
+def test_removing_the_measured_layer_lets_go_of_it(viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    layer = viewer.layers["sub-01 labels"]
+    viewer.layers.remove(layer)
+    assert widget.layer is None and widget.table.empty
+    assert not any(_calls_back(event, widget) for event in (layer.events.data, layer.events.paint))

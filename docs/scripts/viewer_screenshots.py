@@ -57,7 +57,7 @@ def sample_screenshot(out: Path) -> None:
 def detection_screenshot(out: Path) -> None:
     viewer = _viewer()
     _, detect = viewer.window.add_plugin_dock_widget("napari-deepmir", "Detect lesions")
-    detect.device_box.setCurrentText("cpu")
+    detect.device_box.value = "cpu"
     started = time.monotonic()
     detect.run()
     while detect.worker is not None:
@@ -78,7 +78,7 @@ def labelling_screenshot(out: Path) -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
     viewer.layers["sub-sample true lesions"].visible = False
     with tempfile.TemporaryDirectory() as folder:
-        widget.folder_edit.setText(folder)
+        widget.folder_edit.value = folder
         widget.start_button.click()
         widget.find_button.click()
         while widget.session.candidates is None or not widget.find_button.isEnabled():

@@ -36,7 +36,7 @@ def detect_screenshot(viewer, path: Path):
     """Run the default model on the sample with probability layers; returns the result layer."""
     detect = DetectWidget(viewer)
     viewer.window.add_dock_widget(detect, name="Detect lesions", area="right")
-    detect.probabilities_check.setChecked(True)
+    detect.probabilities_check.value = True
     started = time.monotonic()
     detect.run()
     while detect.worker is not None:
@@ -75,9 +75,9 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for folder in generate_cohort(Path(tmp), 2, seed=31):
             widget.add_folder(folder)
-        widget.steps_box.setValue(steps)
-        widget.val_box.setValue(0.34)
-        widget.device_box.setCurrentText("cpu")
+        widget.steps_box.value = steps
+        widget.val_box.value = 0.34
+        widget.device_box.value = "cpu"
         started = time.monotonic()
         widget.start()
         while widget.worker is not None:

@@ -1,31 +1,44 @@
-"""npe2 reader: NIfTI files and subject folders -> layers in millimetres (thin; see layers.py)."""
+"""npe2 reader: NIfTI files, subject folders and DICOM folders -> layers in millimetres (thin; see layers.py).
 
+A DICOM folder goes through ``deepmir import`` (:func:`..io.dicom.import_dicom`) into a new BIDS folder in the
+temporary directory (the layers' metadata name its files), and each imported subject opens as a subject folder.
+"""
+
+import tempfile
+import warnings
 from pathlib import Path
 
 from .conventions import BIDS_SUFFIXES
 from .io import InputError, load_subject_dir, load_volume
-from .io.bids import find_subject_files, subject_id
+from .io.bids import find_subject_files, has_swi, subject_id
+from .io.dicom import holds_dicom, import_dicom
 from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
-from .layers import image_layer_data, labels_layer_data, locations_layer_data
+from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
+from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
 
 #: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
 _MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
 
 
 def get_reader(path):
-    """Return a reader for a NIfTI file or a folder holding a subject's SWI, else None."""
+    """Return a reader for a NIfTI file, a folder holding a subject's SWI (or magnitude and phase) or a folder of
+    DICOM files, else None."""
     if isinstance(path, list):
         return None if not path or any(get_reader(p) is None for p in path) else read_paths
     path = Path(path)
     if path.is_dir():
-        try:
-            return read_paths if "swi" in find_subject_files(path) else None
-        except InputError:
-            return None
+        return read_paths if _is_subject_folder(path) or holds_dicom(path) else None
     return read_paths if is_nifti_path(path) else None
+
+
+def _is_subject_folder(folder: Path) -> bool:
+    try:
+        return has_swi(find_subject_files(folder))
+    except InputError:
+        return False
 
 
 def read_paths(paths):
@@ -33,8 +46,31 @@ def read_paths(paths):
     layers = []
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)
-        layers.extend(read_subject_folder(path) if path.is_dir() else [read_nifti_file(path)])
+        if not path.is_dir():
+            layers.append(read_nifti_file(path))
+        elif _is_subject_folder(path):
+            layers.extend(read_subject_folder(path))
+        else:
+            layers.extend(read_dicom_folder(path))
     return layers
+
+
+def read_dicom_folder(folder: Path) -> list[tuple]:
+    """Import a DICOM folder into a new BIDS folder (temporary directory) and read each imported subject;
+    the series left out (unknown, ambiguous) are reported as warnings."""
+    bids_root = Path(tempfile.mkdtemp(prefix="deepmir-dicom-"))
+    report = import_dicom(folder, bids_root)
+    for line in report.lines():
+        if line.startswith("left out"):
+            warnings.warn(f"{folder}: {line}", stacklevel=2)
+    subjects = [f for f in report.participant_folders if _is_subject_folder(f)]
+    if not subjects:
+        raise InputError(
+            folder,
+            "no subject with an SWI (or gradient-echo magnitude and phase) among its series: "
+            + "; ".join(report.lines()),
+        )
+    return [layer for subject in subjects for layer in read_subject_folder(subject)]
 
 
 def _stem(path: Path) -> str:
@@ -51,6 +87,11 @@ def read_nifti_file(path: Path) -> tuple:
         return locations_layer_data(
             volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
         )
+    if lower.endswith("_" + BIDS_SUFFIXES["regions"].lower()):
+        volume = load_volume(path, check_values=False)
+        return regions_layer_data(
+            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
+        )
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
         metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
@@ -61,27 +102,41 @@ def read_nifti_file(path: Path) -> tuple:
     ending, modality = next(((e, m) for e, m in _MODALITY_ENDINGS.items() if lower.endswith(e)), ("", None))
     metadata = {"path": str(path), "subject": subject_id(path) or stem[: len(stem) - len(ending)]}
     data = volume.data
-    if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units
-        units = detect_qsm_units(data, data != 0)
+    if modality == "qsm":  # QSM layers are always in ppb, whatever the file's units (stated in its sidecar, or found)
+        units = stated_qsm_units(read_sidecar(path), path) or detect_qsm_units(data, data != 0)
         check_qsm_units(data, units, path, data != 0)
         data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
+    if modality == "swi" and scan_parameters(read_sidecar(path)):
+        metadata["scan"] = scan_parameters(read_sidecar(path))
     return image_layer_data(
         data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata
     )
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
-    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations and labels if present).
+    """A subject folder -> T2, QSM (hidden), SWI on top, aligned on the SWI grid (+ locations, regions and labels
+    if present).
 
     Every layer's metadata names the subject, so pickers keep one subject's layers together."""
     subject = load_subject_dir(folder)
+    for warning in subject.warnings:  # napari shows them as notifications
+        warnings.warn(warning, stacklevel=2)
     geometry = DisplayGeometry(subject.shape, subject.affine)
     layers = []
     for modality in ("t2", "qsm", "swi"):
         if modality in subject.available:
-            metadata = {"path": str(subject.paths[modality]), "subject": subject.name}
+            metadata = {"subject": subject.name}
+            if modality in subject.paths:
+                metadata["path"] = str(subject.paths[modality])
+            else:  # an SWI made from a magnitude and a phase
+                metadata["made_from"] = [str(subject.paths[p]) for p in ("magnitude", "phase")]
             if modality == "qsm" and subject.qsm_units:
                 metadata["qsm_units_in_file"] = subject.qsm_units
+            alignment = subject.alignments.get(modality)
+            if alignment is not None and alignment.registered:  # the Detect widget repeats this in its status
+                metadata["registration"] = alignment.describe()
+            if modality == "swi" and subject.scan:
+                metadata["scan"] = subject.scan  # echo time, field strength: checked against the model's card
             layer = image_layer_data(
                 subject.modality(modality),
                 geometry,
@@ -98,6 +153,10 @@ def read_subject_folder(folder: Path) -> list[tuple]:
         )
         locations[1]["metadata"]["deepmir"]["subject"] = subject.name
         layers.append(locations)
+    if "regions" in files:
+        regions = regions_layer_data(_on_swi_grid(files["regions"], subject), geometry, name=f"{subject.name} regions")
+        regions[1]["metadata"]["deepmir"]["subject"] = subject.name
+        layers.append(regions)
     if "labels" in files:
         metadata = {"path": str(files["labels"]), "subject": subject.name, "origin": "file"}
         layers.append(
@@ -110,5 +169,5 @@ def read_subject_folder(folder: Path) -> list[tuple]:
 
 def _on_swi_grid(path: Path, subject):
     volume = load_volume(path, check_values=False)
-    reference = Volume(subject.swi, subject.affine, subject.paths["swi"])
+    reference = Volume(subject.swi, subject.affine, subject.paths.get("swi"))
     return resample_volume_to(volume, reference, order=0).astype("uint8")

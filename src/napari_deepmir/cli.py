@@ -36,6 +36,13 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
         type=Path,
         help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)",
     )
+    group.add_argument(
+        "--registration",
+        choices=("auto", "check", "off"),
+        default="auto",
+        help="check that T2/QSM are in register with the SWI and register them rigidly when not (auto, the "
+        "default); only check and warn (check); trust the headers (off)",
+    )
 
 
 def _load_subject_from_args(args: argparse.Namespace):
@@ -44,11 +51,11 @@ def _load_subject_from_args(args: argparse.Namespace):
     if args.subject is not None:
         if args.swi or args.qsm or args.t2:
             raise InputError(args.subject, "give either --subject or --swi/--qsm/--t2, not both")
-        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units)
+        subject = load_subject_dir(args.subject, qsm_units=args.qsm_units, registration=args.registration)
     elif args.swi is None:
         raise InputError(None, "an SWI image is required: give --swi FILE or --subject DIR")
     else:
-        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units)
+        subject = load_subject(args.swi, args.qsm, args.t2, qsm_units=args.qsm_units, registration=args.registration)
     if args.mask is not None:
         _use_brain_mask(subject, args.mask)
     return subject
@@ -113,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="load a subject and describe it (grid, units, warnings)")
     _add_subject_args(info)
     info.set_defaults(handler=_cmd_info)
+
+    dicom = commands.add_parser(
+        "import",
+        help="sort a folder of DICOM series into a BIDS folder (T2w, SWI, gradient-echo magnitude/phase) with dcm2niix",
+        description="Convert every DICOM series under DICOM_DIR with dcm2niix and sort it into "
+        "BIDS_ROOT/sub-X[/ses-Y]/anat/ as *_T2w, *_swi, *_part-mag_T2starw or *_part-phase_T2starw, each with its "
+        "BIDS JSON sidecar. Series of no known role, and roles filled twice for a participant, are listed and not "
+        "imported. Existing files are never replaced: the import refuses before writing anything. See "
+        "docs/getting-started.md (Importing DICOM).",
+    )
+    dicom.add_argument(
+        "dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (searched 5 folders deep)"
+    )
+    dicom.add_argument(
+        "--out", type=Path, required=True, metavar="BIDS_ROOT", help="BIDS folder to import into (created if needed)"
+    )
+    dicom.add_argument("--subject", help="subject label for all series (default: each series' PatientID)")
+    visit = dicom.add_mutually_exclusive_group()
+    visit.add_argument("--session", help="session label for all series (default: the scan date, YYYYMMDD)")
+    visit.add_argument("--no-session", action="store_true", help="no ses- level (sub-X/anat/)")
+    dicom.set_defaults(handler=_cmd_import)
 
     synth = commands.add_parser("synth", help="write synthetic subjects with known lesions (physics-based phantom)")
     synth.add_argument("out_dir", type=Path)
@@ -289,6 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.set_defaults(handler=_cmd_table)
 
+    locations = commands.add_parser(
+        "locations",
+        help="location and MARS region maps on the SWI grid from a FreeSurfer or SynthSeg segmentation",
+        description="Convert a FreeSurfer aseg / aparc+aseg / wmparc or a SynthSeg segmentation (FreeSurfer label "
+        "numbers) into the location map (*_desc-locations_dseg) and the MARS region map (*_desc-regions_dseg, "
+        "code on the left, code + 100 on the right) on the SWI grid; rules in docs/regions.md.",
+    )
+    locations.add_argument("--aseg", type=Path, required=True, help="segmentation NIfTI (aseg, aparc+aseg, SynthSeg)")
+    source = locations.add_mutually_exclusive_group(required=True)
+    source.add_argument("--swi", type=Path, help="SWI NIfTI file whose grid the maps take")
+    source.add_argument("--subject", type=Path, help="subject folder with a *_swi.nii.gz file")
+    locations.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: the folder of the SWI file, where "
+        "deepmir predict --subject finds the location map)",
+    )
+    locations.add_argument("--overwrite", action="store_true", help="replace location/region maps already there")
+    locations.set_defaults(handler=_cmd_locations)
+
     evaluate = commands.add_parser("evaluate", help="lesion-wise sensitivity, precision, F1, FP per subject")
     evaluate.add_argument("--truth", type=Path, required=True, help="truth label file or folder")
     evaluate.add_argument("--pred", type=Path, required=True, help="predicted label file or folder")
@@ -336,6 +385,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .io.dicom import import_dicom
+
+    report = import_dicom(
+        args.dicom_dir, args.out, subject=args.subject, session="" if args.no_session else args.session
+    )
+    for line in report.lines():
+        print(line, file=sys.stdout if line.startswith("imported") else sys.stderr)
+    folders = report.participant_folders
+    print(
+        f"{len(report.imported)} series imported into {len(folders)} subject folder(s) of {args.out}; "
+        f"{len(report.left_out)} left out"
+    )
+    return 0 if report.imported else 1
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -348,14 +413,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
         unit = " ppb" if modality == "qsm" else ""
         low, high = np.percentile(inside, [1, 99]) if inside.size else (np.nan, np.nan)
         print(
-            f"  {modality.upper():4s} {subject.paths[modality]}  brain 1st..99th percentile {low:.4g}..{high:.4g}{unit}"
+            f"  {modality.upper():4s} {_source_of(subject, modality)}  brain 1st..99th percentile "
+            f"{low:.4g}..{high:.4g}{unit}"
         )
     if subject.qsm_units:
-        print(f"  QSM units: {subject.qsm_units} (reported in ppb)")
+        print(f"  QSM units: {subject.qsm_units} ({subject.qsm_units_source}; reported in ppb)")
+    if subject.scan:
+        scan = subject.scan
+        stated = [
+            f"echo time {scan['echo_time_s'] * 1e3:g} ms" if "echo_time_s" in scan else "",
+            f"field strength {scan['field_strength_t']:g} T" if "field_strength_t" in scan else "",
+        ]
+        print(f"  scan (from the BIDS sidecar): {', '.join(s for s in stated if s)}")
     print(f"  brain mask: {int(subject.mask.sum())} voxels")
+    for alignment in subject.alignments.values():
+        print(f"  alignment: {alignment.describe()}")
     for warning in subject.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _source_of(subject, modality: str) -> str:
+    """The file a modality was read from, or what an SWI was made from."""
+    if modality in subject.paths:
+        return str(subject.paths[modality])
+    return f"made from {subject.paths['magnitude']} and {subject.paths['phase'].name}"
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -413,6 +495,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     with progress_bar(f"predict {subject.name}", unit="batch") as bar:
         result = detect(subject, args.model, device=args.device, locations=locations, progress=_bar_updater(bar))
+    for warning in result.warnings[len(subject.warnings) :]:  # the model's: acquisition outside its training
+        print(f"warning: {warning}", file=sys.stderr)
     write_detection(result, outputs, overwrite=args.overwrite)
     print(f"{subject.name}: {result.summary()} -> {outputs.lesions}")
     return 0
@@ -606,6 +690,26 @@ def _cmd_table(args: argparse.Namespace) -> int:
     summary = summarize_lesions(table, subject.name)
     volumes = ", ".join(f"{summary['n_' + n]} {n} ({summary[n + '_volume_mm3']:.1f} mm3)" for n in ("cmb", "iron"))
     print(f"{subject.name}: {len(table)} lesions: {volumes} -> {args.out}")
+    return 0
+
+
+def _cmd_locations(args: argparse.Namespace) -> int:
+    from .io import InputError
+    from .io.bids import find_subject_files, subject_id
+    from .io.region_maps import write_region_maps
+
+    swi = args.swi
+    if args.subject is not None:
+        swi = find_subject_files(args.subject).get("swi")
+        if swi is None:
+            raise InputError(args.subject, "no *_swi.nii.gz file in this subject folder")
+    participant = subject_id(swi) or Path(swi).name.split(".")[0].removesuffix("_swi")
+    files, notes = write_region_maps(
+        args.aseg, swi, args.out or Path(swi).parent, participant=participant, overwrite=args.overwrite
+    )
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{participant}: locations -> {files.locations}; MARS regions -> {files.regions}")
     return 0
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from . import __version__
 from .conventions import BIDS_SUFFIXES
 from .io import InputError
-from .io.bids import find_subject_files, subject_id
+from .io.bids import find_subject_files, has_swi, subject_id
 from .io.outputs import LOOKUP, dataset_outputs, ensure_writable_folder
 
 #: Per worker process: model folder -> LoadedModel, so the model is read once per worker, not per subject.
@@ -81,7 +81,8 @@ def _subject_folders(root: Path) -> tuple[list[tuple[str, Path]], dict[str, str]
 
 def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple[list[CohortSubject], dict[str, str]]:
     """Subjects of ``bids_root`` (``sub-X/``, ``sub-X/anat/``, ``sub-X/ses-Y/anat/``) with every needed
-    modality, and the others (folders named against BIDS included) with the reason they cannot run."""
+    modality (an SWI may be made from a gradient-echo magnitude and phase), and the others (folders named
+    against BIDS included) with the reason they cannot run."""
     root = Path(bids_root)
     if not root.is_dir():
         raise InputError(root, "BIDS folder not found")
@@ -94,7 +95,7 @@ def find_cohort(bids_root: str | Path, modalities=("swi", "qsm", "t2")) -> tuple
             problems[participant] = error.problem
             continue
         strangers = [p.name for p in files.values() if subject_id(p.name) not in (None, participant.split("_")[0])]
-        missing = [m for m in modalities if m not in files]
+        missing = [m for m in modalities if m not in files and not (m == "swi" and has_swi(files))]
         if strangers:
             problems[participant] = f"files named for another subject in {folder}: {', '.join(strangers)}"
         elif missing:

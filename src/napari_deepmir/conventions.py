@@ -19,13 +19,17 @@ CLASS_COLORS: dict[int | None, tuple[float, float, float, float]] = {
 
 #: Modalities in their canonical order (model input channels follow this order).
 MODALITIES: tuple[str, ...] = ("swi", "qsm", "t2")
-#: BIDS suffix of each file kind: sub-X_<suffix>.nii.gz
+#: BIDS suffix of each file kind: sub-X_<suffix>.nii.gz. ``magnitude`` and ``phase`` are the parts of a
+#: single-echo gradient echo (BIDS ``part-`` entity of ``T2starw``), from which an SWI is made when none is given.
 BIDS_SUFFIXES: dict[str, str] = {
     "t2": "T2w",
     "swi": "swi",
     "qsm": "Chimap",
+    "magnitude": "part-mag_T2starw",
+    "phase": "part-phase_T2starw",
     "labels": "dseg",
     "locations": "desc-locations_dseg",
+    "regions": "desc-regions_dseg",
 }
 MODALITY_TITLES: dict[str, str] = {"swi": "SWI", "qsm": "QSM", "t2": "T2"}
 

@@ -74,6 +74,17 @@ def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, na
     return geometry.to_display(np.asarray(locations, dtype=np.uint8)), kwargs, "labels"
 
 
+def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: str = "regions") -> tuple:
+    """Labels layer of MARS regions (code left, code + RIGHT_OFFSET right), hidden by default; its ``features``
+    table (index, region, hemisphere, location) makes napari show the region's name under the cursor."""
+    from .io.region_maps import region_lookup
+
+    lookup = region_lookup().rename(columns={"name": "region"})
+    kwargs = _base_kwargs(name, geometry, {"kind": "regions"})
+    kwargs.update(features=lookup, opacity=0.3, visible=False)
+    return geometry.to_display(np.asarray(regions, dtype=np.uint8)), kwargs, "labels"
+
+
 def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *, class_value: int) -> tuple:
     """Image layer of one class's probability (0..1), additive over the anatomy."""
     name = f"P({CLASS_TITLES[class_value]})"

@@ -7,7 +7,7 @@ where an input such as a location map is missing) and the same provenance.
 """
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from .progress import run_to_end
 @dataclass
 class DetectionResult:
     """A subject's prediction, measured: labels and probabilities on the SWI grid, the lesion table, the
-    lesion-id map (one value per lesion, as in the table) and the model's provenance."""
+    lesion-id map (one value per lesion, as in the table), the model's provenance, and the warnings: the
+    subject's own and those of an acquisition outside the model's training ranges."""
 
     subject: Subject
     labels: np.ndarray
@@ -29,6 +30,7 @@ class DetectionResult:
     table: pd.DataFrame
     lesion_ids: np.ndarray
     model: dict
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """'7 CMBs, 2 iron deposits'."""
@@ -76,8 +78,9 @@ def iter_detect(
     table = measure_lesions(prediction.labels, subject, probabilities=prediction.probabilities, locations=locations)
     lesion_ids, _ = label_lesions(prediction.labels)
     provenance = model_provenance(loaded) | {"Device": str(torch_device)}
+    warnings = [*subject.warnings, *loaded.card.range_warnings(subject.scan)]
     return DetectionResult(
-        subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance
+        subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance, warnings
     )
 
 
@@ -98,7 +101,11 @@ def write_detection(
     provenance = {
         "Sources": [str(Path(p)) for p in subject.paths.values()],
         "QsmUnits": subject.qsm_units,
-        "Warnings": list(subject.warnings),
+        "QsmUnitsSource": subject.qsm_units_source,
+        "EchoTime": subject.scan.get("echo_time_s"),
+        "MagneticFieldStrength": subject.scan.get("field_strength_t"),
+        "Warnings": list(dict.fromkeys([*subject.warnings, *result.warnings])),
+        "Alignment": {modality: alignment.provenance() for modality, alignment in subject.alignments.items()},
         "GeneratedBy": result.model,
     }
     return write_outputs(

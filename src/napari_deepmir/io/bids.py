@@ -51,15 +51,22 @@ def find_subject_files(folder: str | Path) -> dict[str, Path]:
     return found
 
 
+def has_swi(files: dict[str, Path]) -> bool:
+    """Whether a subject's files (:func:`find_subject_files`) give an SWI: its own, or a magnitude and phase."""
+    return "swi" in files or {"magnitude", "phase"} <= set(files)
+
+
 def find_subject_folders(root: str | Path) -> list[Path]:
-    """Every folder under ``root`` (root included) that holds an SWI file, sorted by name.
+    """Every folder under ``root`` (root included) that holds an SWI file (or a gradient-echo magnitude to make one
+    from), sorted by name.
 
     Folders under a ``derivatives`` folder of ``root`` (annotations, predictions: copies of subjects,
     not subjects) are skipped; give such a folder itself as ``root`` to read it."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "folder not found")
-    files = [p for p in root.rglob("*_swi.nii*") if not in_derivatives(p, root)]
+    patterns = (f"*_{BIDS_SUFFIXES[kind]}.nii*" for kind in ("swi", "magnitude"))
+    files = [p for pattern in patterns for p in root.rglob(pattern) if not in_derivatives(p, root)]
     return sorted({p.parent.parent if p.parent.name == "anat" else p.parent for p in files})
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .nifti import voxel_sizes
 
 #: Reverses the three spatial axes: (x, y, z) <-> (z, y, x).
-_REVERSE = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
+REVERSE_AXES = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class DisplayGeometry:
         from nibabel.orientations import inv_ornt_aff
 
         canonical = self.affine @ inv_ornt_aff(self._orientation, self.shape)
-        return _REVERSE @ canonical @ _REVERSE
+        return REVERSE_AXES @ canonical @ REVERSE_AXES
 
     def world_to_napari(self, xyz_mm) -> np.ndarray:
         """Scanner RAS (x, y, z) mm -> napari world coordinates (z, y, x)."""

@@ -5,7 +5,8 @@ Per participant, in one folder (BIDS-derivative names):
 - ``<participant>_space-swi_desc-deepmir_dseg.nii.gz``: labels (0/1/2) on the SWI grid with the SWI affine;
 - ``<participant>_desc-deepmir_lesions.tsv`` and its ``.json`` column descriptions: the lesion table;
 - ``<participant>_space-swi_desc-deepmir_dseg.json``: provenance (model name and sha256, inputs, QSM
-  units, warnings, software version) and the list of files. It is the **completion marker**: written
+  units and how they were known, echo time and field strength from the input's sidecar, warnings, software
+  version) and the list of files. It is the **completion marker**: written
   first with ``"Complete": false``, the files next (each atomically), then rewritten with ``"Complete":
   true``. A run killed half-way leaves a marker that says so, so the next run knows the files are its
   own leftovers and replaces them; a set without a marker is never touched unless ``overwrite``.

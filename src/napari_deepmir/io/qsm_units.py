@@ -40,6 +40,13 @@ def to_ppb(qsm: np.ndarray, units: QsmUnits) -> np.ndarray:
     return qsm if units == "ppb" else qsm * np.float32(_TO_PPB[units])
 
 
+def from_ppb(qsm: np.ndarray, units: QsmUnits) -> np.ndarray:
+    """Convert a QSM map in ppb back to ``units`` (the inverse of :func:`to_ppb`)."""
+    if units not in _TO_PPB:
+        raise ValueError(f"QSM units must be one of {', '.join(QSM_UNITS)}, not {units!r}")
+    return qsm if units == "ppb" else qsm / np.float32(_TO_PPB[units])
+
+
 def check_qsm_units(qsm: np.ndarray, units: QsmUnits, path: str | Path | None, mask: np.ndarray | None = None) -> None:
     """Raise :class:`InputError` if ``qsm`` (as stored, in ``units``) has implausible values once in ppb."""
     p99 = qsm_p99(qsm, mask)

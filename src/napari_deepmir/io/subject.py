@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import BIDS_SUFFIXES, MODALITIES
-from .bids import find_subject_files, subject_id
+from .bids import find_subject_files, has_swi, subject_id
 from .errors import InputError
 from .mask import MIN_COVERAGE, brain_mask, coverage, whole_brain_mask
 from .nifti import Volume, load_volume, voxel_sizes
 from .qsm_units import QSM_UNITS, check_qsm_units, detect_qsm_units, to_ppb
+from .registration import Alignment, align_to_reference
 from .resample import resample_volume_to
+from .sidecar import read_sidecar, scan_parameters, stated_qsm_units
 
 
 @dataclass
@@ -20,6 +22,11 @@ class Subject:
     """Co-registered modalities on the SWI grid.
 
     ``qsm`` is always in ppb. Missing modalities are None. ``affine`` is the SWI voxel-to-world affine.
+    ``alignments``: how T2 and QSM lined up with the SWI and whether they were registered (see
+    :mod:`.registration`).
+    ``qsm_units`` are the QSM file's units and ``qsm_units_source`` how they were known (``given``,
+    ``sidecar`` or ``detected``); ``scan`` holds the SWI's echo time and field strength where its BIDS
+    sidecar states them (``echo_time_s``, ``field_strength_t``).
     """
 
     swi: np.ndarray
@@ -29,7 +36,10 @@ class Subject:
     name: str = "subject"
     paths: dict[str, Path] = field(default_factory=dict)
     qsm_units: str | None = None
+    qsm_units_source: str | None = None
+    scan: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    alignments: dict[str, Alignment] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -66,32 +76,84 @@ class Subject:
 
 
 def load_subject(
-    swi: str | Path,
+    swi: str | Path | None,
     qsm: str | Path | None = None,
     t2: str | Path | None = None,
     *,
+    magnitude: str | Path | None = None,
+    phase: str | Path | None = None,
+    phase_sign: int = 1,
     qsm_units: str = "auto",
     name: str | None = None,
+    registration: str = "auto",
 ) -> Subject:
-    """Load SWI (required), QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
+    """Load SWI, QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
 
-    ``qsm_units``: ``auto`` (detect, see :func:`detect_qsm_units`), ``ppm``, ``ppb`` or ``si``.
+    Without an SWI file, the SWI is made from a gradient-echo ``magnitude`` and ``phase`` (see
+    :func:`made_swi`; ``phase_sign`` is the scanner's handedness), and a warning says so.
+    ``qsm_units``: ``auto`` (the QSM sidecar's ``Units`` if stated, else detected, see :func:`detect_qsm_units`),
+    ``ppm``, ``ppb`` or ``si``. The SWI's (else the magnitude's) sidecar gives ``Subject.scan``.
+    ``registration``: ``auto``, ``check`` or ``off`` (see :func:`assemble_subject`).
     NaNs are set to 0 and reported in ``Subject.warnings``; NaNs inside the brain are reported too.
     A complex SWI or T2 is read as its magnitude (with a warning); a complex QSM is refused.
     """
-    return assemble_subject(
-        load_volume(swi, complex_to_magnitude=True),
+    if swi is None and (magnitude is None or phase is None):
+        raise InputError(magnitude or phase, "an SWI image, or a gradient-echo magnitude and phase, is required")
+    first = swi if swi is not None else magnitude
+    stated = None if qsm is None else stated_qsm_units(read_sidecar(qsm), qsm)
+    units = stated if qsm_units == "auto" and stated else qsm_units
+    subject = assemble_subject(
+        load_volume(swi, complex_to_magnitude=True) if swi is not None else made_swi(magnitude, phase, phase_sign),
         qsm=None if qsm is None else load_volume(qsm),
         t2=None if t2 is None else load_volume(t2, complex_to_magnitude=True),
-        qsm_units=qsm_units,
-        name=name or subject_id(swi) or Path(swi).name.split(".")[0],
+        qsm_units=units,
+        name=name or subject_id(first) or Path(first).name.split(".")[0],
+        registration=registration,
     )
+    if swi is None:
+        subject.paths.update(magnitude=Path(magnitude), phase=Path(phase))
+    if subject.qsm is not None and stated and units == stated:
+        subject.qsm_units_source = "sidecar"
+    elif stated and stated != units:
+        subject.warnings.append(f"{qsm}: its sidecar states units {stated!r}; {units!r} was given and used")
+    subject.scan = scan_parameters(read_sidecar(first))
+    return subject
+
+
+def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int = 1) -> Volume:
+    """An SWI made from a gradient-echo magnitude and phase on one grid (:func:`..swi.swi_from_magnitude_phase`),
+    on the magnitude's grid; its warnings say it was made, and how."""
+    from ..swi import swi_from_magnitude_phase
+
+    magnitude_volume = load_volume(magnitude, complex_to_magnitude=True)
+    phase_volume = load_volume(phase, check_values=False)
+    if phase_volume.data.shape != magnitude_volume.data.shape or not np.allclose(
+        phase_volume.affine, magnitude_volume.affine, atol=1e-3
+    ):
+        raise InputError(phase, f"the phase must be on the grid of the magnitude {Path(magnitude).name}")
+    data = swi_from_magnitude_phase(magnitude_volume.data, phase_volume.data, phase_sign=phase_sign)
+    handedness = "right-handed: paramagnetic = negative phase" if phase_sign == 1 else "left-handed"
+    note = (
+        f"no SWI file: the SWI was made from {Path(magnitude).name} and {Path(phase).name} "
+        f"(homodyne high-pass, phase mask^4, phase sign {phase_sign:+d}, {handedness})"
+    )
+    return Volume(data, magnitude_volume.affine, None, [*magnitude_volume.warnings, *phase_volume.warnings, note])
 
 
 def assemble_subject(
-    swi: Volume, *, qsm: Volume | None = None, t2: Volume | None = None, qsm_units: str = "auto", name: str = "subject"
+    swi: Volume,
+    *,
+    qsm: Volume | None = None,
+    t2: Volume | None = None,
+    qsm_units: str = "auto",
+    name: str = "subject",
+    registration: str = "auto",
 ) -> Subject:
     """Put volumes (each on its own grid) together on the SWI grid; QSM converted to ppb.
+
+    ``registration``: ``auto`` checks that T2 and QSM are in register with the SWI and registers them rigidly
+    when they are not (with a warning); ``check`` only warns; ``off`` trusts the headers (see
+    :mod:`.registration`). The outcome is in ``Subject.alignments``.
 
     Raises :class:`InputError` if QSM or T2 data cover less than :data:`MIN_COVERAGE` of the head seen on SWI,
     or if the QSM values are implausible in their units (given or detected, see :func:`check_qsm_units`).
@@ -117,6 +179,13 @@ def assemble_subject(
                 f"its data cover {100 * covered:.0f}% of the head in {swi.path.name if swi.path else 'the SWI image'}; "
                 f"at least {100 * MIN_COVERAGE:.0f}% needed (check that it is the same subject and its affine)",
             )
+        volume, alignment = align_to_reference(modality, volume, swi, head, mode=registration)
+        if alignment is not None:
+            subject.alignments[modality] = alignment
+            if alignment.registered:
+                data = resample_volume_to(volume, swi).astype(np.float32)
+            if alignment.registered or alignment.needs_registration:
+                subject.warnings.append(alignment.describe())
         setattr(subject, modality, data)
         if volume.path is not None:
             subject.paths[modality] = Path(volume.path)
@@ -126,6 +195,7 @@ def assemble_subject(
         check_qsm_units(subject.qsm, units, qsm.path, subject.qsm != 0)
         subject.qsm = to_ppb(subject.qsm, units)
         subject.qsm_units = units
+        subject.qsm_units_source = "detected" if qsm_units == "auto" else "given"
     for volume in invalid:
         _report_invalid_in_brain(subject, volume, swi)
     return subject
@@ -144,17 +214,34 @@ def _report_invalid_in_brain(subject: Subject, volume: Volume, reference: Volume
         )
 
 
-def load_subject_dir(folder: str | Path, *, qsm_units: str = "auto", require: tuple[str, ...] = ("swi",)) -> Subject:
-    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``)."""
+def load_subject_dir(
+    folder: str | Path,
+    *,
+    qsm_units: str = "auto",
+    require: tuple[str, ...] = ("swi",),
+    phase_sign: int = 1,
+    registration: str = "auto",
+) -> Subject:
+    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``).
+
+    A folder without an SWI but with a gradient-echo magnitude and phase (``_part-mag_T2starw``,
+    ``_part-phase_T2starw``) gets an SWI made from them (see :func:`load_subject`)."""
     files = find_subject_files(folder)
-    missing = [m for m in require if m not in files]
+    missing = [m for m in require if m not in files and not (m == "swi" and has_swi(files))]
     if missing:
         wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
+        if "swi" in missing:
+            wanted += f" or *_{BIDS_SUFFIXES['magnitude']} with *_{BIDS_SUFFIXES['phase']}"
         raise InputError(folder, f"no {'/'.join(m.upper() for m in missing)} file found (looked for {wanted})")
+    made = "swi" not in files and has_swi(files)
     return load_subject(
-        files["swi"],
+        files.get("swi"),
         files.get("qsm"),
         files.get("t2"),
+        magnitude=files.get("magnitude") if made else None,
+        phase=files.get("phase") if made else None,
+        phase_sign=phase_sign,
         qsm_units=qsm_units,
         name=subject_id(folder) or Path(folder).name,
+        registration=registration,
     )

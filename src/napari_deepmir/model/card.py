@@ -30,6 +30,10 @@ POSTPROCESS_RANGES = {
 VERIFIER_RANGES = {"base_filters": (1, 128), "min_probability": (0.0, 1.0)}
 #: Allowed patch size of the second stage, in working voxels per axis.
 VERIFIER_PATCH_RANGE = (4, 64)
+#: Acquisition values a card may state the training range of (``training_ranges``), with their plausible bounds.
+TRAINING_RANGE_BOUNDS = {"echo_time_s": (0.0, 1.0), "field_strength_t": (0.1, 20.0)}
+#: How the range warnings name each value: (title, unit, factor from the stored unit to the shown one).
+_RANGE_WORDS = {"echo_time_s": ("echo time", "ms", 1e3), "field_strength_t": ("field strength", "T", 1.0)}
 #: Allowed robust z-score clip.
 CLIP_RANGE = (0.1, 100.0)
 #: The class layouts a model may have: the project's multiclass labels, or a single lesion class.
@@ -84,6 +88,9 @@ class ModelCard:
     #: The second stage (a 3D patch classifier that verifies each lesion), or None for the U-Net alone.
     verifier: dict | None = None
     training: dict = field(default_factory=dict)
+    #: Acquisition ranges of the training data, ``{"echo_time_s": [min, max], "field_strength_t": [min, max]}``
+    #: (optional: a card without them checks nothing); a subject outside them is warned about.
+    training_ranges: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     parent: dict | None = None
     description: str = ""
@@ -129,6 +136,12 @@ class ModelCard:
         for key, value in self.postprocess.items():
             if not (key == "min_qsm_ppb" and value is None):
                 _check_number(f"postprocess.{key}", value, *POSTPROCESS_RANGES[key])
+        _check_keys("training_ranges", self.training_ranges, TRAINING_RANGE_BOUNDS)
+        for key, value in self.training_ranges.items():
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] <= value[1]:
+                raise ValueError(f"training_ranges.{key} must be [min, max] with min <= max, got {value!r}")
+            for end in value:
+                _check_number(f"training_ranges.{key}", end, *TRAINING_RANGE_BOUNDS[key])
         if self.verifier is not None:
             self._check_verifier()
 
@@ -144,6 +157,20 @@ class ModelCard:
         for value in shape:
             _check_number("verifier.patch_shape", value, *VERIFIER_PATCH_RANGE, integer=True)
         self.verifier["patch_shape"] = [int(v) for v in shape]
+
+    def range_warnings(self, scan: dict) -> list[str]:
+        """Warnings for the acquisition values in ``scan`` (``echo_time_s``, ``field_strength_t``) outside
+        :attr:`training_ranges`; none for values the scan or the card does not state."""
+        found = []
+        for key, (low, high) in self.training_ranges.items():
+            value = scan.get(key)
+            if value is not None and not low <= value <= high:
+                title, unit, factor = _RANGE_WORDS[key]
+                found.append(
+                    f"{title} {value * factor:g} {unit} is outside what model {self.name} was trained on "
+                    f"({low * factor:g}..{high * factor:g} {unit}): check its detections with care"
+                )
+        return found
 
     @property
     def context_slices(self) -> int:

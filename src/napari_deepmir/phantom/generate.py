@@ -12,6 +12,7 @@ from ..io import save_labels, save_nifti
 from ..io.atomic import write_text_atomic
 from ..io.nifti import voxel_sizes
 from ..io.resample import resample_to_grid
+from ..swi import swi_from_signal
 from .acquisition import Acquisition, grid_affine
 from .anatomy import brain_mask, draw_head, property_map
 from .lesions import Maps, place_all
@@ -22,7 +23,6 @@ from .physics import (
     imaging_artefacts,
     rad_per_ppb,
     sharp_background_removal,
-    swi_from_signal,
     tikhonov_inversion,
     tkd_inversion,
 )

@@ -1,4 +1,4 @@
-"""MR physics of the phantom: dipole field, GRE signal with blooming, SWI, QSM by TKD."""
+"""MR physics of the phantom: dipole field, GRE signal with blooming, QSM by TKD (SWI: :mod:`..swi`)."""
 
 import numpy as np
 from scipy import fft
@@ -36,23 +36,6 @@ def block_mean(array: np.ndarray, factors) -> np.ndarray:
     fx, fy, fz = factors
     x, y, z = (n // f for n, f in zip(array.shape, factors))
     return array[: x * fx, : y * fy, : z * fz].reshape(x, fx, y, fy, z, fz).mean(axis=(1, 3, 5))
-
-
-def swi_from_signal(signal: np.ndarray, phase_sign: int, filter_px: int = 64, power: int = 4) -> np.ndarray:
-    """SWI: homodyne high-pass of the phase (complex division by a Hanning low-pass, in-plane),
-    a phase mask on the paramagnetic side, ``magnitude * mask ** power``."""
-    nx, ny = signal.shape[:2]
-    wx = np.zeros(nx, np.float32)
-    wy = np.zeros(ny, np.float32)
-    hx, hy = min(filter_px, nx), min(filter_px, ny)
-    wx[:hx] = np.hanning(hx)
-    wy[:hy] = np.hanning(hy)
-    window = np.outer(np.roll(wx, -hx // 2), np.roll(wy, -hy // 2))[:, :, None]
-    low = fft.ifft2(fft.fft2(signal, axes=(0, 1), workers=-1) * window, axes=(0, 1), workers=-1)
-    phase = np.angle(signal * np.conj(low) / (np.abs(low) + 1e-12)).astype(np.float32)
-    paramagnetic_phase = phase * -phase_sign  # positive field gives negative phase when phase_sign = 1
-    mask = np.where(paramagnetic_phase > 0, 1 - paramagnetic_phase / np.pi, 1.0).astype(np.float32)
-    return (np.abs(signal) * mask**power).astype(np.float32)
 
 
 def tkd_inversion(local_field: np.ndarray, voxel_mm, b0_voxel: np.ndarray, threshold: float = 0.2) -> np.ndarray:

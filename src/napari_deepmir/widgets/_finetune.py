@@ -49,7 +49,7 @@ def _swi_of(labels_layer, layers):
     return on_grid[0] if len(on_grid) == 1 else None
 
 
-def sample_from_layers(labels_layer, layers) -> tuple:
+def sample_from_layers(labels_layer, layers, *, qsm_units: str = "auto") -> tuple:
     """(Subject, labels on its SWI grid) for an annotation layer, from its subject's image layers.
 
     The SWI layer must share the annotation's grid (annotations are painted on SWI); QSM and T2 are
@@ -69,7 +69,7 @@ def sample_from_layers(labels_layer, layers) -> tuple:
         raise InputError(labels_layer.name, "no lesion is painted in this annotation")
     subject_name = subject_of(swi)
     subject = subject_from_layers(
-        swi, subject_layer(layers, subject_name, "qsm"), subject_layer(layers, subject_name, "t2")
+        swi, subject_layer(layers, subject_name, "qsm"), subject_layer(layers, subject_name, "t2"), qsm_units=qsm_units
     )
     return subject, labels.astype(np.uint8)
 
@@ -116,7 +116,7 @@ class FinetuneSettings:
 
         if not self.samples and not self.folders:
             raise InputError(
-                "fine-tuning", "no annotated subject: tick an annotation layer or add a saved subject folder"
+                "fine-tuning", "no annotated subject: select an annotation layer or add a saved subject folder"
             )
         return TrainingConfig(
             out=free_folder(user_models_dir(), self.name),

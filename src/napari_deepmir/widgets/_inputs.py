@@ -13,6 +13,13 @@ from ..conventions import MODALITY_TITLES
 from ..io.bids import subject_id
 from ._layers import modality_of
 
+#: The QSM units a user may state for the QSM layer, as (text shown, value for subject_from_layers).
+QSM_UNIT_CHOICES = [
+    ("as read (sidecar, else detected)", "auto"),
+    ("ppm", "ppm"),
+    ("ppb", "ppb"),
+    ("SI (1e-6 ppm)", "si"),
+]
 #: Layer-list events after which the choices are listed again (a layer's own ``name`` event included).
 _LIST_EVENTS = {"inserted", "removed", "moved", "reordered", "name"}
 #: Last words of a layer name that tell a modality or a kind of labels, dropped to leave the subject's name.
@@ -57,10 +64,11 @@ def mixed_subjects_message(swi, others: dict) -> str:
 
 
 class SubjectInputs(Container):
-    """SWI, QSM and T2 pickers over the viewer's image layers.
+    """SWI, QSM and T2 pickers over the viewer's image layers, and the QSM's units.
 
     The SWI picker takes an SWI layer (by metadata or name) until the user chooses; choosing an SWI
-    picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine)."""
+    picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine).
+    ``qsm_units`` is what the user states the QSM file held (``auto``: as the reader found it)."""
 
     def __init__(self, viewer, modalities=("swi", "qsm", "t2")):
         self.viewer = viewer
@@ -68,13 +76,17 @@ class SubjectInputs(Container):
             m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m)
             for m in modalities
         }
-        super().__init__(widgets=list(self.pickers.values()), labels=True)
+        self.units_picker = ComboBox(label="QSM units", choices=QSM_UNIT_CHOICES, value="auto", name="qsm_units")
+        self.units_picker.tooltip = (
+            "Units of the QSM file: as read takes its sidecar's Units, else detects them from the values"
+        )
+        units = [self.units_picker] if "qsm" in modalities else []
+        super().__init__(widgets=[*self.pickers.values(), *units], labels=True)
         self.margins = (0, 0, 0, 0)
         self._swi_chosen_by_hand = False
         self._updating = False
         self.pickers["swi"].changed.connect(self._on_swi_changed)
-        viewer.layers.events.connect(self._on_layers_event)
-        self.refresh()
+        self.connect_viewer()
 
     def _choices(self, widget=None) -> list[tuple[str, object]]:
         return [(layer.name, layer) for layer in source_images(self.viewer.layers)]
@@ -127,6 +139,11 @@ class SubjectInputs(Container):
         return {m: p.value for m, p in self.pickers.items()}
 
     @property
+    def qsm_units(self) -> str:
+        """``auto``, ``ppm``, ``ppb`` or ``si`` (see :func:`._layers.subject_from_layers`)."""
+        return self.units_picker.value
+
+    @property
     def problem(self) -> str:
         """'' when the inputs are one subject's, else why not."""
         chosen = self.layers
@@ -134,6 +151,11 @@ class SubjectInputs(Container):
             return "Open a subject first: an SWI layer is needed."
         return mixed_subjects_message(chosen["swi"], {m: la for m, la in chosen.items() if m != "swi"})
 
+    def connect_viewer(self) -> None:
+        """Follow the viewer's layers (again), catching up with what changed meanwhile."""
+        self.viewer.layers.events.connect(self._on_layers_event)
+        self.refresh()
+
     def disconnect_viewer(self) -> None:
-        """Stop following the viewer (the widget is going away)."""
+        """Stop following the viewer (the widget's panel is closed)."""
         self.viewer.layers.events.disconnect(self._on_layers_event)

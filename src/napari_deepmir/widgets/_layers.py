@@ -4,6 +4,7 @@ import numpy as np
 
 from ..io import Subject, Volume, assemble_subject
 from ..io.display import DisplayGeometry
+from ..io.qsm_units import from_ppb
 
 #: Words in a layer name that tell its modality, when its metadata does not.
 _NAME_HINTS = {"swi": ("swi",), "qsm": ("qsm", "chimap", "chi"), "t2": ("t2",)}
@@ -36,15 +37,31 @@ def volume_of(layer) -> Volume:
     return Volume(data=np.asarray(data, dtype=np.float32), affine=geometry.affine, path=path)
 
 
-def subject_from_layers(swi_layer, qsm_layer=None, t2_layer=None, *, name: str | None = None) -> Subject:
-    """A Subject on the SWI layer's grid; QSM layers of this plugin are already in ppb."""
-    return assemble_subject(
+def subject_from_layers(
+    swi_layer, qsm_layer=None, t2_layer=None, *, name: str | None = None, qsm_units: str = "auto"
+) -> Subject:
+    """A Subject on the SWI layer's grid, with the scan parameters the reader found in the SWI's sidecar.
+
+    ``qsm_units``: ``auto`` takes the QSM as read (this plugin's QSM layers are in ppb already; other layers'
+    units are detected); ``ppm``, ``ppb`` or ``si`` say what the QSM *file* held, overriding what the reader
+    took (its values are converted back first) or, for other layers, what the values shown are."""
+    qsm, units = None, qsm_units
+    if qsm_layer is not None:
+        qsm = volume_of(qsm_layer)
+        info = qsm_layer.metadata.get("deepmir")
+        if info is not None and qsm_units == "auto":
+            units = "ppb"
+        elif info is not None and info.get("qsm_units_in_file"):
+            qsm.data = from_ppb(qsm.data, info["qsm_units_in_file"])
+    subject = assemble_subject(
         volume_of(swi_layer),
-        qsm=None if qsm_layer is None else volume_of(qsm_layer),
+        qsm=qsm,
         t2=None if t2_layer is None else volume_of(t2_layer),
-        qsm_units="ppb" if qsm_layer is not None and "deepmir" in qsm_layer.metadata else "auto",
+        qsm_units=units,
         name=name or swi_layer.name.replace(" SWI", "").replace("_swi", ""),
     )
+    subject.scan = dict(swi_layer.metadata.get("deepmir", {}).get("scan", {}))
+    return subject
 
 
 def add_layer(viewer, layer_data: tuple, *, replace: bool = True):

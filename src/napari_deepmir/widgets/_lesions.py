@@ -125,12 +125,14 @@ def detect_in_layers(
     locations_layer=None,
     model=None,
     device: str = "auto",
+    qsm_units: str = "auto",
 ) -> Generator[tuple[int, int], None, Detection]:
     """Detect lesions on the subject shown by these layers (on the SWI layer's grid) with :mod:`...pipeline`.
 
     A generator: yields ``(done, total)`` slices while predicting (closing it stops the prediction)
-    and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model."""
-    subject = subject_from_layers(swi_layer, qsm_layer, t2_layer)
+    and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model;
+    ``qsm_units``: see :func:`._layers.subject_from_layers`."""
+    subject = subject_from_layers(swi_layer, qsm_layer, t2_layer, qsm_units=qsm_units)
     geometry = geometry_of(swi_layer)
     locations = None if locations_layer is None else geometry.from_display(np.asarray(locations_layer.data))
     result = yield from iter_detect(subject, model, device=device, locations=locations)

@@ -8,18 +8,15 @@ import html
 import math
 
 import numpy as np
+from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, LineEdit
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
@@ -34,6 +31,7 @@ from superqt import QCollapsible
 from ..annotations import ACCEPTED, REJECTED, AnnotationStore, candidate_centre, candidate_seed, default_rater
 from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
+from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
 
@@ -112,7 +110,7 @@ class VerticalScrollArea(QScrollArea):
         return hint
 
 
-class AnnotateWidget(QWidget):
+class AnnotateWidget(HooksWhileShown, QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
     def __init__(self, napari_viewer):
@@ -133,9 +131,23 @@ class AnnotateWidget(QWidget):
         self._poll_timer.timeout.connect(self.autosave)
         self._counts_timer = QTimer(self, singleShot=True, interval=300)
         self._counts_timer.timeout.connect(self._update_counts)
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
+        """Follow the viewer and bind the review keys on the annotation layer (see :mod:`._hooks`)."""
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        self.use_model.setEnabled(bool(self._probability_layers()))
+        self.inputs.connect_viewer()
+        self._on_layer_removed()  # catch up with layers removed while the panel was closed
+        self._bind_keys(True)
+
+    def release_viewer(self) -> None:
+        """Save, unbind the keys and stop following the viewer."""
+        self.autosave()
+        self._bind_keys(False)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        self.inputs.disconnect_viewer()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -149,12 +161,14 @@ class AnnotateWidget(QWidget):
         layout = QVBoxLayout(content)
         self.inputs = SubjectInputs(self.viewer)
         layout.addWidget(self.inputs.native)
-        inputs = QFormLayout()
-        self.folder_edit = QLineEdit(placeholderText="<dataset>/derivatives/deepmir-annotations/")
-        inputs.addRow("Save to", self.folder_edit)
-        self.rater_edit = QLineEdit(default_rater())
-        inputs.addRow("Rater", self.rater_edit)
-        layout.addLayout(inputs)
+        self.folder_edit = FileEdit(
+            label="Save to", mode="d", nullable=True, tooltip="Empty: <dataset>/derivatives/deepmir-annotations/"
+        )
+        self.folder_edit.line_edit.native.setPlaceholderText("<dataset>/derivatives/deepmir-annotations/")
+        self.rater_edit = LineEdit(label="Rater", value=default_rater())
+        where = Container(widgets=[self.folder_edit, self.rater_edit], labels=True)
+        where.margins = (0, 0, 0, 0)
+        layout.addWidget(where.native)
         self.start_button = QPushButton("Start / resume")
         self.start_button.clicked.connect(self.start)
         layout.addWidget(self.start_button)
@@ -171,10 +185,10 @@ class AnnotateWidget(QWidget):
             class_layout.addWidget(button, row, 0)
         self.class_buttons[CMB].setChecked(True)
         self.class_group.idToggled.connect(lambda value, on: on and self._set_paint_class(value))
-        self.brush_mm = QDoubleSpinBox(minimum=0.5, maximum=20.0, singleStep=0.5, value=2.0, suffix=" mm")
-        self.brush_mm.valueChanged.connect(self._apply_brush_size)
-        class_layout.addWidget(QLabel("brush"), 2, 0)
-        class_layout.addWidget(self.brush_mm, 2, 1)
+        self.brush_mm = FloatSpinBox(min=0.5, max=20.0, step=0.5, value=2.0)
+        self.brush_mm.changed.connect(self._apply_brush_size)
+        class_layout.addWidget(QLabel("brush (mm)"), 2, 0)
+        class_layout.addWidget(self.brush_mm.native, 2, 1)
         self.counts_label = QLabel()
         class_layout.addWidget(self.counts_label, 3, 0, 1, 2)
         layout.addWidget(classes)
@@ -182,9 +196,9 @@ class AnnotateWidget(QWidget):
         find_row = QHBoxLayout()
         self.find_button = QPushButton("Find candidates")
         self.find_button.clicked.connect(self.find_candidates)
-        self.use_model = QCheckBox("use model probabilities")
+        self.use_model = CheckBox(text="use model probabilities")
         find_row.addWidget(self.find_button)
-        find_row.addWidget(self.use_model)
+        find_row.addWidget(self.use_model.native)
         layout.addLayout(find_row)
         self.busy = QProgressBar(minimum=0, maximum=0, visible=False, textVisible=False)
         layout.addWidget(self.busy)
@@ -220,10 +234,10 @@ class AnnotateWidget(QWidget):
         layout.addWidget(keys)
 
     def _on_layer_inserted(self, event=None) -> None:
-        self.use_model.setEnabled(bool(self._probability_layers()))
+        self.use_model.enabled = bool(self._probability_layers())
 
     def _on_layer_removed(self, event=None) -> None:
-        self.use_model.setEnabled(bool(self._probability_layers()))
+        self.use_model.enabled = bool(self._probability_layers())
         if self.layer is not None and self.layer not in self.viewer.layers:
             self._release_layer(save=True)
 
@@ -254,17 +268,17 @@ class AnnotateWidget(QWidget):
             return
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
         self.autosave()
-        self.subject = subject_from_layers(swi, qsm, t2)
+        self.subject = subject_from_layers(swi, qsm, t2, qsm_units=self.inputs.qsm_units)
         self.geometry = geometry_of(swi)
         self._display_shape = tuple(swi.data.shape)
         try:
-            self.session = AnnotationStore(self.folder_edit.text().strip() or None).open(
-                self.subject, rater=self.rater_edit.text().strip() or None
+            self.session = AnnotationStore(self.folder_edit.value).open(
+                self.subject, rater=self.rater_edit.value.strip() or None
             )
         except ValueError as error:  # InputError: no file and no folder chosen
             self._status(str(error))
             return
-        self.rater_edit.setText(self.session.rater)
+        self.rater_edit.value = self.session.rater
         self.locations = self._locations()
         name = f"{self.subject.name} annotation"
         metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
@@ -279,7 +293,7 @@ class AnnotateWidget(QWidget):
         self._fit_zoom = camera_of(self.viewer).zoom
         self._activate_layer()
         self._poll_timer.start()
-        self.use_model.setEnabled(bool(self._probability_layers()))
+        self.use_model.enabled = bool(self._probability_layers())
         self._show_candidates()
         self._update_counts()
         self._status(" ".join([f"Saving to {self.session.folder}", *self.session.warnings]))
@@ -308,15 +322,6 @@ class AnnotateWidget(QWidget):
         self._autosave_timer.start()
         self._counts_timer.start()
 
-    def hideEvent(self, event) -> None:
-        self.autosave()
-        self._bind_keys(False)
-        super().hideEvent(event)
-
-    def showEvent(self, event) -> None:
-        self._bind_keys(True)
-        super().showEvent(event)
-
     def _bind_keys(self, on: bool) -> None:
         """Bind (or unbind) the review keys on the annotation layer."""
         if self.layer is None:
@@ -330,9 +335,9 @@ class AnnotateWidget(QWidget):
         if self.layer is not None:
             self.layer.selected_label = value
 
-    def _apply_brush_size(self) -> None:
+    def _apply_brush_size(self, *_) -> None:
         if self.layer is not None and self.geometry is not None:
-            self.layer.brush_size = max(1, round(self.brush_mm.value() / float(np.min(self.geometry.spacing))))
+            self.layer.brush_size = max(1, round(self.brush_mm.value / float(np.min(self.geometry.spacing))))
 
     def paint_cmb(self) -> None:
         self._paint_mode(CMB)
@@ -376,7 +381,7 @@ class AnnotateWidget(QWidget):
 
         probabilities = None
         layers = self._probability_layers()
-        if self.use_model.isChecked() and layers:
+        if self.use_model.value and layers:
             lesion = [self.geometry.from_display(np.asarray(layers[v].data)) for v in (CMB, IRON)]
             probabilities = np.stack([np.clip(1.0 - lesion[0] - lesion[1], 0, 1), *lesion])
         self.worker = create_worker(

@@ -6,62 +6,19 @@ measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from
 
 from pathlib import Path
 
+from magicgui.widgets import CheckBox, Container, PushButton
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
+from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
+from ._model_inputs import choose_model, device_picker, model_inputs, model_picker
 
 
-def available_devices() -> list[str]:
-    """``auto`` plus the torch devices present on this machine (cpu always; cuda, mps when available)."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def _inputs(entry) -> str:
-    """A model's input modalities, e.g. ``SWI+QSM``."""
-    return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
-
-
-def fill_model_box(box: QComboBox) -> None:
-    """List the models in ``box`` (the default first), each with its path and inputs as tooltip, keeping
-    the current choice when it is still listed; no change signal is emitted while filling."""
-    from ..model.registry import list_models
-
-    current = box.currentData()
-    box.blockSignals(True)
-    box.clear()
-    for entry in list_models():
-        box.addItem(entry.name, entry)
-        box.setItemData(box.count() - 1, f"{entry.path}\ninputs: {_inputs(entry)}", Qt.ItemDataRole.ToolTipRole)
-    paths = [Path(box.itemData(i).path) for i in range(box.count())]
-    box.setCurrentIndex(paths.index(Path(current.path)) if current is not None and Path(current.path) in paths else 0)
-    box.blockSignals(False)
-
-
-class DetectWidget(QWidget):
+class DetectWidget(HooksWhileShown, QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
     def __init__(self, napari_viewer):
@@ -72,6 +29,14 @@ class DetectWidget(QWidget):
         self.detection = None
         self._build()
         self.refresh_models()
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
+        """Follow the viewer's layers while the panel is open (see :mod:`._hooks`)."""
+        self.inputs.connect_viewer()
+
+    def release_viewer(self) -> None:
+        self.inputs.disconnect_viewer()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -79,23 +44,21 @@ class DetectWidget(QWidget):
         self.inputs = SubjectInputs(self.viewer)
         self.inputs.changed.connect(self._check_inputs)
         layout.addWidget(self.inputs.native)
-        form = QFormLayout()
-        model_row = QHBoxLayout()
-        self.model_box = QComboBox()
-        self.model_box.currentIndexChanged.connect(self._check_inputs)
-        browse = QPushButton("Browse…")
-        browse.setToolTip("Add a model folder or .safetensors file (with its JSON model card)")
-        browse.clicked.connect(self._browse_model)
-        model_row.addWidget(self.model_box, stretch=1)
-        model_row.addWidget(browse)
-        form.addRow("Model", model_row)
-        self.device_box = QComboBox()
-        self.device_box.addItems(available_devices())
-        form.addRow("Device", self.device_box)
-        layout.addLayout(form)
-        self.probabilities_check = QCheckBox("probability layers")
-        self.probabilities_check.setToolTip("Also add each class's probability map as an image layer")
-        layout.addWidget(self.probabilities_check)
+        self.model_box = model_picker("Model")
+        self.model_box.changed.connect(self._check_inputs)
+        browse = PushButton(
+            text="Browse…", tooltip="Add a model folder or .safetensors file (with its JSON model card)"
+        )
+        browse.changed.connect(self._browse_model)
+        self.device_box = device_picker()
+        self.probabilities_check = CheckBox(
+            text="probability layers", tooltip="Also add each class's probability map as an image layer"
+        )
+        model_row = Container(widgets=[self.model_box, browse], layout="horizontal", labels=False, label="Model")
+        model_row.margins = (0, 0, 0, 0)
+        self.options = Container(widgets=[model_row, self.device_box, self.probabilities_check], labels=True)
+        self.options.margins = (0, 0, 0, 0)
+        layout.addWidget(self.options.native)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run_or_cancel)
         layout.addWidget(self.run_button)
@@ -113,7 +76,7 @@ class DetectWidget(QWidget):
 
     def refresh_models(self) -> None:
         """List the registered models again (the default first); keeps the current choice when it is still there."""
-        fill_model_box(self.model_box)
+        self.model_box.reset_choices()
         self._check_inputs()
 
     def showEvent(self, event) -> None:
@@ -130,13 +93,9 @@ class DetectWidget(QWidget):
             self._report(str(error))
             return
         self.refresh_models()
-        self.model_box.setCurrentIndex(self._model_index(entry.path))
+        choose_model(self.model_box, entry.path)
 
-    def _model_index(self, path) -> int:
-        paths = [Path(self.model_box.itemData(i).path) for i in range(self.model_box.count())]
-        return paths.index(Path(path)) if Path(path) in paths else -1
-
-    def _browse_model(self) -> None:
+    def _browse_model(self, *_) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model", "", "DEEPMIR model (*.safetensors *.json)")
         if path:
             self.add_model(path)
@@ -144,7 +103,7 @@ class DetectWidget(QWidget):
     # ---- inputs -------------------------------------------------------------------------------
     @property
     def model_entry(self):
-        return self.model_box.currentData()
+        return self.model_box.value
 
     def missing_modalities(self) -> list[str]:
         """Modalities the chosen model needs that have no layer chosen."""
@@ -162,7 +121,7 @@ class DetectWidget(QWidget):
         elif missing:
             names = " and ".join(MODALITY_TITLES[m] for m in missing)
             message = (
-                f"Model {self.model_entry.name} needs {_inputs(self.model_entry)}: "
+                f"Model {self.model_entry.name} needs {model_inputs(self.model_entry)}: "
                 f"choose a {names} layer, or a model without {names}."
             )
         else:
@@ -203,7 +162,8 @@ class DetectWidget(QWidget):
             t2,
             locations_layer=locations,
             model=self.model_entry.path,
-            device=self.device_box.currentText(),
+            device=self.device_box.value,
+            qsm_units=self.inputs.qsm_units,
             _connect=handlers,
             _start_thread=False,
         )
@@ -224,7 +184,7 @@ class DetectWidget(QWidget):
         self.progress.setValue(int(done))
 
     def _on_result(self, detection) -> None:
-        layers = show_detection(self.viewer, detection, probabilities=self.probabilities_check.isChecked())
+        layers = show_detection(self.viewer, detection, probabilities=self.probabilities_check.value)
         self.result_layer = layers[-1]
         self.detection = detection
         self.save_button.setEnabled(True)
@@ -235,7 +195,20 @@ class DetectWidget(QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
+        notes = self._registration_notes(detection)
+        message = ". ".join([message, *(n for n in notes if not any(n in w for w in detection.result.warnings))])
+        for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
+            message += f"\nWarning: {warning}"
         self.status_label.setText(message)
+
+    def _registration_notes(self, detection) -> list[str]:
+        """What was registered to the SWI: by this detection, or by the reader when it opened the layers."""
+        notes = [a.describe() for a in detection.subject.alignments.values() if a.registered]
+        for layer in self.inputs.layers.values():
+            note = None if layer is None else layer.metadata.get("deepmir", {}).get("registration")
+            if note and note not in notes:
+                notes.append(note)
+        return notes
 
     def _on_finished(self) -> None:
         self.worker = None

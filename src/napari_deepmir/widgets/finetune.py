@@ -10,24 +10,10 @@ import threading
 import time
 from pathlib import Path
 
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, ListEdit, Select, SpinBox
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..io import InputError
 from ._finetune import (
@@ -38,6 +24,9 @@ from ._finetune import (
     ticked_by_default,
     waiting_for,
 )
+from ._hooks import HooksWhileShown
+from ._inputs import QSM_UNIT_CHOICES
+from ._model_inputs import device_picker, model_picker
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
 EDIT_DELAY_MS = 300
@@ -108,7 +97,7 @@ class LossPlot(QWidget):
         self._drawn_at = time.monotonic()
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(HooksWhileShown, QWidget):
     """Choose annotations and a base model, then Start; Stop ends early and keeps the best model."""
 
     def __init__(self, napari_viewer):
@@ -117,60 +106,85 @@ class FinetuneWidget(QWidget):
         self.worker = None
         self.result = None
         self._stop = threading.Event()
+        self._listed = set()  # annotation layers listed so far (unique ids): a new one is selected by default
         self._build()
         self._edit_timer = QTimer(self, singleShot=True, interval=EDIT_DELAY_MS)
         self._edit_timer.timeout.connect(self.refresh_annotations)
-        self.viewer.layers.events.connect(self._on_layers_event)
-        self.refresh_annotations()
         self.refresh_models()
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
+        """Follow the viewer's layers and theme while the panel is open (see :mod:`._hooks`)."""
+        self.viewer.layers.events.connect(self._on_layers_event)
+        self.viewer.events.theme.connect(self._on_theme)
+        self._on_theme()
+        self.refresh_annotations()
+
+    def release_viewer(self) -> None:
+        self._edit_timer.stop()
+        self.viewer.layers.events.disconnect(self._on_layers_event)
+        self.viewer.events.theme.disconnect(self._on_theme)
+
+    def _on_theme(self, event=None) -> None:
+        self.plot.set_theme(self.viewer.theme)
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        from .detect import available_devices
-
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Annotations in the viewer"))
-        self.layer_list = QListWidget()
-        self.layer_list.setToolTip("Ticked Labels layers are used, each with the SWI/QSM/T2 layers of its subject")
-        layout.addWidget(self.layer_list)
-        layout.addWidget(QLabel("Annotated subjects saved earlier"))
-        self.folder_list = QListWidget()
-        self.folder_list.setToolTip(
-            "Subject folders with modalities and *_dseg.nii.gz labels (as the labelling tool saves them)"
+        self.annotations = Select(
+            label="Annotations in the viewer",
+            choices=self._annotation_choices,
+            tooltip="The selected Labels layers are used, each with the SWI/QSM/T2 layers of its subject "
+            "(Ctrl+click adds or removes one)",
         )
-        layout.addWidget(self.folder_list)
-        folder_buttons = QHBoxLayout()
-        add_folder, remove_folder = QPushButton("Add folder…"), QPushButton("Remove")
-        add_folder.clicked.connect(self._browse_folder)
-        remove_folder.clicked.connect(
-            lambda: [self.folder_list.takeItem(self.folder_list.row(i)) for i in self.folder_list.selectedItems()]
+        self.folders = ListEdit(
+            value=[],
+            annotation=list[Path],
+            options={"mode": "d", "nullable": True},
+            layout="vertical",
+            label="Annotated subjects saved earlier",
+            tooltip="Subject folders with modalities and *_dseg.nii.gz labels (as the labelling tool saves them)",
         )
-        folder_buttons.addWidget(add_folder)
-        folder_buttons.addWidget(remove_folder)
-        layout.addLayout(folder_buttons)
-
-        form = QFormLayout()
-        self.base_box = QComboBox()
-        self.base_box.currentIndexChanged.connect(
-            lambda *_: self.name_edit.setText(new_model_name(self.base_box.currentText()))
+        self.base_box = model_picker("Base model")
+        self.base_box.changed.connect(lambda entry: setattr(self.name_edit, "value", new_model_name(entry.name)))
+        self.name_edit = LineEdit(label="New model")
+        self.steps_box = SpinBox(
+            label="Steps", min=10, max=100_000, step=50, value=300, tooltip="A few hundred steps take minutes on a CPU"
         )
-        form.addRow("Base model", self.base_box)
-        self.name_edit = QLineEdit()
-        form.addRow("New model", self.name_edit)
-        self.steps_box = QSpinBox(minimum=10, maximum=100_000, singleStep=50, value=300)
-        self.steps_box.setToolTip("A few hundred steps take minutes on a CPU")
-        form.addRow("Steps", self.steps_box)
-        self.lr_box = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1e-2, singleStep=1e-4, value=3e-4)
-        form.addRow("Learning rate", self.lr_box)
-        self.val_box = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05, value=0.25)
-        self.val_box.setToolTip(
-            "Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best"
+        self.lr_box = FloatSpinBox(label="Learning rate", min=1e-5, max=1e-2, step=1e-5, value=3e-4)
+        self.lr_box.step = 1e-4  # the arrows' step; the finest step above set five decimals
+        self.val_box = FloatSpinBox(
+            label="Validation share",
+            min=0.0,
+            max=0.5,
+            step=0.05,
+            value=0.25,
+            tooltip="Share of the subjects kept aside to measure the model (lesion-wise F1) and keep the best",
         )
-        form.addRow("Validation share", self.val_box)
-        self.device_box = QComboBox()
-        self.device_box.addItems(available_devices())
-        form.addRow("Device", self.device_box)
-        layout.addLayout(form)
+        self.device_box = device_picker()
+        self.qsm_units_box = ComboBox(
+            label="QSM units",
+            choices=QSM_UNIT_CHOICES,
+            value="auto",
+            tooltip="Units of the QSM files of the annotations in the viewer (saved folders use their sidecars, else "
+            "detect)",
+        )
+        self.form = Container(
+            widgets=[
+                self.annotations,
+                self.folders,
+                self.base_box,
+                self.name_edit,
+                self.steps_box,
+                self.lr_box,
+                self.val_box,
+                self.device_box,
+                self.qsm_units_box,
+            ],
+            labels=True,
+        )
+        self.form.margins = (0, 0, 0, 0)
+        layout.addWidget(self.form.native)
 
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start_or_stop)
@@ -178,8 +192,6 @@ class FinetuneWidget(QWidget):
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
         layout.addWidget(self.progress)
         self.plot = LossPlot()
-        self.plot.set_theme(self.viewer.theme)
-        self.viewer.events.theme.connect(lambda event: self.plot.set_theme(self.viewer.theme))
         layout.addWidget(self.plot, stretch=1)
         self.status_label = QLabel(wordWrap=True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -191,64 +203,58 @@ class FinetuneWidget(QWidget):
         elif event.type in ("paint", "data"):  # a detection the rater corrects becomes an annotation
             self._edit_timer.start()
 
+    def _annotation_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in annotation_layers(self.viewer.layers)]
+
     def refresh_annotations(self) -> None:
-        """List the annotation layers again, keeping ticks; new ones are ticked unless they are the sample's truth."""
-        ticked = {
-            self.layer_list.item(i).data(Qt.ItemDataRole.UserRole): self.layer_list.item(i).checkState()
-            for i in range(self.layer_list.count())
-        }
-        self.layer_list.clear()
-        for layer in annotation_layers(self.viewer.layers):
-            item = QListWidgetItem(layer.name)
-            item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)  # follows renames
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            default = Qt.CheckState.Checked if ticked_by_default(layer) else Qt.CheckState.Unchecked
-            item.setCheckState(ticked.get(layer.unique_id, default))
-            self.layer_list.addItem(item)
+        """List the annotation layers again (names follow renames), keeping the selection; a new one is
+        selected unless it is the sample's truth."""
+        selected = {layer.unique_id for layer in self.annotations.value}
+        self.annotations.reset_choices()
+        listed = self.annotations.choices
+        self.annotations.value = [
+            layer
+            for layer in listed
+            if layer.unique_id in selected or (layer.unique_id not in self._listed and ticked_by_default(layer))
+        ]
+        self._listed = {layer.unique_id for layer in listed}
 
     def refresh_models(self) -> None:
         """List the models again (a model fine-tuned meanwhile appears); suggest a new name from the base."""
-        from .detect import fill_model_box
-
-        fill_model_box(self.base_box)
-        self.name_edit.setText(new_model_name(self.base_box.currentText()))
+        self.base_box.reset_choices()
+        if self.base_box.value is not None:
+            self.name_edit.value = new_model_name(self.base_box.value.name)
 
     def add_folder(self, folder: str | Path) -> None:
-        """Add a saved annotated subject folder (or a folder of them)."""
-        from ..training.data import annotated_folders
-
+        """Add a saved annotated subject folder (or a folder of them); one without annotations is refused."""
         try:
-            annotated_folders([folder])
+            _annotated_folders([folder])
         except InputError as error:
             self._report(str(error))
             return
-        self.folder_list.addItem(str(folder))
-
-    def _browse_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Annotated subject folder")
-        if folder:
-            self.add_folder(folder)
+        self.folders.value = [*self.folders.value, Path(folder)]
 
     # ---- running ------------------------------------------------------------------------------
     def settings(self) -> FinetuneSettings:
-        """The current choices; annotation layers are read now (InputError names a bad layer)."""
+        """The current choices; annotation layers and folders are read now (InputError names a bad one)."""
         layers = list(self.viewer.layers)
-        shown = annotation_layers(layers)
-        ticked = [
-            layer
-            for i, layer in enumerate(shown)
-            if i < self.layer_list.count() and self.layer_list.item(i).checkState() == Qt.CheckState.Checked
+        chosen = {layer.unique_id for layer in self.annotations.value}
+        units = self.qsm_units_box.value
+        samples = [
+            sample_from_layers(layer, layers, qsm_units=units)
+            for layer in annotation_layers(layers)
+            if layer.unique_id in chosen
         ]
-        samples = [sample_from_layers(layer, layers) for layer in ticked]
+        base = self.base_box.value
         return FinetuneSettings(
-            base=self.base_box.currentData().path,
-            name=self.name_edit.text().strip() or new_model_name(self.base_box.currentText()),
+            base=base.path,
+            name=self.name_edit.value.strip() or new_model_name(base.name),
             samples=samples,
-            folders=[self.folder_list.item(i).text() for i in range(self.folder_list.count())],
-            steps=self.steps_box.value(),
-            lr=self.lr_box.value(),
-            device=self.device_box.currentText(),
-            val_share=self.val_box.value(),
+            folders=_annotated_folders([folder for folder in self.folders.value if folder is not None]),
+            steps=self.steps_box.value,
+            lr=self.lr_box.value,
+            device=self.device_box.value,
+            val_share=self.val_box.value,
         )
 
     def start_or_stop(self) -> None:
@@ -286,8 +292,7 @@ class FinetuneWidget(QWidget):
         self.start_button.setText("Stop")
         n_subjects = len(config.samples) + len(config.data)
         self.status_label.setText(
-            f"Measuring {self.base_box.currentText()} on the validation subjects, then training on {n_subjects} "
-            "source(s)…"
+            f"Measuring {self.base_box.value.name} on the validation subjects, then training on {n_subjects} source(s)…"
         )
         self.worker.start()
 
@@ -347,6 +352,14 @@ class FinetuneWidget(QWidget):
     def closeEvent(self, event) -> None:
         self.stop()
         super().closeEvent(event)
+
+
+def _annotated_folders(folders) -> list[str]:
+    """The folders, checked to hold annotated subjects (InputError names one that does not)."""
+    from ..training.data import annotated_folders
+
+    annotated_folders(folders)
+    return [str(folder) for folder in folders]
 
 
 def _metrics_text(result) -> str:

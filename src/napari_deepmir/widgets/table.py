@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox
+from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.layers import Labels
 from qtpy.QtCore import QAbstractTableModel, QItemSelectionModel, QSortFilterProxyModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS, count_summary
+from ._hooks import HooksWhileShown
 from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, kind_of, measure_labels_layer, show_lesion_ids
 
@@ -107,9 +106,10 @@ class DataFrameModel(QAbstractTableModel):
         return None
 
 
-class LesionTableWidget(QWidget):
+class LesionTableWidget(HooksWhileShown, QWidget):
     """Every lesion of a Labels layer in a sortable table; a row click jumps to the lesion, a click on a
-    lesion in the viewer selects its row; the table follows edits of the labels and exports to CSV/TSV."""
+    lesion in the viewer selects its row; the table follows edits of the labels and exports to CSV/TSV.
+    Its hooks on the viewer and the layer are held while the panel is open (see :mod:`._hooks`)."""
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -124,22 +124,36 @@ class LesionTableWidget(QWidget):
         self._build()
         self._update_timer = QTimer(self, singleShot=True, interval=UPDATE_DELAY_MS)
         self._update_timer.timeout.connect(self.update_table)
+        self.hold_hooks(True)
+
+    def hook_viewer(self) -> None:
         self.viewer.layers.events.connect(self._on_layers_event)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
-        self._refresh_layer_choices()
+        for event in self._layer_events():
+            event.connect(self._schedule_update)
+        self._refresh_layer_choices()  # the layers may have changed while the panel was closed
+
+    def release_viewer(self) -> None:
+        self._update_timer.stop()
+        self.viewer.layers.events.disconnect(self._on_layers_event)
+        if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
+        for event in self._layer_events():
+            event.disconnect(self._schedule_update)
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        form = QFormLayout()
-        self.layer_box = ComboBox(choices=self._choices, nullable=True)
+        self.layer_box = ComboBox(label="Labels", choices=self._choices, nullable=True)
         self.layer_box.changed.connect(self.set_layer)
-        form.addRow("Labels", self.layer_box.native)
-        layout.addLayout(form)
-        self.ids_check = QCheckBox("lesion-id layer with this table (napari Features table)")
-        self.ids_check.setToolTip("Keep a hidden Labels layer of lesion ids whose features are this table")
-        self.ids_check.toggled.connect(lambda on: on and self.update_table(force=True))
-        layout.addWidget(self.ids_check)
+        self.ids_check = CheckBox(
+            text="lesion-id layer with this table (napari Features table)",
+            tooltip="Keep a hidden Labels layer of lesion ids whose features are this table",
+        )
+        self.ids_check.changed.connect(lambda on: on and self.update_table(force=True))
+        form = Container(widgets=[self.layer_box, self.ids_check], labels=True)
+        form.margins = (0, 0, 0, 0)
+        layout.addWidget(form.native)
         self.summary_label = QLabel()
         layout.addWidget(self.summary_label)
         self.model = DataFrameModel(self)
@@ -195,19 +209,25 @@ class LesionTableWidget(QWidget):
         """Track ``layer`` (a class Labels layer, or None) and show its lesions."""
         if layer == self.layer:
             return
-        if self.layer is not None:
-            for event in (self.layer.events.data, self.layer.events.paint, self.layer.events.set_data):
-                event.disconnect(self._schedule_update)
+        for event in self._layer_events():
+            event.disconnect(self._schedule_update)
         self.layer = layer
         self._checksum = None
-        if layer is not None:
-            for event in (layer.events.data, layer.events.paint, layer.events.set_data):
+        if self._hooked:
+            for event in self._layer_events():
                 event.connect(self._schedule_update)
+        if layer is not None:
             if self.layer_box.value != layer:
                 with self.layer_box.changed.blocked():
                     self.layer_box.value = layer
-            self.ids_check.setChecked(self._ids_layer_name() in self.viewer.layers)
+            self.ids_check.value = self._ids_layer_name() in self.viewer.layers
         self.update_table(force=True)
+
+    def _layer_events(self) -> list:
+        """The tracked layer's events that change its labels."""
+        if self.layer is None:
+            return []
+        return [self.layer.events.data, self.layer.events.paint, self.layer.events.set_data]
 
     def _ids_layer_name(self) -> str:
         return f"{self.layer.name} ids"
@@ -251,7 +271,7 @@ class LesionTableWidget(QWidget):
             else "with " + "/".join(m.upper() for m in ("swi", "qsm") if getattr(companions, m) is not None)
         )
         self.summary_label.setText(f"{count_summary(table)} ({images})")
-        if self.ids_check.isChecked():
+        if self.ids_check.value:
             show_lesion_ids(self.viewer, self.measurement, name=self._ids_layer_name())
 
     @property
@@ -335,10 +355,3 @@ class LesionTableWidget(QWidget):
         if Path(path).suffix.lower() not in (".csv", ".tsv"):
             path += ".csv" if "csv" in chosen else ".tsv"
         self.summary_label.setText(f"{count_summary(self.table)} — exported to {self.export(path)}")
-
-    def closeEvent(self, event) -> None:
-        self.viewer.layers.events.disconnect(self._on_layers_event)
-        if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
-            self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
-        self.set_layer(None)
-        super().closeEvent(event)

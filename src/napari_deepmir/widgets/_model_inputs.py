@@ -1,0 +1,53 @@
+"""Model and device pickers (magicgui), shared by the Detect and Fine-tune widgets."""
+
+from pathlib import Path
+
+from magicgui.widgets import ComboBox
+
+from ..conventions import MODALITIES, MODALITY_TITLES
+
+
+def available_devices(widget=None) -> list[str]:
+    """``auto`` plus the torch devices present on this machine (cpu always; cuda, mps when available)."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def model_inputs(entry) -> str:
+    """A model's input modalities, e.g. ``SWI+QSM``."""
+    return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
+
+
+def _model_choices(widget=None) -> list[tuple[str, object]]:
+    from ..model.registry import list_models
+
+    return [(entry.name, entry) for entry in list_models()]
+
+
+def model_picker(label: str) -> ComboBox:
+    """The registered models (the default first); ``reset_choices()`` lists them again and keeps the
+    choice while it is listed. The tooltip gives the chosen model's folder and inputs."""
+    picker = ComboBox(label=label, choices=_model_choices)
+
+    def describe(entry) -> None:
+        picker.tooltip = None if entry is None else f"{entry.path}\ninputs: {model_inputs(entry)}"
+
+    picker.changed.connect(describe)
+    describe(picker.value)
+    return picker
+
+
+def choose_model(picker: ComboBox, path: str | Path) -> None:
+    """Choose the listed model stored at ``path``."""
+    picker.value = next(entry for entry in picker.choices if Path(entry.path) == Path(path).resolve())
+
+
+def device_picker() -> ComboBox:
+    return ComboBox(label="Device", choices=available_devices)
