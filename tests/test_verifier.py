@@ -129,3 +129,21 @@ def test_train_verifier_adds_a_second_stage_that_a_finetune_keeps_and_retrains(t
     assert card.parent["name"] == "two-stage" and load_model(tuned).verifier is not None
     assert main([*args[:-4], "--out", str(tmp_path / "kept"), "--steps", "3", "--verifier-steps", "0"]) == 0
     assert read_card(tmp_path / "kept").verifier == read_card(two).verifier  # carried over as it was
+
+
+def test_the_threshold_removes_false_positives_but_not_the_lesions_the_unet_finds():
+    from napari_deepmir.training.verifier import VERIFIER_THRESHOLDS, choose_threshold
+
+    def metrics(found, false_positives):
+        n_pred = found + false_positives
+        f1 = 2 * found / (20 + n_pred)
+        row = {"n_truth": 20, "n_truth_found": found, "n_pred": n_pred, "n_pred_true": found, "f1": f1}
+        return {"cmb": row, "iron": {**row, "n_truth": 0, "n_truth_found": 0, "n_pred": 0, "f1": float("nan")}}
+
+    results = {"unet": metrics(18, 10)}
+    false_positives = {0.3: 9, 0.4: 7, 0.5: 5, 0.6: 4}
+    for t in VERIFIER_THRESHOLDS:  # higher thresholds: fewer false positives, then microbleeds lost
+        results[t] = metrics(18, false_positives[t]) if t in false_positives else metrics(16, 0)
+    assert results[0.7]["cmb"]["f1"] > results[0.6]["cmb"]["f1"]
+    threshold, chosen = choose_threshold(results)
+    assert threshold == 0.6 and chosen["cmb"]["n_truth_found"] == 18  # 0.7-0.9: a better F1, 2 microbleeds lost

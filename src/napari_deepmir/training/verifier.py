@@ -149,6 +149,8 @@ def iter_fit(verifier, examples: VerifierExamples, *, steps: int, lr: float = 1e
 
 #: ``verifier.min_probability`` values tried on the validation subjects.
 VERIFIER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Largest drop in the share of annotated lesions found that a verifier threshold may cost (validation).
+MAX_SENSITIVITY_LOSS = 0.05
 #: Second stage of a model that had none: small enough to train on a laptop CPU in minutes.
 NEW_VERIFIER = {"base_filters": 16, "patch_shape": list(PATCH_SHAPE), "min_probability": 0.5}
 
@@ -170,11 +172,10 @@ def _scores_with_threshold(unet_labels, patches_and_components, truths, probabil
 
 def validate_verifier(loaded, verifier, subjects, *, bf16: bool = False) -> dict:
     """Lesion-wise metrics on annotated ``subjects``: ``unet`` (the U-Net alone), and with ``verifier``
-    at each of :data:`VERIFIER_THRESHOLDS`; ``best`` = (threshold, metrics) of the highest mean F1."""
+    at each of :data:`VERIFIER_THRESHOLDS`; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
     from ..inference import apply_postprocess, iter_probabilities, prepare_input
     from ..progress import run_to_end
     from ..verification import verifier_probabilities
-    from .trainer import validation_score
 
     unet_labels, components, probabilities = [], [], []
     patch_shape = loaded.card.verifier["patch_shape"] if loaded.card.verifier else PATCH_SHAPE
@@ -189,14 +190,27 @@ def validate_verifier(loaded, verifier, subjects, *, bf16: bool = False) -> dict
         )
     truths = [a.truth for a in subjects]
     results = {"unet": _scores_with_threshold(unet_labels, components, truths, probabilities, None)}
-    best = None
     for threshold in VERIFIER_THRESHOLDS:
-        metrics = _scores_with_threshold(unet_labels, components, truths, probabilities, threshold)
-        results[threshold] = metrics
-        if best is None or validation_score(metrics) > validation_score(best[1]):
-            best = (threshold, metrics)
-    results["best"] = best
+        results[threshold] = _scores_with_threshold(unet_labels, components, truths, probabilities, threshold)
+    results["best"] = choose_threshold(results)
     return results
+
+
+def _found(metrics: dict) -> float:
+    """Share of the annotated lesions (both classes pooled) found."""
+    truth = sum(metrics[name]["n_truth"] for name in ("cmb", "iron"))
+    return sum(metrics[name]["n_truth_found"] for name in ("cmb", "iron")) / truth if truth else 1.0
+
+
+def choose_threshold(results: dict) -> tuple[float, dict]:
+    """(threshold, metrics) with the highest mean F1 among the thresholds that find at most
+    :data:`MAX_SENSITIVITY_LOSS` fewer of the annotated lesions than the U-Net alone (the lowest threshold
+    when none does): the second stage is there to remove false positives, not microbleeds."""
+    from .trainer import validation_score
+
+    allowed = [t for t in VERIFIER_THRESHOLDS if _found(results[t]) >= _found(results["unet"]) - MAX_SENSITIVITY_LOSS]
+    best = max(allowed or VERIFIER_THRESHOLDS[:1], key=lambda t: (validation_score(results[t]), -t))
+    return best, results[best]
 
 
 def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
