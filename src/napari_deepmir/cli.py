@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .progress import progress_bar
+from .progress import progress_bar, run_to_end
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -296,7 +296,46 @@ def build_parser() -> argparse.ArgumentParser:
         "channels are dropped from the base's first layer",
     )
     _add_training_args(finetune, steps=300, lr=3e-4)
+    finetune.add_argument(
+        "--verifier-steps",
+        type=int,
+        default=None,
+        help="then train the second stage (the 3D verifier) this many steps on the fine-tuned U-Net's lesions "
+        "(default: 300 when the base has a verifier, else 0)",
+    )
     finetune.set_defaults(handler=_cmd_finetune)
+
+    verifier = commands.add_parser(
+        "train-verifier",
+        help="add or retrain a model's second stage: a 3D CNN that keeps, relabels or drops each lesion",
+        description="Train the second stage of --base (docs/model.md, 'Second stage'): candidates from its U-Net, the "
+        "classical blob finder and the annotations, labelled by the annotations, then a small 3D CNN on patches around "
+        "them. The new model (the base's U-Net with this verifier) is written to --out; the verifier is kept only when "
+        "it beats the base on the validation subjects.",
+    )
+    verifier.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="folders of subjects (modalities + *_dseg.nii.gz)"
+    )
+    verifier.add_argument("--out", type=Path, required=True, help="model folder to write")
+    verifier.add_argument(
+        "--base", type=Path, default=None, help="model whose U-Net finds the candidates (default: shipped)"
+    )
+    verifier.add_argument("--steps", type=int, default=1500, help="optimisation steps (default 1500)")
+    verifier.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, AdamW + cosine (default 0.002)")
+    verifier.add_argument(
+        "--val-share", type=float, default=0.25, help="share of subjects for validation (default 0.25)"
+    )
+    verifier.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    verifier.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    verifier.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    verifier.add_argument("--overwrite", action="store_true", help="replace a model already at --out")
+    verifier.add_argument(
+        "--examples-cache",
+        type=Path,
+        default=None,
+        help="folder keeping each subject's training examples, reused by the next run with the same model",
+    )
+    verifier.set_defaults(handler=_cmd_train_verifier)
 
     candidates = commands.add_parser("candidates", help="rank likely lesions for review; writes a CSV, best first")
     _add_subject_args(candidates)
@@ -632,9 +671,57 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from .model.registry import resolve_model
 
     config = _training_config(
-        args, base=resolve_model(args.base), modalities=args.modalities and tuple(args.modalities)
+        args,
+        base=resolve_model(args.base),
+        modalities=args.modalities and tuple(args.modalities),
+        verifier_steps=args.verifier_steps,
     )
     return _run_training(config, "deepmir finetune")
+
+
+def _cmd_train_verifier(args: argparse.Namespace) -> int:
+    from .model.files import read_card
+    from .model.registry import resolve_model
+    from .training.trainer import TrainingConfig
+    from .training.verifier import iter_train_verifier
+
+    config = TrainingConfig(
+        out=args.out,
+        data=list(args.data),
+        base=resolve_model(args.base),
+        steps=args.steps,
+        lr=args.lr,
+        val_share=args.val_share,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        overwrite=args.overwrite,
+        command="deepmir " + " ".join(sys.argv[1:]),
+    )
+    with progress_bar("deepmir train-verifier", total=config.steps, unit="step") as bar:
+
+        def progress(report):
+            bar.update(report.step - bar.n)
+            if report.loss is not None:
+                bar.set_postfix(loss=f"{report.loss:.3f}")
+
+        run_to_end(iter_train_verifier(config, examples_cache=args.examples_cache), progress)
+    card = read_card(config.out)
+    record, metrics = card.training["verifier"], card.metrics["verifier"]
+    print(f"validation ({len(record['validation_subjects'])} subjects), lesion-wise:")
+    print(f"{'class':6s} {'model':8s} {'sens':>6s} {'prec':>6s} {'F1':>6s} {'FP/subj':>8s}")
+    for name in ("cmb", "iron"):
+        for column in ("before", "after"):
+            m = metrics[f"validation_{column}"][name]
+            print(
+                f"{name:6s} {column:8s} {m['sensitivity']:6.3f} {m['precision']:6.3f} {m['f1']:6.3f} "
+                f"{m['fp_per_subject']:8.2f}"
+            )
+    verdict = (
+        "kept" if record["kept"] else "not kept (no better than the base on validation; the base's behaviour stays)"
+    )
+    print(f"deepmir train-verifier: {record['steps']} steps, verifier {verdict} -> {config.out}")
+    return 0
 
 
 def _subject_label_map(args: argparse.Namespace, subject, given: Path | None, kind: str):

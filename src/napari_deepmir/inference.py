@@ -216,17 +216,31 @@ def iter_predict(
     model folder/file/name, or a LoadedModel. Closing the generator cancels between batches. ``bf16`` runs
     the network under bfloat16 autocast.
     """
-    import torch
-
     from .model.registry import choose_model
 
     torch_device = select_device(device) if isinstance(device, str) else device
     loaded = loaded_model(choose_model(subject.available).path if model is None else model, torch_device)
+    prepared = prepare_input(subject, loaded.card)
+    probabilities = yield from iter_probabilities(prepared, loaded, batch_size=batch_size, bf16=bf16)
+    labels = apply_postprocess(probabilities, subject, loaded.card)
+    if loaded.verifier is not None:
+        from .verification import verify_labels
+
+        labels = verify_labels(labels, prepared, loaded, bf16=bf16)
+    return Prediction(labels, probabilities if return_probabilities else None)
+
+
+def iter_probabilities(
+    prepared: PreparedInput, loaded, *, batch_size: int = 8, bf16: bool = False
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """The U-Net's (background, CMB, iron) probabilities on the SWI grid, slice batch by slice batch on the
+    model's device; yields ``(done, total)`` batches."""
+    import torch
+
     card, module = loaded.card, loaded.module
-    prepared = prepare_input(subject, card)
+    torch_device = next(module.parameters()).device
     batches = _slice_batches(prepared, card.context_slices, batch_size)
-    n_classes = card.n_classes
-    working = np.zeros((n_classes, *prepared.channels.shape[1:]), np.float16)
+    working = np.zeros((card.n_classes, *prepared.channels.shape[1:]), np.float16)
     working[0] = 1.0
     yield 0, len(batches)
     width, height = prepared.channels.shape[1:3]
@@ -238,9 +252,7 @@ def iter_predict(
             probabilities = torch.softmax(module(batch).float(), dim=1)[:, :, :width, :height]
         working[:, :, :, slices] = probabilities.permute(1, 2, 3, 0).cpu().numpy().astype(np.float16)
         yield done, len(batches)
-    probabilities = _as_three_classes(prepared.to_subject_grid(working.astype(np.float32), order=1), card)
-    labels = apply_postprocess(probabilities, subject, card)
-    return Prediction(labels, probabilities if return_probabilities else None)
+    return _as_three_classes(prepared.to_subject_grid(working.astype(np.float32), order=1), card)
 
 
 def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:

@@ -26,6 +26,10 @@ POSTPROCESS_RANGES = {
     "min_probability_no_qsm": (0.0, 1.0),
     "tube_min_length_mm": (0.0, 100.0),
 }
+#: Allowed range of each value of the second stage (``verifier``; :mod:`.verifier`).
+VERIFIER_RANGES = {"base_filters": (1, 128), "min_probability": (0.0, 1.0)}
+#: Allowed patch size of the second stage, in working voxels per axis.
+VERIFIER_PATCH_RANGE = (4, 64)
 #: Acquisition values a card may state the training range of (``training_ranges``), with their plausible bounds.
 TRAINING_RANGE_BOUNDS = {"echo_time_s": (0.0, 1.0), "field_strength_t": (0.1, 20.0)}
 #: How the range warnings name each value: (title, unit, factor from the stored unit to the shown one).
@@ -81,6 +85,8 @@ class ModelCard:
     postprocess: dict = field(
         default_factory=lambda: {"min_volume_mm3": 1.0, "min_probability": 0.5, "min_qsm_ppb": 20.0}
     )
+    #: The second stage (a 3D patch classifier that verifies each lesion), or None for the U-Net alone.
+    verifier: dict | None = None
     training: dict = field(default_factory=dict)
     #: Acquisition ranges of the training data, ``{"echo_time_s": [min, max], "field_strength_t": [min, max]}``
     #: (optional: a card without them checks nothing); a subject outside them is warned about.
@@ -136,6 +142,21 @@ class ModelCard:
                 raise ValueError(f"training_ranges.{key} must be [min, max] with min <= max, got {value!r}")
             for end in value:
                 _check_number(f"training_ranges.{key}", end, *TRAINING_RANGE_BOUNDS[key])
+        if self.verifier is not None:
+            self._check_verifier()
+
+    def _check_verifier(self) -> None:
+        _check_keys("verifier", self.verifier, (*VERIFIER_RANGES, "patch_shape"), (*VERIFIER_RANGES, "patch_shape"))
+        _check_number(
+            "verifier.base_filters", self.verifier["base_filters"], *VERIFIER_RANGES["base_filters"], integer=True
+        )
+        _check_number("verifier.min_probability", self.verifier["min_probability"], *VERIFIER_RANGES["min_probability"])
+        shape = self.verifier["patch_shape"]
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+            raise ValueError(f"verifier.patch_shape must be 3 integers, got {shape!r}")
+        for value in shape:
+            _check_number("verifier.patch_shape", value, *VERIFIER_PATCH_RANGE, integer=True)
+        self.verifier["patch_shape"] = [int(v) for v in shape]
 
     def range_warnings(self, scan: dict) -> list[str]:
         """Warnings for the acquisition values in ``scan`` (``echo_time_s``, ``field_strength_t``) outside

@@ -35,6 +35,8 @@ from ..io.errors import InputError
 from .card import FORMAT_VERSION, ModelCard
 
 WEIGHTS, CARD = "model.safetensors", "model.json"
+#: Prefix of the second stage's tensors in the weights file.
+VERIFIER_PREFIX = "verifier."
 MODEL_FILES = frozenset({WEIGHTS, CARD})
 #: safetensors dtypes a floating-point tensor may have; integer tensors must be exactly what the network holds.
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
@@ -50,6 +52,7 @@ class LoadedModel:
     module: object
     card: ModelCard
     path: Path | None
+    verifier: object | None = None
 
 
 def model_folder(path: str | Path) -> Path:
@@ -187,16 +190,19 @@ def read_card(path: str | Path) -> ModelCard:
     return _parse_card(recover_folder(model_folder(path)))[0]
 
 
-def save_model(folder: str | Path, module, card: ModelCard, overwrite: bool = False) -> Path:
-    """Write weights and card to ``folder`` atomically; an existing model there is replaced only with
-    ``overwrite``, and a folder holding anything else never (InputError). Returns the folder."""
+def save_model(folder: str | Path, module, card: ModelCard, overwrite: bool = False, verifier=None) -> Path:
+    """Write weights (the U-Net's, and the second stage's under ``verifier.`` when the card has one) and
+    card to ``folder`` atomically; an existing model there is replaced only with ``overwrite``, and a folder
+    holding anything else never (InputError). Returns the folder."""
     from safetensors.torch import save
 
+    if (verifier is None) != (card.verifier is None):
+        raise ValueError("a model card with a verifier section needs the verifier's weights, and only then")
     check_model_destination(folder, overwrite)
     card.training = dict(card.training)
 
     def write(staging: Path) -> None:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in _state(module, verifier).items()}
         # bytes written by Python honour the umask; safetensors' save_file makes its files 0600
         (staging / WEIGHTS).write_bytes(save(state, metadata={"format": "pt", "napari-deepmir": str(FORMAT_VERSION)}))
         (staging / CARD).write_text(
@@ -206,14 +212,33 @@ def save_model(folder: str | Path, module, card: ModelCard, overwrite: bool = Fa
     return write_folder(folder, write, MODEL_FILES)
 
 
+def _state(module, verifier) -> dict:
+    """One state dict for the U-Net and, with the prefix ``verifier.``, the second stage."""
+    state = dict(module.state_dict())
+    if verifier is not None:
+        state.update({f"{VERIFIER_PREFIX}{k}": v for k, v in verifier.state_dict().items()})
+    return state
+
+
+def _networks(card: ModelCard):
+    """(U-Net, verifier or None) as the card describes them, on the current default device."""
+    from .unet import DeepmirUNet
+    from .verifier import CandidateVerifier
+
+    arch = card.architecture
+    module = DeepmirUNet(card.in_channels, card.n_classes, arch["base_filters"], arch["depth"])
+    verifier = None
+    if card.verifier is not None:
+        verifier = CandidateVerifier(len(card.modalities) + 1, 3, card.verifier["base_filters"])
+    return module, verifier
+
+
 def _check_weights_header(weights: Path, card: ModelCard) -> None:
-    """Compare the tensors the safetensors header lists with those of the network the card describes,
+    """Compare the tensors the safetensors header lists with those of the networks the card describes,
     built on the meta device (no memory): names, shapes, and dtypes (floating point, integer only where
     the network has an integer, e.g. BatchNorm's batch counter)."""
     import torch
     from safetensors import SafetensorError, safe_open
-
-    from .unet import DeepmirUNet
 
     try:
         with safe_open(str(weights), framework="pt") as handle:
@@ -225,7 +250,7 @@ def _check_weights_header(weights: Path, card: ModelCard) -> None:
         raise InputError(weights, f"not a readable safetensors file ({error})") from None
     arch = card.architecture
     with torch.device("meta"):
-        expected = DeepmirUNet(card.in_channels, card.n_classes, arch["base_filters"], arch["depth"]).state_dict()
+        expected = _state(*_networks(card))
     problems = [k for k in expected if k not in header] + [k for k in header if k not in expected]
     problems += [k for k in expected if k in header and header[k][0] != tuple(expected[k].shape)]
     if problems:
@@ -268,8 +293,6 @@ def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .unet import DeepmirUNet
-
     if (
         Path(path).suffix not in ("", ".safetensors", ".json") and not Path(path).is_dir()
     ):  # a folder may be "model-1.2"
@@ -292,8 +315,12 @@ def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise InputError(weights, f"{len(broken)} weight tensors hold NaN or infinite values, e.g. {broken[0]}")
-    arch = card.architecture
-    module = DeepmirUNet(card.in_channels, card.n_classes, arch["base_filters"], arch["depth"])
-    module.load_state_dict(state)
-    module.to(torch.device(device) if isinstance(device, str) else device).eval()
-    return LoadedModel(module, card, folder)
+    module, verifier = _networks(card)
+    module.load_state_dict({k: v for k, v in state.items() if not k.startswith(VERIFIER_PREFIX)})
+    device = torch.device(device) if isinstance(device, str) else device
+    module.to(device).eval()
+    if verifier is not None:
+        prefix = len(VERIFIER_PREFIX)
+        verifier.load_state_dict({k[prefix:]: v for k, v in state.items() if k.startswith(VERIFIER_PREFIX)})
+        verifier.to(device).eval()
+    return LoadedModel(module, card, folder, verifier)

@@ -34,6 +34,8 @@ from .transfer import drop_modalities
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Without validation subjects, the threshold is tuned on at most this many training subjects.
 THRESHOLD_SUBJECTS = 4
+#: Second-stage steps after fine-tuning a model that has a verifier.
+DEFAULT_VERIFIER_STEPS = 300
 
 
 @dataclass
@@ -81,6 +83,19 @@ class TrainingConfig:
     overwrite: bool = False
     data_workers: int | None = None
     command: str | None = None
+    #: Steps of second-stage training after a fine-tune (:mod:`.verifier`); None: 300 when the base has one.
+    verifier_steps: int | None = None
+
+    @property
+    def second_stage_steps(self) -> int:
+        """Verifier steps to run after the U-Net (0: none)."""
+        if self.verifier_steps is not None:
+            return self.verifier_steps
+        if self.base is None:
+            return 0
+        from ..model.files import read_card
+
+        return DEFAULT_VERIFIER_STEPS if read_card(self.base).verifier is not None else 0
 
 
 @dataclass
@@ -212,7 +227,8 @@ def _new_card(config: TrainingConfig):
 
 
 def _initial_model(config: TrainingConfig, device):
-    """(module, card, parent) — the base model's copy to fine-tune, or a new network with a new card."""
+    """(module, card, parent, verifier) — the base model's copy to fine-tune (with its second stage, which
+    the U-Net training leaves as it is), or a new network with a new card."""
     from ..model.files import load_model, model_sha256
     from ..model.unet import DeepmirUNet
 
@@ -222,17 +238,18 @@ def _initial_model(config: TrainingConfig, device):
         parent = {"name": base.card.name, "sha256": model_sha256(base.path)}
         if config.modalities and set(config.modalities) != set(base.card.modalities):
             module, card = drop_modalities(base.module, base.card, config.modalities, name)
+            card.verifier = None  # the base's second stage reads the modalities dropped here
             parent["dropped_modalities"] = [m for m in base.card.modalities if m not in card.modalities]
-            return module, card, parent
+            return module, card, parent, None
         card = copy.deepcopy(base.card)
         card.name = name
-        return base.module, card, parent
+        return base.module, card, parent, base.verifier
     card = _new_card(config)
     arch = card.architecture
     module = DeepmirUNet(card.in_channels, n_classes=3, base_filters=arch["base_filters"], depth=arch["depth"]).to(
         device
     )
-    return module, card, None
+    return module, card, None, None
 
 
 class _Stopped(Exception):
@@ -297,7 +314,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
     check_model_destination(config.out, may_replace)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
-    module, card, parent = _initial_model(config, device)
+    module, card, parent, verifier = _initial_model(config, device)
     subjects = load_training_subjects(config, card)
     train_subjects, val_subjects = split_subjects(subjects, config.val_share, config.seed)
     swi_channel = list(card.modalities).index("swi")
@@ -308,7 +325,9 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
         group["lr"] = config.lr * _schedule(0, config.steps, warmup)
     loss_fn = LesionLoss().to(device)
 
+    second_stage = {k: v for k, v in card.training.items() if k == "verifier"}  # kept with the verifier
     card.training = {
+        **second_stage,
         "data": [str(p) for p in config.data] + [f"in-memory:{s.name}" for s, _ in config.samples],
         "train_subjects": [s.name for s in train_subjects],
         "validation_subjects": [s.name for s in val_subjects],
@@ -412,7 +431,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
                         since_best=0,
                         threshold=threshold,
                     )
-                    _record_and_save(module, card, config.out, state, len(val_subjects), may_replace)
+                    _record_and_save(module, card, config.out, state, len(val_subjects), may_replace, verifier)
                     report.saved = True
                 else:
                     state["since_best"] += 1
@@ -433,7 +452,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
             state["best_step"] = state["step"]
             if config.tune_threshold and not val_subjects:  # a stale threshold would hide what was learnt
                 _, state["threshold"] = _validate(module, card, train_subjects[:THRESHOLD_SUBJECTS], device, True)
-        _record_and_save(module, card, config.out, state, len(val_subjects), may_replace)
+        _record_and_save(module, card, config.out, state, len(val_subjects), may_replace, verifier)
     if not stopped:
         for name in (TENSORS, STATE):
             (checkpoint_dir / name).unlink(missing_ok=True)
@@ -441,20 +460,21 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
             checkpoint_dir.rmdir()
 
 
-def _record_and_save(module, card, out: Path, state: dict, n_validation: int, may_replace: bool) -> None:
+def _record_and_save(module, card, out: Path, state: dict, n_validation: int, may_replace: bool, verifier=None) -> None:
     """Write ``module`` with the card updated from ``state`` (threshold, metrics before/after, steps);
     a model at ``out`` is replaced if ``may_replace`` or if this run saved it."""
     from ..model.files import save_model
 
     card.postprocess["min_probability"] = state["threshold"]
     card.metrics = {
+        **{k: v for k, v in card.metrics.items() if k == "verifier"},
         "validation_before": state["base_metrics"],
         "validation_after": state["best_metrics"],
         "best_step": state["best_step"],
         "n_validation_subjects": n_validation,
     }
     card.training["steps_run"] = state["step"]
-    save_model(out, module, card, overwrite=may_replace or state["saved"])
+    save_model(out, module, card, overwrite=may_replace or state["saved"], verifier=verifier)
     state["saved"] = True
 
 
@@ -474,6 +494,11 @@ def run_training(
             break
     if last is None or (last.step == 0 and should_stop()):
         return TrainingResult(None, None, None, None, 0, 0, stopped_early=True)
+    if config.second_stage_steps and not should_stop():  # then the second stage, on the fine-tuned U-Net's lesions
+        from .verifier import FINE_TUNE_LR, iter_train_verifier
+
+        second = dataclasses.replace(config, base=config.out, steps=config.second_stage_steps, lr=FINE_TUNE_LR)
+        yield from iter_train_verifier(second, should_stop)
     loaded = load_model(config.out, "cpu")
     metrics = loaded.card.metrics or {}
     return TrainingResult(

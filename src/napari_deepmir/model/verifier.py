@@ -1,0 +1,48 @@
+"""The second stage: a small 3D CNN that looks at a patch around each candidate lesion and says
+not a lesion / CMB / iron deposit (after Dou et al., IEEE TMI 2016; microbleednet).
+
+The U-Net finds candidates slice by slice; a microbleed is a sphere and a vein a tube across slices,
+which only a 3D view tells apart. Input: the model's modalities on its working grid plus the
+candidate's own mask, a patch of :data:`..lesions.patches.PATCH_SHAPE` working voxels around it.
+"""
+
+import torch
+from torch import nn
+
+
+def _block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CandidateVerifier(nn.Module):
+    """One 3D convolution, then two 3D convolution blocks (``base_filters`` doubling), pooled to one vector,
+    then class logits: small enough to train on a CPU in minutes.
+
+    The first pooling halves only the in-plane axes, so a grid with slices twice as thick as it is wide
+    becomes isotropic."""
+
+    def __init__(self, in_channels: int, n_classes: int = 3, base_filters: int = 8):
+        super().__init__()
+        widths = [base_filters, 2 * base_filters, 4 * base_filters]
+        self.features = nn.Sequential(
+            nn.Conv3d(in_channels, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm3d(widths[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((2, 2, 1)),
+            _block(widths[0], widths[1]),
+            nn.MaxPool3d(2),
+            _block(widths[1], widths[2]),
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(widths[2], n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

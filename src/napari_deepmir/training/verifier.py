@@ -1,0 +1,326 @@
+"""Training the second stage (:mod:`..model.verifier`) on candidates from annotated subjects.
+
+Candidates come from where the verifier will meet them and from where a new scanner may make them:
+the U-Net's lesions at a loose threshold (its false positives are the hard negatives), the classical
+blob finder of the labelling guidance (dark spots the U-Net has not learnt to fire on: veins, mimics),
+and the annotated lesions themselves. A candidate that touches an annotated lesion (26-neighbourhood)
+takes its class; any other is "not a lesion". A rater's rejected candidates are negatives too.
+"""
+
+import copy
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..io import InputError
+from ..lesions.components import CONNECTIVITY_26
+from ..lesions.patches import PATCH_SHAPE, candidate_patches
+
+#: Peak lesion probability of the U-Net's candidates used for training (looser than prediction).
+LOOSE_PROBABILITY = 0.2
+#: Blob-finder candidates taken per subject.
+BLOB_CANDIDATES = 30
+#: Without validation subjects, the threshold is chosen on at most this many training subjects.
+THRESHOLD_SUBJECTS = 4
+#: Learning rate of the second stage when it follows a U-Net fine-tune.
+FINE_TUNE_LR = 5e-4
+#: Examples per verifier training step.
+VERIFIER_BATCH = 32
+#: Share of each target class in a training batch (not a lesion, CMB, iron).
+CLASS_SHARES = (0.5, 0.3, 0.2)
+
+
+@dataclass
+class VerifierExamples:
+    """Patches (n, channels, *PATCH_SHAPE) with targets (n,) 0 not a lesion / 1 CMB / 2 iron."""
+
+    patches: np.ndarray
+    targets: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: list["VerifierExamples"]) -> "VerifierExamples":
+        return VerifierExamples(
+            np.concatenate([p.patches for p in parts]), np.concatenate([p.targets for p in parts]).astype(np.int64)
+        )
+
+
+def near_classes(truth: np.ndarray) -> list[np.ndarray]:
+    """Masks of the annotated CMBs and iron deposits, each grown by one voxel (26-neighbourhood)."""
+    return [ndimage.binary_dilation(truth == value, structure=CONNECTIVITY_26) for value in (1, 2)]
+
+
+def candidate_targets(components: np.ndarray, count: int, near: list[np.ndarray]) -> np.ndarray:
+    """Target class of each component 1..count: the annotated class (:func:`near_classes`) it touches
+    most, 0 when none."""
+    index = np.arange(1, count + 1)
+    touches = np.stack([ndimage.sum_labels(mask, components, index) for mask in near], axis=1)
+    return np.where(touches.max(axis=1) > 0, touches.argmax(axis=1) + 1, 0).astype(np.int64)
+
+
+def subject_examples(subject, truth: np.ndarray, loaded, *, batch_size: int = 8) -> VerifierExamples:
+    """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring)."""
+    from ..inference import apply_postprocess, iter_probabilities, prepare_input
+    from ..lesions.candidates import find_candidates, grow_region
+    from ..progress import run_to_end
+
+    prepared = prepare_input(subject, loaded.card)
+    probabilities = run_to_end(iter_probabilities(prepared, loaded, batch_size=batch_size))
+    loose = apply_postprocess(probabilities, subject, loaded.card, min_probability=LOOSE_PROBABILITY)
+    blobs = np.zeros(subject.shape, np.int32)
+    seeds = find_candidates(subject, max_candidates=BLOB_CANDIDATES)[["seed_i", "seed_j", "seed_k"]].to_numpy()
+    for number, seed in enumerate(seeds, start=1):
+        blobs[grow_region(subject, seed) & (blobs == 0)] = number
+    sources = [
+        ndimage.label(loose > 0, structure=CONNECTIVITY_26),
+        ndimage.label(truth > 0, structure=CONNECTIVITY_26),
+        (blobs, len(seeds)),
+    ]
+    near = near_classes(truth)
+    patch_shape = loaded.card.verifier["patch_shape"] if loaded.card.verifier else PATCH_SHAPE
+    parts = []
+    for components, count in sources:
+        if count:
+            patches = candidate_patches(prepared, components, count, patch_shape)
+            parts.append(VerifierExamples(patches, candidate_targets(components, count, near)))
+    return VerifierExamples.concatenate(parts)
+
+
+def augment_batch(patches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flips on every axis, in-plane quarter turns, shifts of up to 2 voxels, per-channel contrast and
+    offset changes and noise on the image channels (the last channel, the candidate mask, keeps 0/1), and
+    now and then no QSM (zeros, as where a QSM's eroded mask has no data)."""
+    out = patches.copy()
+    for n in range(len(out)):
+        sample = out[n]
+        for axis in (1, 2, 3):
+            if rng.random() < 0.5:
+                sample = np.flip(sample, axis=axis)
+        if rng.random() < 0.5:
+            sample = np.swapaxes(sample, 1, 2)
+        sample = np.roll(sample, tuple(rng.integers(-2, 3, size=3)), axis=(1, 2, 3))
+        images = sample[:-1] * rng.uniform(0.75, 1.3, size=(len(sample) - 1, 1, 1, 1))
+        images += rng.uniform(-0.3, 0.3, size=(len(images), 1, 1, 1)) + rng.normal(0, 0.15, images.shape)
+        sample = np.concatenate([images, sample[-1:]]).astype(np.float32)
+        out[n] = sample
+    return out
+
+
+def balanced_indices(targets: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` example indices, each class drawn with its :data:`CLASS_SHARES` (classes without examples
+    give their share to the others)."""
+    pools = [np.flatnonzero(targets == value) for value in range(3)]
+    shares = np.array([share if len(pool) else 0.0 for share, pool in zip(CLASS_SHARES, pools)])
+    classes = rng.choice(3, size=size, p=shares / shares.sum())
+    return np.array([rng.choice(pools[c]) for c in classes])
+
+
+def iter_fit(verifier, examples: VerifierExamples, *, steps: int, lr: float = 1e-3, seed: int = 0, bf16: bool = False):
+    """Train ``verifier`` in place on ``examples`` (balanced, augmented batches of :data:`VERIFIER_BATCH`,
+    AdamW with cosine decay), yielding ``(step, loss)`` after each step; close the generator to stop."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    device = next(verifier.parameters()).device
+    optimizer = torch.optim.AdamW(verifier.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+    verifier.train()
+    try:
+        for step in range(1, steps + 1):
+            index = balanced_indices(examples.targets, VERIFIER_BATCH, rng)
+            inputs = torch.from_numpy(augment_batch(examples.patches[index], rng)).to(device)
+            targets = torch.from_numpy(examples.targets[index]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(verifier(inputs).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            yield step, float(loss.detach())
+    finally:
+        verifier.eval()
+
+
+#: ``verifier.min_probability`` values tried on the validation subjects.
+VERIFIER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Largest drop in the share of annotated lesions found that a verifier threshold may cost (validation).
+MAX_SENSITIVITY_LOSS = 0.05
+#: Second stage of a model that had none: small enough to train on a laptop CPU in minutes.
+NEW_VERIFIER = {"base_filters": 16, "patch_shape": list(PATCH_SHAPE), "min_probability": 0.5}
+
+
+def _scores_with_threshold(unet_labels, patches_and_components, truths, probabilities, threshold):
+    from ..lesions.evaluate import score_lesions
+    from .trainer import pooled_metrics
+
+    scores = []
+    for labels, (components, _), truth, p in zip(unet_labels, patches_and_components, truths, probabilities):
+        if threshold is None:
+            scores.append(score_lesions(truth, labels))
+            continue
+        keep = p[:, 1] + p[:, 2] >= threshold
+        lookup = np.concatenate([[0], np.where(p[:, 2] > p[:, 1], 2, 1) * keep]).astype(np.uint8)
+        scores.append(score_lesions(truth, lookup[components]))
+    return pooled_metrics(scores)
+
+
+def validate_verifier(loaded, verifier, subjects, *, bf16: bool = False) -> dict:
+    """Lesion-wise metrics on annotated ``subjects``: ``unet`` (the U-Net alone), and with ``verifier``
+    at each of :data:`VERIFIER_THRESHOLDS`; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
+    from ..inference import apply_postprocess, iter_probabilities, prepare_input
+    from ..progress import run_to_end
+    from ..verification import verifier_probabilities
+
+    unet_labels, components, probabilities = [], [], []
+    patch_shape = loaded.card.verifier["patch_shape"] if loaded.card.verifier else PATCH_SHAPE
+    for annotated in subjects:
+        prepared = prepare_input(annotated.subject, loaded.card)
+        labels = apply_postprocess(run_to_end(iter_probabilities(prepared, loaded)), annotated.subject, loaded.card)
+        ids, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
+        unet_labels.append(labels)
+        components.append((ids, count))
+        probabilities.append(
+            verifier_probabilities(verifier, candidate_patches(prepared, ids, count, patch_shape), bf16=bf16)
+        )
+    truths = [a.truth for a in subjects]
+    results = {"unet": _scores_with_threshold(unet_labels, components, truths, probabilities, None)}
+    for threshold in VERIFIER_THRESHOLDS:
+        results[threshold] = _scores_with_threshold(unet_labels, components, truths, probabilities, threshold)
+    results["best"] = choose_threshold(results)
+    return results
+
+
+def _found(metrics: dict) -> float:
+    """Share of the annotated lesions (both classes pooled) found."""
+    truth = sum(metrics[name]["n_truth"] for name in ("cmb", "iron"))
+    return sum(metrics[name]["n_truth_found"] for name in ("cmb", "iron")) / truth if truth else 1.0
+
+
+def choose_threshold(results: dict) -> tuple[float, dict]:
+    """(threshold, metrics) with the highest mean F1 among the thresholds that find at most
+    :data:`MAX_SENSITIVITY_LOSS` fewer of the annotated lesions than the U-Net alone (the lowest threshold
+    when none does): the second stage is there to remove false positives, not microbleeds."""
+    from .trainer import validation_score
+
+    allowed = [t for t in VERIFIER_THRESHOLDS if _found(results[t]) >= _found(results["unet"]) - MAX_SENSITIVITY_LOSS]
+    best = max(allowed or VERIFIER_THRESHOLDS[:1], key=lambda t: (validation_score(results[t]), -t))
+    return best, results[best]
+
+
+def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
+    """:func:`subject_examples` of an annotated subject, read from ``cache`` when an earlier run with the same
+    model (weights' SHA-256) and subject folder stored them there, else made (and stored)."""
+    from ..io.atomic import atomic_path
+    from ..model.files import model_sha256
+
+    if cache is None or loaded.path is None:
+        return subject_examples(annotated.subject, annotated.truth, loaded)
+    key = hashlib.sha256(f"{Path(annotated.name).resolve()}|{model_sha256(loaded.path)}".encode()).hexdigest()[:20]
+    path = Path(cache) / f"examples-{key}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return VerifierExamples(stored["patches"].astype(np.float32), stored["targets"].astype(np.int64))
+    examples = subject_examples(annotated.subject, annotated.truth, loaded)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, patches=examples.patches.astype(np.float16), targets=examples.targets)
+    return examples
+
+
+def iter_train_verifier(
+    config, should_stop: Callable[[], bool] = lambda: False, examples_cache: Path | None = None
+) -> Iterator:
+    """Train the second stage of ``config.base`` on ``config``'s annotated subjects and write the model (the
+    base's U-Net with the new verifier) to ``config.out``; yields a ``TrainingReport`` per step and one after
+    validation. A base with a verifier is fine-tuned from it, one without gets :data:`NEW_VERIFIER`.
+
+    The verifier is kept only when it beats the base on the validation subjects (mean lesion-wise F1, its
+    ``min_probability`` tuned there); otherwise ``out`` gets the base's behaviour unchanged, and says so in
+    its card. Without validation subjects it is kept with the threshold tuned on the training subjects.
+    ``examples_cache``: a folder keeping each subject's examples for the next run (:func:`cached_examples`)."""
+    from ..inference import select_device
+    from ..model.files import check_model_destination, load_model, model_sha256, save_model
+    from ..model.verifier import CandidateVerifier
+    from .trainer import TrainingReport, load_training_subjects, split_subjects, validation_score
+
+    started = time.perf_counter()
+    if config.base is None:
+        raise InputError(config.out, "a verifier is trained for a model: give the model (--model)")
+    config = dataclasses.replace(config, out=Path(config.out), base=Path(config.base))
+    into_base = config.out.resolve() == config.base.resolve()  # the second half of a fine-tune into its own output
+    check_model_destination(config.out, config.overwrite or into_base)
+    device = select_device(config.device)
+    base = load_model(config.base, device)
+    card = copy.deepcopy(base.card)
+    subjects = load_training_subjects(config, card)
+    train_subjects, val_subjects = split_subjects(subjects, config.val_share, config.seed)
+    parts = []
+    for annotated in train_subjects:
+        if should_stop():
+            return
+        parts.append(cached_examples(annotated, base, examples_cache))
+    examples = VerifierExamples.concatenate(parts)
+    if card.verifier is None:
+        card.verifier = dict(NEW_VERIFIER)
+        verifier = CandidateVerifier(len(card.modalities) + 1, 3, card.verifier["base_filters"]).to(device)
+    else:
+        verifier = copy.deepcopy(base.verifier)
+    step = 0
+    for step, loss in iter_fit(
+        verifier, examples, steps=config.steps, lr=config.lr, seed=config.seed, bf16=config.bf16
+    ):
+        yield TrainingReport(step, config.steps, loss, config.lr, elapsed_s=time.perf_counter() - started)
+        if should_stop():
+            break
+    check = val_subjects or train_subjects[:THRESHOLD_SUBJECTS]
+    before = (
+        validate_verifier(base, base.verifier, check, bf16=config.bf16)[base.card.verifier["min_probability"]]
+        if base.verifier is not None
+        else None
+    )
+    results = validate_verifier(base, verifier, check, bf16=config.bf16)
+    before = before or results["unet"]
+    threshold, after = results["best"]
+    improved = not val_subjects or validation_score(after) > validation_score(before)
+    if improved:
+        card.verifier["min_probability"] = threshold
+    else:
+        card.verifier, verifier = copy.deepcopy(base.card.verifier), base.verifier
+    counts = np.bincount(examples.targets, minlength=3)
+    card.training = {
+        **card.training,
+        "verifier": {
+            "data": [str(p) for p in config.data],
+            "train_subjects": [s.name for s in train_subjects],
+            "validation_subjects": [s.name for s in val_subjects],
+            "examples": {"not_lesion": int(counts[0]), "cmb": int(counts[1]), "iron": int(counts[2])},
+            "steps": step,
+            "lr": config.lr,
+            "batch_size": VERIFIER_BATCH,
+            "seed": config.seed,
+            "kept": bool(improved),
+            "command": config.command,
+        },
+    }
+    card.metrics = {**card.metrics, "verifier": {"validation_before": before, "validation_after": after}}
+    if not into_base:
+        card.name = config.name or config.out.name
+        card.parent = {"name": base.card.name, "sha256": model_sha256(base.path)}
+    save_model(config.out, base.module, card, overwrite=True, verifier=verifier)
+    yield TrainingReport(
+        step,
+        config.steps,
+        None,
+        config.lr,
+        metrics=after if improved else before,
+        score=validation_score(after),
+        best_score=validation_score(after if improved else before),
+        best_step=step if improved else 0,
+        saved=True,
+        elapsed_s=time.perf_counter() - started,
+    )
