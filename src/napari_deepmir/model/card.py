@@ -94,11 +94,13 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     parent: dict | None = None
     description: str = ""
+    #: A caution every detection with this model repeats in its warnings (e.g. a model not yet good enough).
+    caution: str = ""
     created: str = field(default_factory=_now)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self):
-        for name in ("name", "description", "created"):
+        for name in ("name", "description", "caution", "created"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be text, got {getattr(self, name)!r}")
         for name in ("training", "metrics"):
@@ -160,8 +162,9 @@ class ModelCard:
 
     def range_warnings(self, scan: dict) -> list[str]:
         """Warnings for the acquisition values in ``scan`` (``echo_time_s``, ``field_strength_t``) outside
-        :attr:`training_ranges`; none for values the scan or the card does not state."""
-        found = []
+        :attr:`training_ranges` (none for values the scan or the card does not state), after the card's
+        :attr:`caution`."""
+        found = [f"model {self.name}: {self.caution}"] if self.caution else []
         for key, (low, high) in self.training_ranges.items():
             value = scan.get(key)
             if value is not None and not low <= value <= high:
