@@ -78,8 +78,9 @@ def test_predict_demo_cohort_and_widget_write_the_same_files_and_columns(demo, t
 def test_predict_never_overwrites_without_being_asked(demo, tmp_path, capsys):
     out = tmp_path / "out"
     assert _predict(demo.subject_folder, out) == 0
-    lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal here: two lines, not a bar's thousands
-    assert len(lines) == 2 and lines[0] == "predict sub-001: started" and " batch in " in lines[1]
+    lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal here: three lines, not a bar's thousands
+    assert len(lines) == 3 and lines[0].startswith("sub-001: model ") and "the subject has" in lines[0]
+    assert lines[1] == "predict sub-001: started" and " batch in " in lines[2]
     labels = OutputSet(out, "sub-001").labels
     stamp = labels.stat().st_mtime_ns
     assert _predict(demo.subject_folder, out) == 2

@@ -65,13 +65,9 @@ def candidate_targets(components: np.ndarray, count: int, near: list[np.ndarray]
 
 def subject_examples(subject, truth: np.ndarray, loaded, *, batch_size: int = 8) -> VerifierExamples:
     """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring)."""
-    from ..inference import apply_postprocess, iter_probabilities, prepare_input
     from ..lesions.candidates import find_candidates, grow_region
-    from ..progress import run_to_end
 
-    prepared = prepare_input(subject, loaded.card)
-    probabilities = run_to_end(iter_probabilities(prepared, loaded, batch_size=batch_size))
-    loose = apply_postprocess(probabilities, subject, loaded.card, min_probability=LOOSE_PROBABILITY)
+    prepared, loose = unet_lesions(subject, loaded, min_probability=LOOSE_PROBABILITY, batch_size=batch_size)
     blobs = np.zeros(subject.shape, np.int32)
     seeds = find_candidates(subject, max_candidates=BLOB_CANDIDATES)[["seed_i", "seed_j", "seed_k"]].to_numpy()
     for number, seed in enumerate(seeds, start=1):
@@ -155,44 +151,59 @@ MAX_SENSITIVITY_LOSS = 0.05
 NEW_VERIFIER = {"base_filters": 16, "patch_shape": list(PATCH_SHAPE), "min_probability": 0.5}
 
 
-def _scores_with_threshold(unet_labels, patches_and_components, truths, probabilities, threshold):
-    from ..lesions.evaluate import score_lesions
-    from .trainer import pooled_metrics
-
-    scores = []
-    for labels, (components, _), truth, p in zip(unet_labels, patches_and_components, truths, probabilities):
-        if threshold is None:
-            scores.append(score_lesions(truth, labels))
-            continue
-        keep = p[:, 1] + p[:, 2] >= threshold
-        lookup = np.concatenate([[0], np.where(p[:, 2] > p[:, 1], 2, 1) * keep]).astype(np.uint8)
-        scores.append(score_lesions(truth, lookup[components]))
-    return pooled_metrics(scores)
-
-
-def validate_verifier(loaded, verifier, subjects, *, bf16: bool = False) -> dict:
-    """Lesion-wise metrics on annotated ``subjects``: ``unet`` (the U-Net alone), and with ``verifier``
-    at each of :data:`VERIFIER_THRESHOLDS`; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
+def unet_lesions(subject, loaded, *, min_probability: float | None = None, batch_size: int = 8):
+    """(prepared input, labels) of the U-Net of ``loaded`` alone on ``subject`` (post-processed, with the card's
+    ``min_probability`` unless given): the candidates its verifier sees."""
     from ..inference import apply_postprocess, iter_probabilities, prepare_input
     from ..progress import run_to_end
-    from ..verification import verifier_probabilities
 
-    unet_labels, components, probabilities = [], [], []
+    prepared = prepare_input(subject, loaded.card)
+    probabilities = run_to_end(iter_probabilities(prepared, loaded, batch_size=batch_size))
+    return prepared, apply_postprocess(probabilities, subject, loaded.card, min_probability=min_probability)
+
+
+@dataclass
+class ValidationCase:
+    """An annotated subject's truth, its U-Net lesions (labels and their components) and their patches."""
+
+    truth: np.ndarray
+    labels: np.ndarray
+    components: np.ndarray
+    patches: np.ndarray
+
+    def scores(self, probabilities: np.ndarray | None, threshold: float | None) -> dict:
+        """Lesion-wise scores of the U-Net alone (``threshold`` None) or with a verifier's ``probabilities``."""
+        from ..lesions.evaluate import score_lesions
+
+        if threshold is None:
+            return score_lesions(self.truth, self.labels)
+        keep = probabilities[:, 1] + probabilities[:, 2] >= threshold
+        lookup = np.concatenate([[0], np.where(probabilities[:, 2] > probabilities[:, 1], 2, 1) * keep])
+        return score_lesions(self.truth, lookup.astype(np.uint8)[self.components])
+
+
+def validation_cases(loaded, subjects) -> list[ValidationCase]:
+    """One U-Net pass over each annotated subject, kept for scoring any verifier of ``loaded``."""
     patch_shape = loaded.card.verifier["patch_shape"] if loaded.card.verifier else PATCH_SHAPE
+    cases = []
     for annotated in subjects:
-        prepared = prepare_input(annotated.subject, loaded.card)
-        labels = apply_postprocess(run_to_end(iter_probabilities(prepared, loaded)), annotated.subject, loaded.card)
+        prepared, labels = unet_lesions(annotated.subject, loaded)
         ids, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
-        unet_labels.append(labels)
-        components.append((ids, count))
-        probabilities.append(
-            verifier_probabilities(verifier, candidate_patches(prepared, ids, count, patch_shape), bf16=bf16)
-        )
-    truths = [a.truth for a in subjects]
-    results = {"unet": _scores_with_threshold(unet_labels, components, truths, probabilities, None)}
-    for threshold in VERIFIER_THRESHOLDS:
-        results[threshold] = _scores_with_threshold(unet_labels, components, truths, probabilities, threshold)
-    results["best"] = choose_threshold(results)
+        cases.append(ValidationCase(annotated.truth, labels, ids, candidate_patches(prepared, ids, count, patch_shape)))
+    return cases
+
+
+def validate_verifier(verifier, cases: list[ValidationCase], thresholds=VERIFIER_THRESHOLDS, *, bf16=False) -> dict:
+    """Pooled lesion-wise metrics on validation ``cases``: ``unet`` (the U-Net alone), and with ``verifier`` at
+    each of ``thresholds``; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
+    from ..verification import verifier_probabilities
+    from .trainer import pooled_metrics
+
+    probabilities = [verifier_probabilities(verifier, case.patches, bf16=bf16) for case in cases]
+    results = {"unet": pooled_metrics([case.scores(None, None) for case in cases])}
+    for threshold in thresholds:
+        results[threshold] = pooled_metrics([c.scores(p, threshold) for c, p in zip(cases, probabilities)])
+    results["best"] = choose_threshold(results, thresholds)
     return results
 
 
@@ -202,14 +213,14 @@ def _found(metrics: dict) -> float:
     return sum(metrics[name]["n_truth_found"] for name in ("cmb", "iron")) / truth if truth else 1.0
 
 
-def choose_threshold(results: dict) -> tuple[float, dict]:
-    """(threshold, metrics) with the highest mean F1 among the thresholds that find at most
+def choose_threshold(results: dict, thresholds=VERIFIER_THRESHOLDS) -> tuple[float, dict]:
+    """(threshold, metrics) with the highest mean F1 among the ``thresholds`` that find at most
     :data:`MAX_SENSITIVITY_LOSS` fewer of the annotated lesions than the U-Net alone (the lowest threshold
     when none does): the second stage is there to remove false positives, not microbleeds."""
     from .trainer import validation_score
 
-    allowed = [t for t in VERIFIER_THRESHOLDS if _found(results[t]) >= _found(results["unet"]) - MAX_SENSITIVITY_LOSS]
-    best = max(allowed or VERIFIER_THRESHOLDS[:1], key=lambda t: (validation_score(results[t]), -t))
+    allowed = [t for t in thresholds if _found(results[t]) >= _found(results["unet"]) - MAX_SENSITIVITY_LOSS]
+    best = max(allowed or sorted(thresholds)[:1], key=lambda t: (validation_score(results[t]), -t))
     return best, results[best]
 
 
@@ -242,7 +253,8 @@ def iter_train_verifier(
     The verifier is kept only when it beats the base on the validation subjects (mean lesion-wise F1, its
     ``min_probability`` tuned there); otherwise ``out`` gets the base's behaviour unchanged, and says so in
     its card. Without validation subjects it is kept with the threshold tuned on the training subjects.
-    ``examples_cache``: a folder keeping each subject's examples for the next run (:func:`cached_examples`)."""
+    Stopped (``should_stop()``) before the end, it writes nothing. ``examples_cache``: a folder keeping each
+    subject's examples for the next run (:func:`cached_examples`)."""
     from ..inference import select_device
     from ..model.files import check_model_destination, load_model, model_sha256, save_model
     from ..model.verifier import CandidateVerifier
@@ -275,16 +287,14 @@ def iter_train_verifier(
         verifier, examples, steps=config.steps, lr=config.lr, seed=config.seed, bf16=config.bf16
     ):
         yield TrainingReport(step, config.steps, loss, config.lr, elapsed_s=time.perf_counter() - started)
-        if should_stop():
-            break
-    check = val_subjects or train_subjects[:THRESHOLD_SUBJECTS]
-    before = (
-        validate_verifier(base, base.verifier, check, bf16=config.bf16)[base.card.verifier["min_probability"]]
-        if base.verifier is not None
-        else None
-    )
-    results = validate_verifier(base, verifier, check, bf16=config.bf16)
-    before = before or results["unet"]
+        if should_stop():  # stopped: the model at ``out`` (if any) stays as it was
+            return
+    cases = validation_cases(base, val_subjects or train_subjects[:THRESHOLD_SUBJECTS])
+    results = validate_verifier(verifier, cases, bf16=config.bf16)
+    before = results["unet"]
+    if base.verifier is not None:
+        threshold = base.card.verifier["min_probability"]
+        before = validate_verifier(base.verifier, cases, (threshold,), bf16=config.bf16)[threshold]
     threshold, after = results["best"]
     improved = not val_subjects or validation_score(after) > validation_score(before)
     if improved:
