@@ -113,7 +113,7 @@ def find_cohort(bids_root: str | Path, modalities=("swi",)) -> tuple[list[Cohort
                     participant,
                     folder,
                     files.get("locations"),
-                    tuple(m for m in MODALITIES if m in files),
+                    tuple(m for m in MODALITIES if m in files or (m == "swi" and has_swi(files))),
                     files.get("regions"),
                 )
             )
