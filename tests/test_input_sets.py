@@ -144,7 +144,9 @@ def test_detect_widget_picks_the_model_for_the_layers_chosen(make_napari_viewer,
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
     assert "sub-strong01 lesions" in viewer.layers
     assert widget.detection.result.model["Model"] == swi_qsm
-    assert widget.status_label.text().endswith(f"(model {swi_qsm}: the subject has no T2)")
+    first, *warnings = widget.status_label.text().split("\n")
+    assert first.endswith(f"(model {swi_qsm}: the subject has no T2)")
+    assert any(w.startswith(f"Warning: model {swi_qsm}: experimental") for w in warnings)  # its card's caution
 
     widget.inputs.pickers["qsm"].value = None  # SWI only
     swi = read_card(shipped_model_path("swi")).name

@@ -326,7 +326,12 @@ def apply_postprocess(
 
 def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndarray, numbers) -> np.ndarray:
     """QSM contrast (ppb, :func:`.lesions.features.qsm_contrast`) of the components ``numbers`` (NaN for
-    the others and for those without QSM data in them or around them), other components left out of the shells."""
+    the others and for those without QSM data in them or around them), other components left out of the shells.
+
+    Each component is measured with the SWI blob it sits in, grown as the labelling guidance grows a candidate
+    (:func:`.lesions.candidates.grow_region` from its darkest voxel): a component covering only the core of a
+    larger bleed would otherwise have its shell inside the bleed and no contrast."""
+    from .lesions.candidates import grow_region
     from .lesions.features import qsm_contrast
 
     contrast = np.full(int(components.max()), np.nan)
@@ -334,6 +339,12 @@ def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndar
     for number in numbers:
         box = boxes[number - 1]
         coords = np.argwhere(components[box] == number) + [b.start for b in box]
+        own = subject.qsm[tuple(coords.T)]
+        if not (np.isfinite(own) & (own != 0)).any():  # no QSM data in the component itself: not confirmable
+            continue
+        darkest = coords[np.argmin(subject.swi[tuple(coords.T)])]
+        blob = np.argwhere(grow_region(subject, darkest) & ~(foreground & (components != number)))
+        coords = np.unique(np.concatenate([coords, blob]), axis=0)
         contrast[number - 1] = qsm_contrast(subject.qsm, coords, subject.spacing, swi=subject.swi, exclude=foreground)
     return contrast
 
