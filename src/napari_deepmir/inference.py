@@ -329,9 +329,10 @@ def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndar
     the others and for those without QSM data in them or around them), other components left out of the shells.
 
     Each component is measured with the SWI blob it sits in, grown as the labelling guidance grows a candidate
-    (:func:`.lesions.candidates.grow_region` from its darkest voxel): a component covering only the core of a
-    larger bleed would otherwise have its shell inside the bleed and no contrast."""
-    from .lesions.candidates import grow_region
+    (:func:`.lesions.candidates.grow_region` from its darkest voxel) when that blob closes within the growing
+    box: a component covering only the core of a larger bleed would otherwise have its shell inside the
+    bleed and no contrast."""
+    from .lesions.candidates import grow_box
     from .lesions.features import qsm_contrast
 
     contrast = np.full(int(components.max()), np.nan)
@@ -342,11 +343,18 @@ def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndar
         own = subject.qsm[tuple(coords.T)]
         if not (np.isfinite(own) & (own != 0)).any():  # no QSM data in the component itself: not confirmable
             continue
-        darkest = coords[np.argmin(subject.swi[tuple(coords.T)])]
-        blob = np.argwhere(grow_region(subject, darkest) & ~(foreground & (components != number)))
-        coords = np.unique(np.concatenate([coords, blob]), axis=0)
+        grown_box, grown = grow_box(subject, coords[np.argmin(subject.swi[tuple(coords.T)])])
+        if not _touches_edge(grown):  # a blob closed within the box, not tissue noise spreading through it
+            blob = np.argwhere(grown) + [b.start for b in grown_box]
+            blob = blob[~(foreground & (components != number))[tuple(blob.T)]]
+            coords = np.unique(np.concatenate([coords, blob]), axis=0)
         contrast[number - 1] = qsm_contrast(subject.qsm, coords, subject.spacing, swi=subject.swi, exclude=foreground)
     return contrast
+
+
+def _touches_edge(mask: np.ndarray) -> bool:
+    """Whether a box's mask reaches any face of the box."""
+    return any(np.take(mask, index, axis=axis).any() for axis in range(mask.ndim) for index in (0, -1))
 
 
 def predict_subject(

@@ -91,7 +91,7 @@ def _seeds(response: np.ndarray, spacing: np.ndarray, limit: int, spacing_mm: fl
     return coords[order[:limit]]
 
 
-def _grow_box(subject, seed_voxel) -> tuple[tuple[slice, ...], np.ndarray]:
+def grow_box(subject, seed_voxel) -> tuple[tuple[slice, ...], np.ndarray]:
     """Box around the seed, and the region (half-depth SWI blob) grown in it, as a mask of the box."""
     seed = np.asarray(seed_voxel, dtype=int)
     radius = np.ceil(GROW_RADIUS_MM / subject.spacing).astype(int)
@@ -123,7 +123,7 @@ def grow_region(subject, seed_voxel) -> np.ndarray:
     The darkest voxel next to the seed is the blob's core; the region is the 26-connected set of
     voxels darker than half-way between the core and the median tissue value within 9 mm,
     inside the brain mask."""
-    box, region = _grow_box(subject, seed_voxel)
+    box, region = grow_box(subject, seed_voxel)
     mask = np.zeros(subject.shape, dtype=bool)
     mask[box] = region
     return mask
@@ -151,7 +151,7 @@ def find_candidates(
     for seed in seeds:
         if claimed[tuple(seed)]:
             continue
-        box, region = _grow_box(subject, seed)
+        box, region = grow_box(subject, seed)
         if (claimed[box] & region).any():  # the same blob, reached from another seed
             continue
         claimed[box] |= region
@@ -240,7 +240,7 @@ def candidate_recall(table: pd.DataFrame, subject, labels: np.ndarray, *, top: i
     lesion_ids, classes = label_lesions(labels)
     hit: set[int] = set()
     for seed in table.head(top)[["seed_i", "seed_j", "seed_k"]].to_numpy(int):
-        box, region = _grow_box(subject, seed)
+        box, region = grow_box(subject, seed)
         hit.update(int(v) for v in np.unique(lesion_ids[box][region]) if v)
     recall = {}
     for value, name in CLASS_NAMES.items():
