@@ -21,13 +21,13 @@ from scipy import ndimage
 from ..io import InputError
 from ..lesions.components import CONNECTIVITY_26
 from ..lesions.patches import PATCH_SHAPE, candidate_patches
+from .trainer import THRESHOLD_SUBJECTS
+from .trainer import THRESHOLDS as VERIFIER_THRESHOLDS  # the U-Net's threshold grid serves the verifier too
 
 #: Peak lesion probability of the U-Net's candidates used for training (looser than prediction).
 LOOSE_PROBABILITY = 0.2
 #: Blob-finder candidates taken per subject.
 BLOB_CANDIDATES = 30
-#: Without validation subjects, the threshold is chosen on at most this many training subjects.
-THRESHOLD_SUBJECTS = 4
 #: Learning rate of the second stage when it follows a U-Net fine-tune.
 FINE_TUNE_LR = 5e-4
 #: Examples per verifier training step.
@@ -143,8 +143,6 @@ def iter_fit(verifier, examples: VerifierExamples, *, steps: int, lr: float = 1e
         verifier.eval()
 
 
-#: ``verifier.min_probability`` values tried on the validation subjects.
-VERIFIER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Largest drop in the share of annotated lesions found that a verifier threshold may cost (validation).
 MAX_SENSITIVITY_LOSS = 0.05
 #: Second stage of a model that had none: small enough to train on a laptop CPU in minutes.
