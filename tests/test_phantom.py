@@ -117,15 +117,20 @@ def test_qsm_mask_erosion_leaves_the_cortex_without_qsm():
         assert least <= without_qsm <= most, (erosion_mm, without_qsm)
 
 
-def test_synth_lesion_free_wide_subjects_have_no_truth_lesions(tmp_path):
-    argv = ["synth", str(tmp_path), "--subjects", "2", "--seed", "4", "--world", "wide", "--lesion-free"]
+@pytest.mark.parametrize("burden, expected", [(["--lesion-free"], "none"), (["--lesion-burden", "default"], "default")])
+def test_synth_wide_subjects_have_the_lesion_burden_asked_for(tmp_path, burden, expected):
+    argv = ["synth", str(tmp_path), "--subjects", "2", "--seed", "4", "--world", "wide", *burden]
     argv += ["--shape", "80", "96", "30", "--voxel-size", "2", "2", "4", "--fine-voxel", "1", "1", "2"]
     assert deepmir(argv) == 0
     for folder in sorted(tmp_path.glob("sub-*")):
         record = json.loads(next(folder.glob("*_lesions.json")).read_text())
-        assert record["world"]["lesion_burden"] == "none" and record["world"]["veins"] == "anatomical"
-        assert not [l for l in record["lesions"] if l["label"]]
-        assert not load_label_map(find_subject_files(folder)["labels"]).data.any()
+        assert record["world"]["lesion_burden"] == expected and record["world"]["veins"] == "anatomical"
+        microbleeds = [l for l in record["lesions"] if l["label"] == 1]
+        labelled = load_label_map(find_subject_files(folder)["labels"]).data.any()
+        if expected == "none":
+            assert not [l for l in record["lesions"] if l["label"]] and not labelled
+        else:  # the training world's 3-12 microbleeds, though the wide world's own burden is a cohort's
+            assert 3 <= len(microbleeds) <= 12 and labelled
 
 
 def test_microbleeds_bloom_on_swi_beyond_their_true_size():
@@ -174,3 +179,17 @@ def test_written_subject_loads_aligned_with_units_detected(tmp_path):
     record = json.loads(paths["lesions"].read_text())
     assert {l["kind"] for l in record["lesions"]} >= {"cmb", "iron", "vein", "calcification"}
     assert np.allclose(np.asarray(loaded.qsm), synthetic.qsm * 1000, atol=1e-2)
+
+
+def test_a_box_around_a_point_outside_the_grid_is_empty_not_misshapen():
+    """A mastoid cell drawn beyond the field of view (a wide-world head near its edge) gave a box whose
+    slices and world coordinates disagreed, and the subject failed to generate."""
+    from napari_deepmir.phantom.lesions import Maps
+
+    shape = (20, 20, 10)
+    maps = Maps(np.eye(4), np.ones(3), *(np.zeros(shape) for _ in range(7)))
+    for z in range(-12, 24):  # a box ending one voxel before the grid was cut by numpy's negative index
+        slices, world = maps.box((5.0, 5.0, float(z)), 2.0)
+        assert maps.tissue[slices].shape == world.shape[1:], z
+    slices, world = maps.box((-40.0, 5.0, 5.0), 2.0)
+    assert world.size == 0

@@ -97,6 +97,24 @@ def test_registration_is_recorded_in_the_provenance_of_the_outputs(moved_subject
     assert any("registered rigidly" in warning for warning in record["Warnings"])
 
 
+def test_training_registers_an_annotated_t2_unless_told_to_trust_the_headers(moved_subject):
+    from napari_deepmir.model.files import read_card
+    from napari_deepmir.model.registry import resolve_model
+    from napari_deepmir.training.data import load_annotated_subject
+
+    folder = moved_subject[0]
+    shutil.copy(SAMPLE_FOLDER / f"{SAMPLE_SUBJECT}_dseg.nii.gz", folder)
+    card = read_card(resolve_model("default"))
+    registered = load_annotated_subject(folder, card)
+    trusted = load_annotated_subject(folder, card, registration="off")
+    assert registered.subject.alignments["t2"].registered and not trusted.subject.alignments
+    t2 = card.modalities.index("t2")
+    aligned = load_annotated_subject(SAMPLE_FOLDER, card, registration="off").channels[t2]
+    brain = aligned != 0
+    assert np.corrcoef(registered.channels[t2][brain], aligned[brain])[0, 1] > 0.9
+    assert np.corrcoef(trusted.channels[t2][brain], aligned[brain])[0, 1] < 0.8
+
+
 def _empty_table():
     import pandas as pd
 

@@ -76,6 +76,7 @@ def test_stopping_a_finetune_keeps_the_best_model_and_never_touches_the_base(bas
     assert _files_digest(base_model) == before
     tuned = load_model(out, "cpu")
     assert tuned.card.parent["sha256"]
+    assert tuned.card.created > load_model(base_model, "cpu").card.created  # the new model's date, not the base's
     assert tuned.card.metrics["validation_before"] is not None
     assert tuned.card.training["steps_run"] <= 12
 

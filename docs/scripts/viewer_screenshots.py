@@ -16,17 +16,9 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
 import napari
-from qtpy.QtWidgets import QApplication
+from qt_settle import settle
 
 SCREEN = (1600, 1000)
-
-
-def _settle(seconds: float = 1.0) -> None:
-    app = QApplication.instance()
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.02)
 
 
 def _viewer():
@@ -35,12 +27,12 @@ def _viewer():
     window.resize(*SCREEN)
     window.move(0, 0)
     viewer.open_sample("napari-deepmir", "synthetic_subject")
-    _settle()
+    settle()
     return viewer
 
 
 def _shot(viewer, path: Path) -> None:
-    _settle()
+    settle()
     viewer.window._qt_window.grab().save(str(path))
     print(f"wrote {path}")
 
@@ -61,7 +53,7 @@ def detection_screenshot(out: Path) -> None:
     started = time.monotonic()
     detect.run()
     while detect.worker is not None:
-        _settle(0.1)
+        settle(0.1)
     print(f"detection: {time.monotonic() - started:.1f} s; {detect.status_label.text()}")
     viewer.layers["sub-sample true lesions"].visible = False
     _, table = viewer.window.add_plugin_dock_widget("napari-deepmir", "Lesion table", tabify=True)
@@ -82,7 +74,7 @@ def labelling_screenshot(out: Path) -> None:
         widget.start_button.click()
         widget.find_button.click()
         while widget.session.candidates is None or not widget.find_button.isEnabled():
-            _settle(0.1)
+            settle(0.1)
         widget.next()
         _shot(viewer, out / "labelling-1600x1000.png")
         print(f"labelling panel: minimum height {widget.minimumSizeHint().height()} px, shown {widget.height()} px")

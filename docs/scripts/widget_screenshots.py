@@ -17,19 +17,11 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
 import napari
-from qtpy.QtWidgets import QApplication
+from qt_settle import settle
 
 from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget
 from napari_deepmir.widgets.table import LesionTableWidget
-
-
-def _settle(seconds: float = 1.0) -> None:
-    app = QApplication.instance()
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.02)
 
 
 def detect_screenshot(viewer, path: Path):
@@ -40,10 +32,10 @@ def detect_screenshot(viewer, path: Path):
     started = time.monotonic()
     detect.run()
     while detect.worker is not None:
-        _settle(0.1)
+        settle(0.1)
     print(f"detection: {time.monotonic() - started:.1f} s; {detect.status_label.text()}")
     viewer.layers["sub-sample true lesions"].visible = False
-    _settle()
+    settle()
     viewer.screenshot(str(path), canvas_only=False)
     return detect.result_layer
 
@@ -57,7 +49,7 @@ def table_screenshot(viewer, labels_layer, path: Path) -> None:
     largest = int(table.table.sort_values("volume_mm3")["lesion_id"].iloc[-1])
     table.select_lesion(largest)
     table.go_to_lesion(largest)
-    _settle()
+    settle()
     viewer.screenshot(str(path), canvas_only=False)
     print(f"table of {labels_layer.name}: {table.summary_label.text()}; showing lesion {largest}")
 
@@ -81,9 +73,9 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
         started = time.monotonic()
         widget.start()
         while widget.worker is not None:
-            _settle(0.1)
+            settle(0.1)
     print(f"fine-tune: {time.monotonic() - started:.0f} s; {widget.status_label.text()}")
-    _settle()
+    settle()
     viewer.screenshot(str(path), canvas_only=False)
 
 

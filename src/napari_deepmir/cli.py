@@ -40,6 +40,10 @@ def _add_subject_args(parser: argparse.ArgumentParser, *, swi_required: bool = T
         type=Path,
         help="brain mask NIfTI file (non-zero = brain) where lesions are sought (default: estimated)",
     )
+    _add_registration_arg(group)
+
+
+def _add_registration_arg(group) -> None:
     group.add_argument(
         "--registration",
         choices=("auto", "check", "off"),
@@ -152,6 +156,7 @@ def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float
         default=None,
         help="processes preparing batches (default: 0 on CPU, cores-2 up to 8 beside a GPU)",
     )
+    _add_registration_arg(group)
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
     group.add_argument(
@@ -235,7 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--head-shape", choices=("ellipsoid", "long", "round", "boxy"), default=None, help="head-shape family"
     )
     world.add_argument("--qsm-erosion", type=float, default=None, help="QSM brain-mask erosion in mm")
-    world.add_argument("--lesion-free", action="store_true", help="no microbleeds and no iron deposits")
+    world.add_argument(
+        "--lesion-burden",
+        choices=("default", "cohort", "none"),
+        default=None,
+        help="microbleeds and iron deposits per subject: default (3-12 CMBs, 1-4 iron), cohort (most subjects "
+        "without CMBs, a few with dozens; the wide world's own), none",
+    )
+    world.add_argument("--lesion-free", action="store_true", help="no microbleeds and no iron deposits (= none)")
     world.add_argument("--field-strength", type=float, default=3.0, help="B0 in tesla (default 3)")
     synth.set_defaults(handler=_cmd_synth)
 
@@ -329,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     verifier.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     verifier.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     verifier.add_argument("--overwrite", action="store_true", help="replace a model already at --out")
+    _add_registration_arg(verifier)
     verifier.add_argument(
         "--examples-cache",
         type=Path,
@@ -524,7 +537,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             ("inversion", args.inversion),
             ("head_shape", args.head_shape),
             ("qsm_erosion_mm", args.qsm_erosion),
-            ("lesion_burden", "none" if args.lesion_free else None),
+            ("lesion_burden", "none" if args.lesion_free else args.lesion_burden),
         )
         if value is not None
     }
@@ -616,6 +629,7 @@ def _training_config(args: argparse.Namespace, **extra):
         resume=args.resume,
         overwrite=args.overwrite,
         data_workers=args.data_workers,
+        registration=args.registration,
         command="deepmir " + " ".join(sys.argv[1:]),
         **extra,
     )
@@ -696,6 +710,7 @@ def _cmd_train_verifier(args: argparse.Namespace) -> int:
         device=args.device,
         bf16=args.bf16,
         overwrite=args.overwrite,
+        registration=args.registration,
         command="deepmir " + " ".join(sys.argv[1:]),
     )
     with progress_bar("deepmir train-verifier", total=config.steps, unit="step") as bar:

@@ -45,7 +45,8 @@ CLASS_LAYOUTS = (
 REQUIRED = ("architecture", "modalities", "classes", "spacing_mm", "normalisation", "postprocess", "format_version")
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """The time now, UTC, as an ISO 8601 string to the second (the card's ``created``)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -96,7 +97,7 @@ class ModelCard:
     description: str = ""
     #: A caution every detection with this model repeats in its warnings (e.g. a model not yet good enough).
     caution: str = ""
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=now_iso)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self):

@@ -52,10 +52,15 @@ class Maps:
         return (self.affine @ np.append(np.asarray(index, float), 1.0))[:3]
 
     def box(self, centre_mm, radius_mm):
-        """(slices, world coordinates (3, ...) of the voxels in them) around a world point."""
+        """(slices, world coordinates (3, ...) of the voxels in them) around a world point; the box is cut
+        to the grid, and is empty for a point too far outside it."""
         centre = self.index_of(centre_mm)
         span = np.ceil((radius_mm + 1.0) / self.voxel_mm).astype(int)
-        slices = tuple(slice(max(0, c - s), min(n, c + s + 1)) for c, s, n in zip(centre, span, self.tissue.shape))
+        starts = [min(max(0, c - s), n) for c, s, n in zip(centre, span, self.tissue.shape)]
+        slices = tuple(
+            slice(start, max(start, min(n, c + s + 1)))
+            for start, c, s, n in zip(starts, centre, span, self.tissue.shape)
+        )
         grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in slices], indexing="ij")).reshape(3, -1)
         world = (self.affine[:3, :3] @ grid + self.affine[:3, 3:4]).reshape(3, *[s.stop - s.start for s in slices])
         return slices, world

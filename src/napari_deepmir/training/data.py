@@ -58,12 +58,14 @@ def prepare_annotated(subject: Subject, labels: np.ndarray, card, source: str | 
     return AnnotatedSubject(name, np.asarray(prepared.channels, np.float32), working, subject, truth)
 
 
-def load_annotated_subject(folder: str | Path, card) -> AnnotatedSubject:
-    """A subject folder (modalities + ``*_dseg.nii.gz``) prepared for ``card``'s model."""
+def load_annotated_subject(folder: str | Path, card, registration: str = "auto") -> AnnotatedSubject:
+    """A subject folder (modalities + ``*_dseg.nii.gz``) prepared for ``card``'s model; ``registration`` as
+    for :func:`~napari_deepmir.io.load_subject_dir`."""
     files = find_subject_files(folder)
     if "labels" not in files:
         raise InputError(folder, f"no label map found (looked for *_{BIDS_SUFFIXES['labels']}.nii.gz)")
-    subject = load_subject_dir(folder, only=tuple(card.modalities))  # validated as a subject with just these
+    # validated as a subject with just these modalities
+    subject = load_subject_dir(folder, only=tuple(card.modalities), registration=registration)
     labels = load_label_map(files["labels"])
     check_same_grid(Volume(subject.swi, subject.affine, subject.paths.get("swi")), labels)
     return prepare_annotated(subject, labels.data, card, files["labels"])

@@ -50,7 +50,9 @@ class TrainingConfig:
     ``patience``: validations without improvement before stopping early (0: never); ``max_minutes``:
     a wall-time budget, after which the run validates once more and ends (the learning rate anneals
     by steps or by time, whichever is further along). ``data_workers``: processes
-    preparing batches (None: none on the CPU, several beside a GPU).
+    preparing batches (None: none on the CPU, several beside a GPU). ``registration``: how T2 and QSM
+    are checked against the SWI when subjects are read (``auto``, ``check``, ``off``; see
+    :mod:`napari_deepmir.io.registration`).
     """
 
     out: Path
@@ -82,6 +84,7 @@ class TrainingConfig:
     resume: bool = False
     overwrite: bool = False
     data_workers: int | None = None
+    registration: str = "auto"
     command: str | None = None
     #: Steps of second-stage training after a fine-tune (:mod:`.verifier`); None: 300 when the base has one.
     verifier_steps: int | None = None
@@ -150,7 +153,9 @@ def pooled_metrics(per_subject: list[dict]) -> dict:
 def load_training_subjects(config: TrainingConfig, card) -> list[AnnotatedSubject]:
     """Every annotated subject of ``config`` (folders, then in-memory samples), prepared for ``card``."""
     subjects = (
-        [load_annotated_subject(folder, card) for folder in annotated_folders(config.data)] if config.data else []
+        [load_annotated_subject(folder, card, config.registration) for folder in annotated_folders(config.data)]
+        if config.data
+        else []
     )
     subjects += [prepare_annotated(subject, labels, card) for subject, labels in config.samples]
     if not subjects:
@@ -229,6 +234,7 @@ def _new_card(config: TrainingConfig):
 def _initial_model(config: TrainingConfig, device):
     """(module, card, parent, verifier) — the base model's copy to fine-tune (with its second stage, which
     the U-Net training leaves as it is), or a new network with a new card."""
+    from ..model.card import now_iso
     from ..model.files import load_model, model_sha256
     from ..model.unet import DeepmirUNet
 
@@ -240,9 +246,10 @@ def _initial_model(config: TrainingConfig, device):
             module, card = drop_modalities(base.module, base.card, config.modalities, name)
             card.verifier = None  # the base's second stage reads the modalities dropped here
             parent["dropped_modalities"] = [m for m in base.card.modalities if m not in card.modalities]
+            card.created = now_iso()
             return module, card, parent, None
         card = copy.deepcopy(base.card)
-        card.name = name
+        card.name, card.created = name, now_iso()
         return base.module, card, parent, base.verifier
     card = _new_card(config)
     arch = card.architecture
