@@ -167,6 +167,37 @@ def test_errors_are_reported_and_the_viewer_keeps_going(
     assert widget.run_button.text() == "Run" and "sub-tiny lesions" not in viewer.layers
 
 
+def test_a_brain_mask_layer_bounds_the_detection_and_is_recorded(
+    make_napari_viewer, qtbot, tiny_models, synthetic_subject, tmp_path
+):
+    import json
+
+    viewer, widget = _widget(make_napari_viewer, tiny_models)
+    _add_subject(viewer, synthetic_subject)
+    geometry = DisplayGeometry(synthetic_subject.shape, synthetic_subject.affine)
+    half = np.zeros(synthetic_subject.shape, np.uint8)
+    half[: synthetic_subject.shape[0] // 2] = 1  # the user's mask: one half of the grid
+    mask = viewer.add_labels(
+        geometry.to_display(half), affine=geometry.display_affine, name="sub-tiny brain", units=("mm",) * 3
+    )
+    assert [layer.name for layer in widget.inputs.mask_picker.choices if layer is not None] == ["sub-tiny brain"]
+    assert widget.inputs.mask_layer is None  # estimated unless chosen
+    widget.inputs.mask_picker.value = mask
+    widget.device_box.value = "cpu"
+    _run(widget, qtbot)
+    subject = widget.detection.subject
+    assert np.array_equal(subject.whole_brain, half.astype(bool)) and not subject.mask[~half.astype(bool)].any()
+    assert not viewer.layers["sub-tiny lesions"].data[geometry.to_display(half) == 0].any()
+    assert viewer.layers["sub-tiny lesions"] not in widget.inputs.mask_picker.choices  # results are no mask
+    widget.save_results(tmp_path)
+    provenance = json.loads(next(tmp_path.glob("*_dseg.json")).read_text())
+    assert provenance["BrainMask"] == "layer 'sub-tiny brain'"
+
+    mask.data = np.ones((4, 4, 4), np.uint8)  # not on the SWI grid: refused, naming the layer
+    _run(widget, qtbot)
+    assert widget.status_label.text().startswith("Detection failed: layer 'sub-tiny brain': the brain mask")
+
+
 def _run(widget, qtbot):
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)

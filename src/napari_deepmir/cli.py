@@ -111,13 +111,10 @@ def _load_subject_from_args(args: argparse.Namespace):
 
 
 def _use_brain_mask(subject, path: Path) -> None:
-    """The user's brain mask replaces the estimated whole brain; normalisation keeps to the part of the
-    estimated mask (the QSM's support) inside it."""
-    from .io.mask import load_brain_mask
+    """The user's brain mask file replaces the estimated whole brain (:func:`.io.mask.use_brain_mask`)."""
+    from .io.mask import load_brain_mask, use_brain_mask
 
-    mask = load_brain_mask(path, subject)
-    subject.whole_brain = mask
-    subject.mask = subject.mask & mask if (subject.mask & mask).any() else mask
+    use_brain_mask(subject, load_brain_mask(path, subject), path)
 
 
 def _add_modalities_arg(parser: argparse.ArgumentParser, help_text: str) -> None:

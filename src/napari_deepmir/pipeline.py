@@ -129,6 +129,7 @@ def write_detection(
         "MagneticFieldStrength": subject.scan.get("field_strength_t"),
         "Warnings": list(dict.fromkeys([*subject.warnings, *result.warnings])),
         "Alignment": {modality: alignment.provenance() for modality, alignment in subject.alignments.items()},
+        "BrainMask": subject.brain_mask_source or "estimated",
         "GeneratedBy": result.model,
     }
     return write_outputs(

@@ -93,7 +93,6 @@ def whole_brain_mask(swi: np.ndarray, qsm: np.ndarray | None, spacing) -> np.nda
 
 def load_brain_mask(path, subject) -> np.ndarray:
     """A user's brain mask file (non-zero = brain) on ``subject``'s SWI grid, resampled there in world space."""
-    from .errors import InputError
     from .nifti import Volume, load_volume
     from .resample import resample_volume_to
 
@@ -106,6 +105,22 @@ def load_brain_mask(path, subject) -> np.ndarray:
         )
         > 0.5
     )
-    if not mask.any():
-        raise InputError(path, "the brain mask is empty on the SWI grid")
     return mask
+
+
+def use_brain_mask(subject, mask: np.ndarray, source) -> None:
+    """A user's brain mask (on the SWI grid, non-zero = brain) replaces ``subject``'s estimated whole brain:
+    lesions are sought only inside it. Normalisation keeps to the estimated mask (the QSM's support) inside
+    it, or to the user's mask where the two do not meet. ``source`` (a file or a layer name) is recorded in
+    ``subject.brain_mask_source`` and names the mask in errors."""
+    from .errors import InputError
+
+    mask = np.asarray(mask) != 0
+    if mask.shape != subject.shape:
+        raise InputError(source, f"the brain mask has shape {mask.shape}, the SWI grid is {subject.shape}")
+    if not mask.any():
+        raise InputError(source, "the brain mask is empty on the SWI grid")
+    estimated = subject.mask & mask
+    subject.whole_brain = mask
+    subject.mask = estimated if estimated.any() else mask
+    subject.brain_mask_source = str(source)

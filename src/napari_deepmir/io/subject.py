@@ -26,7 +26,8 @@ class Subject:
     :mod:`.registration`).
     ``qsm_units`` are the QSM file's units and ``qsm_units_source`` how they were known (``given``,
     ``sidecar`` or ``detected``); ``scan`` holds the SWI's echo time and field strength where its BIDS
-    sidecar states them (``echo_time_s``, ``field_strength_t``).
+    sidecar states them (``echo_time_s``, ``field_strength_t``). ``brain_mask_source`` names the user's brain
+    mask that replaced the estimated one (a file or a layer, see :func:`.mask.use_brain_mask`); None: estimated.
     """
 
     swi: np.ndarray
@@ -40,6 +41,7 @@ class Subject:
     scan: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     alignments: dict[str, Alignment] = field(default_factory=dict)
+    brain_mask_source: str | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:

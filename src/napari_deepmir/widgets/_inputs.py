@@ -7,7 +7,7 @@ layers are fresh proxy objects at every access (equal to the layer, not identica
 import re
 
 from magicgui.widgets import ComboBox, Container
-from napari.layers import Image
+from napari.layers import Image, Labels
 
 from ..conventions import MODALITY_TITLES
 from ..io.bids import subject_id
@@ -44,6 +44,18 @@ def source_images(layers) -> list:
     ]
 
 
+def mask_layers(layers) -> list:
+    """3D layers that can be a brain mask: labels layers that are not this plugin's lesion, annotation or
+    region maps, and image layers of no modality and no kind (a mask opened as an image)."""
+    return [
+        layer
+        for layer in layers
+        if layer.data.ndim == 3
+        and layer.metadata.get("deepmir", {}).get("kind") is None
+        and (isinstance(layer, Labels) or (isinstance(layer, Image) and modality_of(layer) is None))
+    ]
+
+
 def subject_layer(layers, subject: str, modality: str):
     """The image layer of ``modality`` of ``subject`` among ``layers``, or None."""
     return next((la for la in source_images(layers) if modality_of(la) == modality and subject_of(la) == subject), None)
@@ -64,13 +76,14 @@ def mixed_subjects_message(swi, others: dict) -> str:
 
 
 class SubjectInputs(Container):
-    """SWI, QSM and T2 pickers over the viewer's image layers, and the QSM's units.
+    """SWI, QSM and T2 pickers over the viewer's image layers, the QSM's units, and with ``mask`` an optional
+    brain-mask layer.
 
     The SWI picker takes an SWI layer (by metadata or name) until the user chooses; choosing an SWI
     picks that subject's QSM and T2. ``problem`` says why the inputs cannot be used ('' when fine).
     ``qsm_units`` is what the user states the QSM file held (``auto``: as the reader found it)."""
 
-    def __init__(self, viewer, modalities=("swi", "qsm", "t2")):
+    def __init__(self, viewer, modalities=("swi", "qsm", "t2"), *, mask: bool = False):
         self.viewer = viewer
         self.pickers = {
             m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m)
@@ -81,7 +94,15 @@ class SubjectInputs(Container):
             "Units of the QSM file: as read takes its sidecar's Units, else detects them from the values"
         )
         units = [self.units_picker] if "qsm" in modalities else []
-        super().__init__(widgets=[*self.pickers.values(), *units], labels=True)
+        self.mask_picker = ComboBox(
+            label="Brain mask", choices=self._mask_choices, nullable=True, value=None, name="brain_mask"
+        )
+        self.mask_picker.tooltip = (
+            "Optional: a layer on the SWI grid (non-zero = brain) where lesions are sought; "
+            "empty: estimated from the SWI and QSM"
+        )
+        masks = [self.mask_picker] if mask else []
+        super().__init__(widgets=[*self.pickers.values(), *units, *masks], labels=True)
         self.margins = (0, 0, 0, 0)
         self._swi_chosen_by_hand = False
         self._updating = False
@@ -90,6 +111,9 @@ class SubjectInputs(Container):
 
     def _choices(self, widget=None) -> list[tuple[str, object]]:
         return [(layer.name, layer) for layer in source_images(self.viewer.layers)]
+
+    def _mask_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in mask_layers(self.viewer.layers)]
 
     def _on_layers_event(self, event) -> None:
         if event.type in _LIST_EVENTS:
@@ -137,6 +161,11 @@ class SubjectInputs(Container):
     def layers(self) -> dict:
         """The chosen layer per modality (None when none is chosen)."""
         return {m: p.value for m, p in self.pickers.items()}
+
+    @property
+    def mask_layer(self):
+        """The brain-mask layer chosen, or None (estimated)."""
+        return self.mask_picker.value
 
     @property
     def qsm_units(self) -> str:

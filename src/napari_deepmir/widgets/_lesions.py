@@ -14,7 +14,7 @@ import pandas as pd
 from napari.layers import Image
 
 from ..conventions import CLASS_NAMES, CMB, IRON
-from ..io import Subject
+from ..io import InputError, Subject
 from ..io.display import DisplayGeometry
 from ..layers import labels_layer_data, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
@@ -133,6 +133,7 @@ def detect_in_layers(
     *,
     locations_layer=None,
     regions_layer=None,
+    mask_layer=None,
     model=None,
     device: str = "auto",
     qsm_units: str = "auto",
@@ -141,9 +142,20 @@ def detect_in_layers(
 
     A generator: yields ``(done, total)`` slices while predicting (closing it stops the prediction)
     and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model;
-    ``qsm_units``: see :func:`._layers.subject_from_layers`."""
+    ``qsm_units``: see :func:`._layers.subject_from_layers`; ``mask_layer``: the user's brain mask on the
+    SWI layer's grid (:func:`...io.mask.use_brain_mask`), None to estimate it."""
+    from ..io.mask import use_brain_mask
+
     subject = subject_from_layers(swi_layer, qsm_layer, t2_layer, qsm_units=qsm_units)
     geometry = geometry_of(swi_layer)
+    if mask_layer is not None:
+        if mask_layer.data.shape != swi_layer.data.shape:
+            raise InputError(
+                f"layer {mask_layer.name!r}",
+                f"the brain mask ({mask_layer.data.shape}) is not on the grid of the SWI layer {swi_layer.name!r} "
+                f"({swi_layer.data.shape})",
+            )
+        use_brain_mask(subject, _source_data(mask_layer, geometry), f"layer {mask_layer.name!r}")
     locations, regions = (_source_data(layer, geometry) for layer in (locations_layer, regions_layer))
     result = yield from iter_detect(subject, model, device=device, locations=locations, regions=regions)
     return Detection(result, geometry)

@@ -42,7 +42,7 @@ class DetectWidget(HooksWhileShown, QWidget):
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        self.inputs = SubjectInputs(self.viewer)
+        self.inputs = SubjectInputs(self.viewer, mask=True)
         self.inputs.changed.connect(self._check_inputs)
         layout.addWidget(self.inputs.native)
         self.model_box = model_picker("Model", automatic=True)
@@ -185,6 +185,7 @@ class DetectWidget(HooksWhileShown, QWidget):
             t2,
             locations_layer=companions.locations,
             regions_layer=companions.regions,
+            mask_layer=self.inputs.mask_layer,
             model=choice,
             device=self.device_box.value,
             qsm_units=self.inputs.qsm_units,
