@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verifier = commands.add_parser(
         "train-verifier",
-        help="add or retrain a model's second stage: a 3D CNN that keeps, relabels or drops each lesion",
+        help="add or retrain a model's second stage: a 3D CNN that keeps or drops each lesion",
         description="Train the second stage of --base (docs/model.md, 'Second stage'): candidates from its U-Net, the "
         "classical blob finder and the annotations, labelled by the annotations, then a small 3D CNN on patches around "
         "them. The new model (the base's U-Net with this verifier) is written to --out; the verifier is kept only when "

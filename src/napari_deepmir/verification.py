@@ -1,12 +1,15 @@
 """Second-stage verification of the U-Net's lesions: each connected lesion is shown to the model's
-:class:`~.model.verifier.CandidateVerifier` as a 3D patch and kept, relabelled or dropped.
+:class:`~.model.verifier.CandidateVerifier` as a 3D patch and kept or dropped.
 
-The card's ``verifier`` section sets the rule: a lesion is kept when the verifier's probability that it is
-a lesion of either class reaches ``min_probability``, and takes the class the verifier prefers."""
+The card's ``verifier`` section sets the threshold (``min_probability``) of :func:`kept_lesions`: a
+microbleed stays when the verifier takes it for a lesion of either class, an iron deposit only when it takes
+it for iron; a kept lesion keeps the U-Net's class (the verifier removes false positives; letting it relabel
+lesions cost microbleeds, docs/model.md)."""
 
 import numpy as np
 from scipy import ndimage
 
+from .conventions import IRON
 from .lesions.components import CONNECTIVITY_26
 from .lesions.patches import candidate_patches
 
@@ -25,15 +28,21 @@ def verifier_probabilities(verifier, patches: np.ndarray, *, bf16: bool = False,
 
 
 def verify_labels(labels: np.ndarray, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
-    """``labels`` (0/1/2 on the SWI grid) with each lesion kept with the verifier's class, or dropped."""
+    """``labels`` (0/1/2 on the SWI grid) with each lesion kept (in its class) or dropped by the verifier."""
     components, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
     if count == 0:
         return labels
     settings = loaded.card.verifier
     patches = candidate_patches(prepared, components, count, settings["patch_shape"])
     probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
-    min_probability = float(settings["min_probability"])
-    keep = probabilities[:, 1] + probabilities[:, 2] >= min_probability
-    classes = np.where(probabilities[:, 2] > probabilities[:, 1], 2, 1)
-    lookup = np.concatenate([[0], classes * keep]).astype(np.uint8)
-    return lookup[components]
+    return kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
+
+
+def kept_lesions(labels: np.ndarray, components: np.ndarray, probabilities: np.ndarray, min_probability: float):
+    """``labels`` without the lesions (numbered by ``components``, one row of ``probabilities`` each) the
+    verifier does not support: a microbleed needs a probability of being a lesion of either class of at least
+    ``min_probability``, an iron deposit a probability of being an iron deposit. Kept lesions keep their class."""
+    classes = np.asarray(ndimage.maximum(labels, components, np.arange(1, len(probabilities) + 1)))
+    support = np.where(classes == IRON, probabilities[:, 2], probabilities[:, 1] + probabilities[:, 2])
+    keep = np.concatenate([[False], support >= min_probability])
+    return np.where(keep[components], labels, 0).astype(np.uint8)

@@ -172,12 +172,11 @@ class ValidationCase:
     def scores(self, probabilities: np.ndarray | None, threshold: float | None) -> dict:
         """Lesion-wise scores of the U-Net alone (``threshold`` None) or with a verifier's ``probabilities``."""
         from ..lesions.evaluate import score_lesions
+        from ..verification import kept_lesions
 
         if threshold is None:
             return score_lesions(self.truth, self.labels)
-        keep = probabilities[:, 1] + probabilities[:, 2] >= threshold
-        lookup = np.concatenate([[0], np.where(probabilities[:, 2] > probabilities[:, 1], 2, 1) * keep])
-        return score_lesions(self.truth, lookup.astype(np.uint8)[self.components])
+        return score_lesions(self.truth, kept_lesions(self.labels, self.components, probabilities, threshold))
 
 
 def validation_cases(loaded, subjects) -> list[ValidationCase]:
