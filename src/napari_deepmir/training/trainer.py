@@ -244,13 +244,13 @@ def _initial_model(config: TrainingConfig, device):
         parent = {"name": base.card.name, "sha256": model_sha256(base.path)}
         if config.modalities and set(config.modalities) != set(base.card.modalities):
             module, card = drop_modalities(base.module, base.card, config.modalities, name)
-            card.verifier = None  # the base's second stage reads the modalities dropped here
+            card.verifier, verifier = None, None  # the base's second stage reads the modalities dropped here
             parent["dropped_modalities"] = [m for m in base.card.modalities if m not in card.modalities]
-            card.created = now_iso()
-            return module, card, parent, None
-        card = copy.deepcopy(base.card)
-        card.name, card.created = name, now_iso()
-        return base.module, card, parent, base.verifier
+        else:
+            module, card, verifier = base.module, copy.deepcopy(base.card), base.verifier
+            card.name = name
+        card.created = now_iso()
+        return module, card, parent, verifier
     card = _new_card(config)
     arch = card.architecture
     module = DeepmirUNet(card.in_channels, n_classes=3, base_filters=arch["base_filters"], depth=arch["depth"]).to(
