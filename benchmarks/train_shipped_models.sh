@@ -78,4 +78,4 @@ else
   # shellcheck disable=SC2086
   for model in "${models[@]}"; do fine_tune $model; done
 fi
-tail -n 8 "$work"/finetune-*.log
+for model in "${models[@]}"; do tail -n 8 "$work/finetune-${model%% *}.log"; done # this run's models only
