@@ -1,5 +1,6 @@
 """The second stage: patches around candidates, the verifier in the model file, and what it does to a prediction."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -149,3 +150,49 @@ def test_the_threshold_removes_false_positives_but_not_the_lesions_the_unet_find
     assert results[0.7]["cmb"]["f1"] > results[0.6]["cmb"]["f1"]
     threshold, chosen = choose_threshold(results)
     assert threshold == 0.6 and chosen["cmb"]["n_truth_found"] == 18  # 0.7-0.9: a better F1, 2 microbleeds lost
+
+
+def test_a_synthetic_subjects_veins_and_mimics_become_hard_negatives_and_a_broken_record_is_refused(tmp_path):
+    from napari_deepmir.io import load_subject_dir
+    from napari_deepmir.phantom import Acquisition, World, generate_subject, write_subject
+    from napari_deepmir.training.verifier import SIMULATED_VEIN_POINTS, simulated_mimic_seeds
+
+    small = Acquisition(shape=(80, 96, 30), voxel_mm=(2.0, 2.0, 4.0))
+    made = generate_subject(3, small, world=World.wide(lesion_burden="default"), fine_voxel_mm=(1.0, 1.0, 2.0))
+    folder = write_subject(made, tmp_path)["swi"].parent
+    subject = load_subject_dir(folder)
+    seeds = simulated_mimic_seeds(folder, subject)
+    assert 10 < len(seeds) <= SIMULATED_VEIN_POINTS + sum(o["kind"] != "vein" for o in made.lesions)
+    assert subject.mask[tuple(seeds.T)].all()  # inside the brain, where the U-Net looks
+    mimics = [o for o in made.lesions if o["label"] == 0 and o["kind"] != "vein"]
+    at = np.rint([(np.linalg.inv(subject.affine) @ np.append(o["centre_mm"], 1))[:3] for o in mimics]).astype(int)
+    inside = [tuple(v) for v in at if ((v >= 0) & (v < subject.shape)).all() and subject.mask[tuple(v)]]
+    assert inside and set(inside) <= {tuple(v) for v in seeds}  # every flow void, calcification... in the brain
+    assert (simulated_mimic_seeds(folder, subject) == seeds).all()  # the same points in every run
+
+    assert len(simulated_mimic_seeds(tmp_path, subject)) == 0  # no record: a user's subject
+    record = next(folder.glob("*_lesions.json"))
+    record.write_text('{"lesions": [{"kind": "vein"}]}')
+    with pytest.raises(InputError, match="_lesions.json.*object record"):
+        simulated_mimic_seeds(folder, subject)
+
+
+@pytest.mark.parametrize("verdict", [0, 1])
+def test_the_verifier_adds_a_microbleed_the_unet_missed_but_never_a_calcification(tmp_path, verdict):
+    _, unet, verifier, card = with_verifier(tmp_path, verdict)
+    card.postprocess["min_probability"] = 1.0  # a U-Net that keeps nothing
+    card.verifier.update(blob_candidates=10, blob_min_probability=0.5)
+    blind = save_model(tmp_path / "blind", unet, card, verifier=verifier)
+    subject = head_subject()
+    balls = {}
+    for name, centre, susceptibility in (("bleed", (12, 8, 0), 400.0), ("calcification", (-14, -6, 4), -400.0)):
+        balls[name] = sphere_world(subject.shape, subject.affine, centre, 3.5) > 0
+        subject.swi[balls[name]], subject.qsm[balls[name]] = 20.0, susceptibility  # dark on SWI, each its sign
+    labels = predict_subject(subject, blind, device="cpu").labels
+    assert not labels[balls["calcification"]].any()  # diamagnetic: the guidance rejects it before the verifier
+    if verdict == 0:
+        assert not labels.any()
+    else:  # the paramagnetic blob becomes a microbleed, and nothing else does
+        assert (labels[balls["bleed"]] == 1).mean() > 0.5 and set(np.unique(labels[~balls["bleed"]])) == {0}
+    with pytest.raises(ValueError, match="blob_min_probability must be in 0..1"):  # a hostile card is refused
+        dataclasses.replace(card, verifier={**card.verifier, "blob_min_probability": 1.5})

@@ -226,7 +226,7 @@ def iter_predict(
     if loaded.verifier is not None:
         from .verification import verify_labels
 
-        labels = verify_labels(labels, prepared, loaded, bf16=bf16)
+        labels = verify_labels(labels, prepared, loaded, subject, bf16=bf16)
     return Prediction(labels, probabilities if return_probabilities else None)
 
 

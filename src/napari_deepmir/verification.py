@@ -4,12 +4,16 @@
 The card's ``verifier`` section sets the threshold (``min_probability``) of :func:`kept_lesions`: a
 microbleed stays when the verifier takes it for a lesion of either class, an iron deposit only when it takes
 it for iron; a kept lesion keeps the U-Net's class (the verifier removes false positives; letting it relabel
-lesions cost microbleeds, docs/model.md)."""
+lesions cost microbleeds, docs/model.md).
+
+With ``verifier.blob_candidates`` in the card, the verifier also looks at that many of the labelling
+guidance's blob candidates away from the U-Net's lesions (:func:`missed_lesions`): microbleeds the U-Net
+did not see at all (small ones, other field strengths) are added when it takes them for lesions."""
 
 import numpy as np
 from scipy import ndimage
 
-from .conventions import IRON
+from .conventions import CMB, IRON
 from .lesions.components import CONNECTIVITY_26
 from .lesions.patches import candidate_patches
 
@@ -27,15 +31,43 @@ def verifier_probabilities(verifier, patches: np.ndarray, *, bf16: bool = False,
     return out
 
 
-def verify_labels(labels: np.ndarray, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
-    """``labels`` (0/1/2 on the SWI grid) with each lesion kept (in its class) or dropped by the verifier."""
-    components, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
-    if count == 0:
-        return labels
+def verify_labels(labels: np.ndarray, prepared, loaded, subject=None, *, bf16: bool = False) -> np.ndarray:
+    """``labels`` (0/1/2 on the SWI grid) with each lesion kept (in its class) or dropped by the verifier,
+    plus, when the card asks for them and ``subject`` is given, the :func:`missed_lesions` it confirms."""
     settings = loaded.card.verifier
+    components, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
+    kept = labels
+    if count:
+        patches = candidate_patches(prepared, components, count, settings["patch_shape"])
+        probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
+        kept = kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
+    if subject is None or not settings.get("blob_candidates"):
+        return kept
+    return np.where(kept > 0, kept, missed_lesions(labels, subject, prepared, loaded, bf16=bf16)).astype(np.uint8)
+
+
+def missed_lesions(labels: np.ndarray, subject, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
+    """Labels (0/1/2) of the lesions the U-Net missed that the verifier finds among the labelling guidance's
+    blob candidates: the card's ``verifier.blob_candidates`` best ones (:func:`.lesions.candidates.find_candidates`)
+    that the guidance does not reject (diamagnetic, tubular, not paramagnetic) and that do not touch a lesion
+    of ``labels``; one stays when P(CMB) + P(iron) reaches ``verifier.blob_min_probability``, in the likelier
+    of the two classes."""
+    from .lesions.candidates import find_candidates, grown_components
+
+    settings = loaded.card.verifier
+    table = find_candidates(subject, max_candidates=int(settings["blob_candidates"]))
+    table = table[table["suggested_class"] != "reject"]
+    components, count = grown_components(subject, table[["seed_i", "seed_j", "seed_k"]].to_numpy())
+    if count == 0:
+        return np.zeros(labels.shape, np.uint8)
+    index = np.arange(1, count + 1)
+    near_lesion = ndimage.binary_dilation(labels > 0, structure=CONNECTIVITY_26)
+    apart = np.asarray(ndimage.maximum(near_lesion, components, index)) == 0
     patches = candidate_patches(prepared, components, count, settings["patch_shape"])
     probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
-    return kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
+    confirmed = apart & (probabilities[:, 1] + probabilities[:, 2] >= float(settings["blob_min_probability"]))
+    classes = np.where(probabilities[:, 2] > probabilities[:, 1], IRON, CMB)
+    return np.concatenate([[0], classes * confirmed]).astype(np.uint8)[components]
 
 
 def kept_lesions(labels: np.ndarray, components: np.ndarray, probabilities: np.ndarray, min_probability: float):

@@ -129,6 +129,20 @@ def grow_region(subject, seed_voxel) -> np.ndarray:
     return mask
 
 
+def grown_components(subject, seeds) -> tuple[np.ndarray, int]:
+    """(components, n): the regions grown from ``seeds`` (n, 3) numbered 1..n (:func:`grow_region`; a seed
+    without a region marks its own voxel; a voxel two regions reach belongs to the first)."""
+    seeds = np.asarray(seeds, dtype=int).reshape(-1, 3)
+    components = np.zeros(subject.shape, np.int32)
+    for number, seed in enumerate(seeds, start=1):
+        box, region = grow_box(subject, seed)
+        if not region.any():
+            region[tuple(seed - [s.start for s in box])] = True
+        target = components[box]
+        target[region & (target == 0)] = number
+    return components, len(seeds)
+
+
 def find_candidates(
     subject, *, probabilities: np.ndarray | None = None, locations: np.ndarray | None = None, max_candidates: int = 200
 ) -> pd.DataFrame:

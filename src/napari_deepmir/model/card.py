@@ -28,6 +28,8 @@ POSTPROCESS_RANGES = {
 }
 #: Allowed range of each value of the second stage (``verifier``; :mod:`.verifier`).
 VERIFIER_RANGES = {"base_filters": (1, 128), "min_probability": (0.0, 1.0)}
+#: Optional values of the second stage: how many blob candidates it also judges, and its threshold for them.
+VERIFIER_BLOB_RANGES = {"blob_candidates": (0, 500), "blob_min_probability": (0.0, 1.0)}
 #: Allowed patch size of the second stage, in working voxels per axis.
 VERIFIER_PATCH_RANGE = (4, 64)
 #: Acquisition values a card may state the training range of (``training_ranges``), with their plausible bounds.
@@ -149,7 +151,13 @@ class ModelCard:
             self._check_verifier()
 
     def _check_verifier(self) -> None:
-        _check_keys("verifier", self.verifier, (*VERIFIER_RANGES, "patch_shape"), (*VERIFIER_RANGES, "patch_shape"))
+        known = (*VERIFIER_RANGES, *VERIFIER_BLOB_RANGES, "patch_shape")
+        _check_keys("verifier", self.verifier, known, (*VERIFIER_RANGES, "patch_shape"))
+        if ("blob_candidates" in self.verifier) != ("blob_min_probability" in self.verifier):
+            raise ValueError("verifier: blob_candidates and blob_min_probability come together")
+        for key, (low, high) in VERIFIER_BLOB_RANGES.items():
+            if key in self.verifier:
+                _check_number(f"verifier.{key}", self.verifier[key], low, high, integer=key == "blob_candidates")
         _check_number(
             "verifier.base_filters", self.verifier["base_filters"], *VERIFIER_RANGES["base_filters"], integer=True
         )

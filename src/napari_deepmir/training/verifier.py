@@ -3,14 +3,18 @@
 Candidates come from where the verifier will meet them and from where a new scanner may make them:
 the U-Net's lesions at a loose threshold (its false positives are the hard negatives), the classical
 blob finder of the labelling guidance (dark spots the U-Net has not learnt to fire on: veins, mimics),
-and the annotated lesions themselves. A candidate that touches an annotated lesion (26-neighbourhood)
-takes its class; any other is "not a lesion". A rater's rejected candidates are negatives too.
+the annotated lesions themselves and, in a subject made by ``deepmir synth``, the simulator's own veins,
+flow voids, calcifications and other mimics (:func:`simulated_mimic_seeds`). A candidate that touches an
+annotated lesion (26-neighbourhood) takes its class; any other is "not a lesion". A rater's rejected
+candidates are negatives too.
 """
 
 import copy
 import dataclasses
 import hashlib
+import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +30,12 @@ from .trainer import THRESHOLDS as VERIFIER_THRESHOLDS  # the U-Net's threshold 
 
 #: Peak lesion probability of the U-Net's candidates used for training (looser than prediction).
 LOOSE_PROBABILITY = 0.2
-#: Blob-finder candidates taken per subject.
-BLOB_CANDIDATES = 30
+#: Blob-finder candidates taken per subject (most of them dark spots that are not lesions: hard negatives).
+BLOB_CANDIDATES = 100
+#: Points taken along the simulator's veins per synthetic subject (all its other mimics are taken).
+SIMULATED_VEIN_POINTS = 40
+#: Version of the recipe of :func:`subject_examples`, part of the key of cached examples.
+EXAMPLES_RECIPE = 2
 #: Learning rate of the second stage when it follows a U-Net fine-tune.
 FINE_TUNE_LR = 5e-4
 #: Examples per verifier training step.
@@ -63,20 +71,51 @@ def candidate_targets(components: np.ndarray, count: int, near: list[np.ndarray]
     return np.where(touches.max(axis=1) > 0, touches.argmax(axis=1) + 1, 0).astype(np.int64)
 
 
-def subject_examples(subject, truth: np.ndarray, loaded, *, batch_size: int = 8) -> VerifierExamples:
-    """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring)."""
-    from ..lesions.candidates import find_candidates, grow_region
+def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
+    """SWI-grid voxels (n, 3) inside the brain at the objects that are not lesions in a ``deepmir synth``
+    subject's ``*_lesions.json`` (veins, at most :data:`SIMULATED_VEIN_POINTS` points along them, flow voids,
+    calcifications, cavernomas...): where a new scanner's U-Net may fire. Empty without such a record."""
+    records = sorted(Path(folder).glob("*_lesions.json")) if Path(folder).is_dir() else []
+    if not records:
+        return np.zeros((0, 3), int)
+    try:
+        objects = [o for o in json.loads(records[0].read_text())["lesions"] if int(o["label"]) == 0]
+        veins = [o for o in objects if o["kind"] == "vein"]
+        points = [np.asarray(o["centre_mm"], float) for o in objects if o["kind"] != "vein"]
+        rng = np.random.default_rng(zlib.crc32(Path(folder).name.encode()))
+        for number in rng.permutation(len(veins)):
+            vein = veins[number]
+            along = rng.uniform(-0.5, 0.5) * float(vein["length_mm"])
+            points.append(np.asarray(vein["centre_mm"], float) + along * np.asarray(vein["direction"], float))
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(records[0], f"not a synthetic subject's object record ({error})") from error
+    if not points:
+        return np.zeros((0, 3), int)
+    world = np.c_[np.asarray(points).reshape(-1, 3), np.ones(len(points))]
+    voxels = np.rint((world @ np.linalg.inv(subject.affine).T)[:, :3]).astype(int)
+    inside = ((voxels >= 0) & (voxels < subject.shape)).all(axis=1)
+    inside[inside] = subject.mask[tuple(voxels[inside].T)]
+    is_vein = np.arange(len(points)) >= len(points) - len(veins)
+    keep = inside & (~is_vein | (np.cumsum(inside & is_vein) <= SIMULATED_VEIN_POINTS))
+    return voxels[keep]
+
+
+def subject_examples(
+    subject, truth: np.ndarray, loaded, *, batch_size: int = 8, mimic_seeds: np.ndarray | None = None
+) -> VerifierExamples:
+    """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring);
+    ``mimic_seeds``: voxels of known non-lesions (:func:`simulated_mimic_seeds`)."""
+    from ..lesions.candidates import find_candidates, grown_components
 
     prepared, loose = unet_lesions(subject, loaded, min_probability=LOOSE_PROBABILITY, batch_size=batch_size)
-    blobs = np.zeros(subject.shape, np.int32)
     seeds = find_candidates(subject, max_candidates=BLOB_CANDIDATES)[["seed_i", "seed_j", "seed_k"]].to_numpy()
-    for number, seed in enumerate(seeds, start=1):
-        blobs[grow_region(subject, seed) & (blobs == 0)] = number
     sources = [
         ndimage.label(loose > 0, structure=CONNECTIVITY_26),
         ndimage.label(truth > 0, structure=CONNECTIVITY_26),
-        (blobs, len(seeds)),
+        grown_components(subject, seeds),
     ]
+    if mimic_seeds is not None and len(mimic_seeds):
+        sources.append(grown_components(subject, mimic_seeds))
     near = near_classes(truth)
     patch_shape = loaded.card.verifier["patch_shape"] if loaded.card.verifier else PATCH_SHAPE
     parts = []
@@ -227,14 +266,19 @@ def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
     from ..io.atomic import atomic_path
     from ..model.files import model_sha256
 
+    def make() -> VerifierExamples:
+        mimics = simulated_mimic_seeds(Path(annotated.name), annotated.subject)
+        return subject_examples(annotated.subject, annotated.truth, loaded, mimic_seeds=mimics)
+
     if cache is None or loaded.path is None:
-        return subject_examples(annotated.subject, annotated.truth, loaded)
-    key = hashlib.sha256(f"{Path(annotated.name).resolve()}|{model_sha256(loaded.path)}".encode()).hexdigest()[:20]
+        return make()
+    identity = f"{Path(annotated.name).resolve()}|{model_sha256(loaded.path)}|{EXAMPLES_RECIPE}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     path = Path(cache) / f"examples-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
             return VerifierExamples(stored["patches"].astype(np.float32), stored["targets"].astype(np.int64))
-    examples = subject_examples(annotated.subject, annotated.truth, loaded)
+    examples = make()
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.savez_compressed(handle, patches=examples.patches.astype(np.float16), targets=examples.targets)
     return examples
