@@ -31,9 +31,9 @@ def verifier_probabilities(verifier, patches: np.ndarray, *, bf16: bool = False,
     return out
 
 
-def verify_labels(labels: np.ndarray, prepared, loaded, subject=None, *, bf16: bool = False) -> np.ndarray:
-    """``labels`` (0/1/2 on the SWI grid) with each lesion kept (in its class) or dropped by the verifier,
-    plus, when the card asks for them and ``subject`` is given, the :func:`missed_lesions` it confirms."""
+def verify_labels(labels: np.ndarray, prepared, loaded, subject, *, bf16: bool = False) -> np.ndarray:
+    """``labels`` (0/1/2 on the SWI grid) of ``subject`` with each lesion kept (in its class) or dropped by the
+    verifier, plus, when the card asks for them, the :func:`missed_lesions` it confirms."""
     settings = loaded.card.verifier
     components, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
     kept = labels
@@ -41,9 +41,9 @@ def verify_labels(labels: np.ndarray, prepared, loaded, subject=None, *, bf16: b
         patches = candidate_patches(prepared, components, count, settings["patch_shape"])
         probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
         kept = kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
-    if subject is None or not settings.get("blob_candidates"):
+    if not settings.get("blob_candidates"):
         return kept
-    return np.where(kept > 0, kept, missed_lesions(labels, subject, prepared, loaded, bf16=bf16)).astype(np.uint8)
+    return np.where(kept > 0, kept, missed_lesions(labels, subject, prepared, loaded, bf16=bf16))
 
 
 def missed_lesions(labels: np.ndarray, subject, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
