@@ -105,10 +105,11 @@ def calcifications_predicted(
     return hit, len(calcifications)
 
 
-def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tuple[int, int]]:
+def evaluate_variant(model, folder: Path, device: str, rules: bool = True) -> tuple[dict, float, tuple[int, int]]:
     """Pooled lesion-wise metrics over every subject in ``folder``, the mean predict time (s) and
     (calcifications predicted as lesions, calcifications). Each subject is loaded with only the modalities
-    the model reads, as a subject that has no others would be (an SWI-only model gets no QSM rule)."""
+    the model reads, as a subject that has no others would be (an SWI-only model gets no QSM rule).
+    ``rules=False`` keeps the detections the protocol's rules reject (to measure the rules)."""
     from napari_deepmir.inference import predict_subject
     from napari_deepmir.io import load_subject_dir
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
@@ -121,7 +122,7 @@ def evaluate_variant(model, folder: Path, device: str) -> tuple[dict, float, tup
         subject = load_subject_dir(subject_dir, only=tuple(model.card.modalities))
         truth = load_label_map(find_subject_files(subject_dir)["labels"]).data
         start = time.perf_counter()
-        labels = predict_subject(subject, model, device=device).labels
+        labels = predict_subject(subject, model, device=device, rules=rules).labels
         seconds.append(time.perf_counter() - start)
         scores.append(score_lesions(truth, labels))
         calcified += calcifications_predicted(subject_dir, subject.affine, labels, truth)
@@ -159,6 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument("--generate-only", action="store_true", help="only write the held-out subjects (needs --cache)")
     parser.add_argument("--jobs", type=int, default=1, help="variants generated in parallel with --generate-only")
     parser.add_argument("--stress", action="store_true", help="the stress sets (worlds the training never saw)")
+    parser.add_argument(
+        "--no-rules", action="store_true", help="keep detections the protocol's rules reject (measures the rules)"
+    )
     parser.add_argument(
         "--fine-voxel", type=float, nargs=3, default=None, help="finest simulation voxel in mm (default: the phantom's)"
     )
@@ -219,7 +223,9 @@ def main(argv=None) -> int:
                 world,
                 args.fine_voxel,
             )
-            m, seconds, (calcified, n_calcifications) = evaluate_variant(model, folder, args.device)
+            m, seconds, (calcified, n_calcifications) = evaluate_variant(
+                model, folder, args.device, rules=not args.no_rules
+            )
             c, i = m["cmb"], m["iron"]
             print(
                 f"| {name} | {_cell(c['sensitivity'])} | {_cell(c['precision'])} | {c['fp_per_subject']:.1f} "

@@ -16,6 +16,7 @@ from napari_deepmir.cohort import run_cohort
 from napari_deepmir.demo import run_demo
 from napari_deepmir.io.derivatives import read_table
 from napari_deepmir.io.outputs import LOOKUP, OutputSet, dataset_outputs
+from napari_deepmir.lesions.guidance import REJECTING_FLAGS
 from napari_deepmir.lesions.measure import COLUMNS
 
 WORKER_TIMEOUT_MS = 120_000
@@ -73,6 +74,8 @@ def test_predict_demo_cohort_and_widget_write_the_same_files_and_columns(demo, t
         )
         provenance = json.loads((folder / demo.outputs.marker.name).read_text())
         assert provenance["Complete"] is True and provenance["GeneratedBy"]["ModelSha256"]
+        assert isinstance(provenance["RejectedByRules"], list)  # detections the protocol rejected, with reasons
+        assert not any(flag in REJECTING_FLAGS for flags in table["flags"].fillna("") for flag in flags.split(";"))
 
 
 def test_predict_never_overwrites_without_being_asked(demo, tmp_path, capsys):

@@ -589,6 +589,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
     for warning in result.warnings[len(subject.warnings) :]:  # the model's: acquisition outside its training
         print(f"warning: {warning}", file=sys.stderr)
+    if result.rejected:
+        from .lesions.rules import rejections_summary
+
+        print(f"{subject.name}: {rejections_summary(result.rejected)}", file=sys.stderr)
     write_detection(result, outputs, overwrite=args.overwrite)
     print(f"{subject.name}: {result.summary()} -> {outputs.lesions}")
     return 0

@@ -8,7 +8,7 @@ lesions are the connected components of the predicted foreground.
 """
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -130,10 +130,12 @@ def robust_z(image: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
 
 @dataclass
 class Prediction:
-    """Labels (uint8 0/1/2 on the SWI grid) and optionally class probabilities (3, X, Y, Z) there."""
+    """Labels (uint8 0/1/2 on the SWI grid), optionally class probabilities (3, X, Y, Z) there, and the
+    detections the protocol's rules rejected (:func:`.lesions.rules.rejected_by_rules`), with their reasons."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
+    rejected: list[dict] = field(default_factory=list)
 
     @cached_property
     def counts(self) -> dict[str, int]:
@@ -209,12 +211,15 @@ def iter_predict(
     batch_size: int = 8,
     return_probabilities: bool = False,
     bf16: bool = False,
+    rules: bool = True,
 ) -> Generator[tuple[int, int], None, Prediction]:
     """Predict a subject; yields ``(done, total)`` slice batches, returns a :class:`Prediction`.
 
     ``model``: None (the shipped model for the subject's inputs, see ``model.registry.choose_model``), a
     model folder/file/name, or a LoadedModel. Closing the generator cancels between batches. ``bf16`` runs
-    the network under bfloat16 autocast.
+    the network under bfloat16 autocast. Detections the protocol's rules reject (a vessel, a diamagnetic or
+    a not paramagnetic source) are dropped and listed in ``Prediction.rejected``; ``rules=False`` keeps
+    them (for benchmarks that measure the rule).
     """
     from .model.registry import choose_model
 
@@ -227,7 +232,12 @@ def iter_predict(
         from .verification import verify_labels
 
         labels = verify_labels(labels, prepared, loaded, subject, bf16=bf16)
-    return Prediction(labels, probabilities if return_probabilities else None)
+    rejected = []
+    if rules:
+        from .lesions.rules import rejected_by_rules
+
+        labels, rejected = rejected_by_rules(labels, subject)
+    return Prediction(labels, probabilities if return_probabilities else None, rejected)
 
 
 def iter_probabilities(
@@ -365,13 +375,20 @@ def predict_subject(
     batch_size: int = 8,
     return_probabilities: bool = False,
     bf16: bool = False,
+    rules: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Run :func:`iter_predict` to the end, reporting ``progress(done, total)`` if given."""
     from .progress import run_to_end
 
     steps = iter_predict(
-        subject, model, device=device, batch_size=batch_size, return_probabilities=return_probabilities, bf16=bf16
+        subject,
+        model,
+        device=device,
+        batch_size=batch_size,
+        return_probabilities=return_probabilities,
+        bf16=bf16,
+        rules=rules,
     )
     return run_to_end(steps, progress)
 

@@ -22,8 +22,9 @@ from .progress import run_to_end
 class DetectionResult:
     """A subject's prediction, measured: labels and probabilities on the SWI grid, the lesion table, the
     lesion-id map (one value per lesion, as in the table), the model's provenance (with why that model ran,
-    ``ModelChoice``, when it was chosen by name or by the subject's inputs), and the warnings: the subject's
-    own and those of an acquisition outside the model's training ranges."""
+    ``ModelChoice``, when it was chosen by name or by the subject's inputs), the warnings: the subject's
+    own and those of an acquisition outside the model's training ranges, and the detections the protocol's
+    rules rejected, each with its reason (:func:`.lesions.rules.rejected_by_rules`)."""
 
     subject: Subject
     labels: np.ndarray
@@ -32,6 +33,7 @@ class DetectionResult:
     lesion_ids: np.ndarray
     model: dict
     warnings: list[str] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
 
     def summary(self) -> str:
         """'7 CMBs, 2 iron deposits'."""
@@ -103,7 +105,14 @@ def iter_detect(
     provenance = model_provenance(loaded, choice) | {"Device": str(torch_device)}
     warnings = [*subject.warnings, *loaded.card.range_warnings(subject.scan)]
     return DetectionResult(
-        subject, prediction.labels, prediction.probabilities, full_table(table), lesion_ids, provenance, warnings
+        subject,
+        prediction.labels,
+        prediction.probabilities,
+        full_table(table),
+        lesion_ids,
+        provenance,
+        warnings,
+        prediction.rejected,
     )
 
 
@@ -131,6 +140,7 @@ def write_detection(
         "Alignment": {modality: alignment.provenance() for modality, alignment in subject.alignments.items()},
         "BrainMask": subject.brain_mask_source or "estimated",
         "GeneratedBy": result.model,
+        "RejectedByRules": result.rejected,
     }
     return write_outputs(
         outputs,

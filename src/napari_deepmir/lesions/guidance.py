@@ -40,6 +40,8 @@ FLAG_VESSEL = "likely a vessel"
 FLAG_IRON_OUTSIDE_BG = "iron deposit outside the basal ganglia"
 FLAG_NO_QSM = "no QSM: a bleed cannot be told from a calcification"
 FLAG_NOT_PARAMAGNETIC = "not paramagnetic on QSM"
+#: Flags that say a region is no lesion at all: a detection carrying one is not reported (:mod:`.rules`).
+REJECTING_FLAGS = (FLAG_VESSEL, FLAG_DIAMAGNETIC, FLAG_NOT_PARAMAGNETIC)
 
 
 @dataclass

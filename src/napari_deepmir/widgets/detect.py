@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBox
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
+from ..lesions.rules import rejections_summary
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
@@ -224,7 +225,8 @@ class DetectWidget(HooksWhileShown, QWidget):
             message += (
                 f" in a new layer {self.result_layer.name!r}: {default_name!r} holds corrections, kept as they are"
             )
-        notes = self._registration_notes(detection)
+        notes = [*self._registration_notes(detection), rejections_summary(detection.result.rejected)]
+        notes = [note for note in notes if note]
         message = ". ".join([message, *(n for n in notes if not any(n in w for w in detection.result.warnings))])
         for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
             message += f"\nWarning: {warning}"
