@@ -10,6 +10,7 @@ headers only (``stop_before_pixels``).
 """
 
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,13 +156,15 @@ def identity_conflicts(series: list[DicomSeries], subject: str | None) -> dict[i
 
 def control_characters(series: DicomSeries) -> str | None:
     """'FIELD of FILE holds control characters' for the first text value of the series that does, else None."""
-    for path, ds in zip(series.files, series.headers, strict=True):
-        for element in ds:
-            if element.VR in ("SH", "LO", "ST", "LT", "UT", "PN", "CS", "UC") and element.keyword:
-                values = element.value if element.VM > 1 else [element.value]
-                found = next((_CONTROL.search(str(v)) for v in values if _CONTROL.search(str(v))), None)
-                if found:
-                    return f"{element.keyword} of {path} holds a control character ({found.group()!r})"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pydicom's note on an unknown escape: reported here instead
+        for path, ds in zip(series.files, series.headers, strict=True):
+            for element in ds:
+                if element.VR in ("SH", "LO", "ST", "LT", "UT", "PN", "CS", "UC") and element.keyword:
+                    values = element.value if element.VM > 1 else [element.value]
+                    found = next((_CONTROL.search(str(v)) for v in values if _CONTROL.search(str(v))), None)
+                    if found:
+                        return f"{element.keyword} of {path} holds a control character ({found.group()!r})"
     return None
 
 
