@@ -71,12 +71,8 @@ def test_import_sorts_series_into_bids_with_affines_and_sidecars(bids):
         "sub-P02_ses-1_part-mag_T2starw.nii.gz",
         "sub-P02_ses-1_part-phase_T2starw.nii.gz",
     ]
-    np.testing.assert_allclose(
-        nib.load(p01 / "sub-P01_ses-1_swi.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3
-    )
-    np.testing.assert_allclose(
-        nib.load(p01 / "sub-P01_ses-1_T2w.nii.gz").affine, expected_affine(T2_GRID), atol=1e-3
-    )
+    np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_swi.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3)
+    np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_T2w.nii.gz").affine, expected_affine(T2_GRID), atol=1e-3)
     phase = nib.load(p02 / "sub-P02_ses-1_part-phase_T2starw.nii.gz").get_fdata()
     assert phase[DOT] < phase.mean() - 1000  # the dot, where it was written, in scanner units
     sidecar = json.loads((p01 / "sub-P01_ses-1_swi.json").read_text())

@@ -68,7 +68,7 @@ def test_a_series_without_a_date_joins_the_dated_session(tmp_path, capsys):
     write_series(tmp_path / "dicom", Patient("P01", study_date=""), T2, GRID, head(GRID))
     write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    assert status == 0 and {p.parent for p in written} == {tmp_path.joinpath("sub-P01/ses-1/anat").relative_to(tmp_path)}
+    assert status == 0 and {str(p.parent) for p in written} == {"sub-P01/ses-1/anat"}
     assert counts(said) == (2, 0)
 
 
@@ -134,9 +134,10 @@ def test_roles_come_from_modality_and_sequence_not_words():
     gre = {"Modality": "MR", "ScanningSequence": "GR", "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"]}
     assert series_role({**gre, "SeriesDescription": "t2_swi_tra_p2", "EchoTime": 0.02})[0] == "magnitude"
     assert series_role({**gre, "SeriesDescription": "t2_gre", "ImageType": ["DERIVED", "M"]})[0] is None
-    assert series_role({"Modality": "MR", "ScanningSequence": "SE_EP", "EchoTime": 0.09, "SeriesDescription": "t2"})[
-        0
-    ] is None  # echo-planar: never T2
+    assert (
+        series_role({"Modality": "MR", "ScanningSequence": "SE_EP", "EchoTime": 0.09, "SeriesDescription": "t2"})[0]
+        is None
+    )  # echo-planar: never T2
     assert series_role({"Modality": "CT", "SeriesDescription": "t2", "EchoTime": 0.09})[0] is None
     assert series_role({"Modality": "MR", "ScanningSequence": "SE", "EchoTime": 0.1, "SeriesDescription": "ax"})[0] == (
         "t2"
