@@ -4,6 +4,7 @@ pydicom, imported through the command line the way a user runs it."""
 
 import gzip
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -172,3 +173,17 @@ def test_imported_data_are_the_scanner_s_values(tmp_path):
     report = import_dicom(tmp_path / "dicom", tmp_path / "bids", session="")
     (_, target), *_ = report.imported
     np.testing.assert_allclose(nib.load(target).get_fdata(), np.round(volume), atol=0.5)
+
+
+def test_copies_and_unreadable_files_are_counted_not_lost(tmp_path, capsys):
+    folder = write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
+    (tmp_path / "dicom" / "copy").mkdir()
+    shutil.copy(folder / "IM0003.dcm", tmp_path / "dicom" / "copy" / "IM0003.dcm")
+    broken = tmp_path / "dicom" / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
+    status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
+    assert status == 0 and nib.load(tmp_path / "bids" / written[0]).shape == GRID.shape
+    assert "(1 copies of images already in the series skipped)" in said
+    assert f"skipped {broken}: not a DICOM image" in said
+    assert "1 series imported into 1 subject folder(s)" in said
+    assert "0 left out; 1 file(s) not read as DICOM images" in said

@@ -11,6 +11,7 @@ are listed in the report and not imported. Sidecars are de-identified (:mod:`.de
 BIDS folder is ever replaced: when any target exists the import refuses before writing anything.
 """
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,17 +79,22 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         """The report in words, one line per series (and per unreadable file)."""
-        lines = [f"imported {s.title} as {t.relative_to(self.bids_root)}" for s, t in self.imported]
+        lines = [f"imported {s.title} as {t.relative_to(self.bids_root)}{_copies(s)}" for s, t in self.imported]
         lines += [f"left out {s.title}: {s.reason}" for s in self.left_out]
         return lines + [f"skipped {line}" for line in self.unreadable]
 
     def summary(self) -> str:
         """One sentence with the counts: what was written and what was not."""
-        skipped = f"; {len(self.unreadable)} unreadable file(s) skipped" if self.unreadable else ""
+        skipped = f"; {len(self.unreadable)} file(s) not read as DICOM images" if self.unreadable else ""
         return (
             f"{len(self.imported)} series imported into {len(self.participant_folders)} subject folder(s) of "
             f"{self.bids_root}; {len(self.left_out)} left out{skipped}"
         )
+
+
+def _copies(series: Series) -> str:
+    copies = series.source.duplicates if series.source is not None else 0
+    return f" ({copies} copies of images already in the series skipped)" if copies else ""
 
 
 def holds_dicom(folder: str | Path) -> bool:
@@ -230,6 +236,9 @@ def import_dicom(
     bids_root = Path(bids_root)
     if bids_root.exists() and not bids_root.is_dir():
         raise InputError(bids_root, "exists and is not a folder; give a folder for the BIDS dataset")
+    existing_parent = next(p for p in (bids_root, *bids_root.parents) if p.exists())
+    if not os.access(existing_parent, os.W_OK | os.X_OK):
+        raise InputError(existing_parent, "is not writable; nothing was converted")
     with tempfile.TemporaryDirectory(prefix="deepmir-dcm2niix-") as work_dir:
         series, unreadable = convert(dicom_dir, work_dir, subject=subject)
         assign_participants(series, subject=subject, session=session)

@@ -86,8 +86,8 @@ class DicomSeries:
 
 
 def read_series(dicom_dir: Path) -> tuple[list[DicomSeries], list[str]]:
-    """Every DICOM Part 10 file under ``dicom_dir``, grouped into series of one person; and the files whose
-    header cannot be read, each as 'path: why'."""
+    """Every DICOM Part 10 image under ``dicom_dir``, grouped into series of one person; and the files skipped
+    (header unreadable, or not an image), each as 'path: why'."""
     import pydicom
 
     groups: dict[tuple, DicomSeries] = {}
@@ -97,9 +97,14 @@ def read_series(dicom_dir: Path) -> tuple[list[DicomSeries], list[str]]:
         if not is_dicom_file(path):
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # what pydicom tolerates; a broken file fails below
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as error:  # noqa: BLE001 - any reason a header is unreadable is reported, not raised
             unreadable.append(f"{path}: unreadable DICOM header ({type(error).__name__}: {error})")
+            continue
+        if "SeriesInstanceUID" not in ds or "Rows" not in ds:
+            unreadable.append(f"{path}: not a DICOM image (no SeriesInstanceUID or Rows in its header)")
             continue
         person = Person(
             str(ds.get("PatientID", "")).strip(),
