@@ -22,6 +22,7 @@ from .deidentify import copy_nifti_without_time, deidentified
 from .derivatives import write_json
 from .dicom_convert import convert_series
 from .dicom_headers import (
+    CONTROL_CHARACTERS,
     DicomSeries,
     bids_label,
     control_characters,
@@ -57,7 +58,9 @@ class Series:
     def title(self) -> str:
         """'series 5 "Pha_Images" of P01', how the report names a series."""
         number = self.sidecar.get("SeriesNumber", "?")
-        described = self.sidecar.get("SeriesDescription") or self.sidecar.get("ProtocolName", "")
+        described = CONTROL_CHARACTERS.sub(
+            "?", self.sidecar.get("SeriesDescription") or self.sidecar.get("ProtocolName", "")
+        )
         whose = f" of {self.source.person.patient_id}" if self.source is not None else ""
         return f'series {number} "{described}"{whose}'
 

@@ -25,7 +25,7 @@ PREAMBLE = 128
 GAP_FACTOR = 1.5
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9]")
 #: Characters no DICOM text value may hold (C0 controls but TAB, LF, FF, CR; and DEL).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 def bids_label(text: str) -> str:
@@ -167,7 +167,9 @@ def control_characters(series: DicomSeries) -> str | None:
             for element in ds:
                 if element.VR in ("SH", "LO", "ST", "LT", "UT", "PN", "CS", "UC") and element.keyword:
                     values = element.value if element.VM > 1 else [element.value]
-                    found = next((_CONTROL.search(str(v)) for v in values if _CONTROL.search(str(v))), None)
+                    found = next(
+                        (CONTROL_CHARACTERS.search(str(v)) for v in values if CONTROL_CHARACTERS.search(str(v))), None
+                    )
                     if found:
                         return f"{element.keyword} of {path} holds a control character ({found.group()!r})"
     return None
@@ -198,7 +200,7 @@ def slice_gap(series: DicomSeries) -> str | None:
         if steps[wide] > GAP_FACTOR * usual:
             missing = round(steps[wide] / usual) - 1
             return (
-                f"slice gap: about {missing} slice(s) missing between {files[key][order[wide]].name} and "
+                f"slice gap: about {missing} slice(s) missing between {files[key][order[wide]]} and "
                 f"{files[key][order[wide + 1]].name} ({steps[wide]:.3g} mm apart, {usual:.3g} mm elsewhere); a "
                 "volume at one spacing would put the slices after it in the wrong place"
             )
