@@ -13,7 +13,7 @@ from dicom_scenes import Grid, Patient, Series, head, truncate, write_series
 from pydicom.uid import generate_uid
 
 from napari_deepmir.cli import main
-from napari_deepmir.io.dicom import import_dicom, series_role
+from napari_deepmir.io.dicom import import_dicom, series_role, session_numbers
 
 GRID = Grid(shape=(16, 20, 8), voxel_mm=(2.5, 2.5, 3.0))
 T2 = Series(2, "t2_tse_tra", sequence="SE", echo_time_ms=95, repetition_time_ms=6000)
@@ -188,3 +188,11 @@ def test_copies_and_unreadable_files_are_counted_not_lost(tmp_path, capsys):
     assert f"skipped {broken}: not a DICOM image" in said
     assert "1 series imported into 1 subject folder(s)" in said
     assert "0 left out; 1 file(s) not read as DICOM images" in said
+
+
+def test_session_numbers_follow_acquisition_order_and_place_undated_studies_only_when_they_can():
+    assert session_numbers({"b": "20240601090000", "a": "20230101090000"}) == {"a": "1", "b": "2"}
+    assert session_numbers({"dated": "20240601090000", "undated": ""}) == {"dated": "1", "undated": "1"}
+    assert session_numbers({"only": ""}) == {"only": "1"}
+    two_dated = session_numbers({"x": "20240601090000", "y": "20230101090000", "undated": ""})
+    assert two_dated == {"y": "1", "x": "2", "undated": None}

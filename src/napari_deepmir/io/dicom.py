@@ -118,7 +118,7 @@ def holds_dicom(folder: str | Path) -> bool:
 
 def convert(dicom_dir: str | Path, work_dir: str | Path, *, subject: str | None = None) -> tuple[list[Series], list]:
     """Read, check and convert every series under ``dicom_dir`` (one dcm2niix run per series, in ``work_dir``):
-    one :class:`Series` per NIfTI made, and one per series refused (with its reason); and the unreadable files."""
+    one :class:`Series` per NIfTI made, and one per series refused (with its reason); and the files skipped."""
     dicom_dir, work_dir = Path(dicom_dir), Path(work_dir)
     if not dicom_dir.is_dir():
         raise InputError(dicom_dir, "DICOM folder not found")
@@ -177,12 +177,10 @@ def assign_participants(series: list[Series], *, subject: str | None = None, ses
         label = s.participant[0]
         visit = bids_label(session) if session is not None else numbers[label][s.source.study_uid]
         if visit is None:
-            s.participant, s.reason = (
-                None,
-                (
-                    f"its study has no date, and sub-{label} has {len(studies[label])} studies: the session it belongs "
-                    "to is unknown; import it with --session"
-                ),
+            s.participant = None
+            s.reason = (
+                f"its study has no date, and sub-{label} has {len(studies[label])} studies: the session it belongs to "
+                "is unknown; import it with --session"
             )
         else:
             s.participant = (label, visit or None)
