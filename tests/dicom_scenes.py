@@ -63,25 +63,41 @@ class Series:
     repetition_time_ms: float = 30.0
     field_strength_t: float = 3.0
     rescale: tuple[float, float] = (1.0, 0.0)  # slope, intercept
+    modality: str = "MR"
 
 
 @dataclass(frozen=True)
 class Patient:
+    """A patient's identity and one visit (study); an empty ``study_date`` leaves the date tags empty."""
+
     patient_id: str
     study_date: str = "20240131"
     study_uid: str = ""
+    name: str = ""  # PatientName; default "Test^<patient_id>"
+    birth_date: str = "19500101"
 
 
-def write_series(folder: Path, patient: Patient, series: Series, grid: Grid, volume: np.ndarray) -> Path:
-    """Write ``volume`` ((columns, rows, slices) of stored-value floats after rescaling) as one file per slice."""
-    folder = Path(folder) / f"{patient.patient_id}-{series.number:03d}"
+def write_series(
+    folder: Path,
+    patient: Patient,
+    series: Series,
+    grid: Grid,
+    volume: np.ndarray,
+    *,
+    series_uid: str = "",
+    skip_slices: tuple[int, ...] = (),
+) -> Path:
+    """Write ``volume`` ((columns, rows, slices) of stored-value floats after rescaling) as one file per slice,
+    ``IM0001.dcm``... (slice k in ``IM<k+1>``); ``skip_slices`` are not written (a series with a gap);
+    ``series_uid`` gives the SeriesInstanceUID (a new one by default)."""
+    folder = Path(folder) / f"{patient.patient_id.replace('/', '_')}-{series.number:03d}"
     folder.mkdir(parents=True, exist_ok=True)
     slope, intercept = series.rescale
     stored = np.round((volume - intercept) / slope).clip(0, 4095).astype(np.uint16)
     axes = grid.axes_lps()
     study_uid = patient.study_uid or generate_uid(entropy_srcs=[patient.patient_id, patient.study_date])
-    series_uid, frame_uid = generate_uid(), generate_uid()
-    for k in range(grid.shape[2]):
+    series_uid, frame_uid = series_uid or generate_uid(), generate_uid()
+    for k in (k for k in range(grid.shape[2]) if k not in skip_slices):
         position = np.asarray(grid.origin_lps) + axes[:, 2] * grid.voxel_mm[2] * k
         ds = _slice_header(patient, series, study_uid, series_uid, frame_uid)
         ds.InstanceNumber = k + 1
@@ -105,8 +121,11 @@ def _slice_header(patient: Patient, series: Series, study_uid: str, series_uid: 
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Manufacturer = "MR", "SIEMENS"
-    ds.PatientID, ds.PatientName = patient.patient_id, f"Test^{patient.patient_id}"
+    ds.Modality, ds.Manufacturer = series.modality, "SIEMENS"
+    ds.PatientID, ds.PatientName = patient.patient_id, patient.name or f"Test^{patient.patient_id}"
+    ds.PatientBirthDate, ds.PatientSex = patient.birth_date, "F"
+    ds.AccessionNumber, ds.ReferringPhysicianName = "ACC0001", "Referring^Doctor"
+    ds.InstitutionName, ds.StationName, ds.DeviceSerialNumber = "General Hospital", "MRC0001", "12345"
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = patient.study_date
     ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime = "090000", f"09{series.number:02d}00", f"09{series.number:02d}00"
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
@@ -121,3 +140,9 @@ def _slice_header(patient: Patient, series: Series, study_uid: str, series_uid: 
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.RescaleSlope, ds.RescaleIntercept = f"{series.rescale[0]:g}", f"{series.rescale[1]:g}"
     return ds
+
+
+def truncate(path: Path, cut_bytes: int = 300) -> None:
+    """Cut the last ``cut_bytes`` of a file (a copy that broke off: its pixel data are incomplete)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut_bytes])

@@ -58,31 +58,27 @@ def bids(dicom_dir, tmp_path_factory):
 
 
 def _anat(bids, subject):
-    return bids / f"sub-{subject}" / "ses-20240131" / "anat"
+    return bids / f"sub-{subject}" / "ses-1" / "anat"
 
 
 def test_import_sorts_series_into_bids_with_affines_and_sidecars(bids):
     p01, p02 = _anat(bids, "P01"), _anat(bids, "P02")
     names = sorted(p.name for p in p01.iterdir())
     suffixes = ("T2w", "swi", "part-mag_T2starw", "part-phase_T2starw")
-    assert names == sorted(f"sub-P01_ses-20240131_{s}{e}" for s in suffixes for e in (".json", ".nii.gz"))
+    assert names == sorted(f"sub-P01_ses-1_{s}{e}" for s in suffixes for e in (".json", ".nii.gz"))
     assert sorted(p.name for p in p02.glob("*.nii.gz")) == [
-        "sub-P02_ses-20240131_T2w.nii.gz",
-        "sub-P02_ses-20240131_part-mag_T2starw.nii.gz",
-        "sub-P02_ses-20240131_part-phase_T2starw.nii.gz",
+        "sub-P02_ses-1_T2w.nii.gz",
+        "sub-P02_ses-1_part-mag_T2starw.nii.gz",
+        "sub-P02_ses-1_part-phase_T2starw.nii.gz",
     ]
-    np.testing.assert_allclose(
-        nib.load(p01 / "sub-P01_ses-20240131_swi.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3
-    )
-    np.testing.assert_allclose(
-        nib.load(p01 / "sub-P01_ses-20240131_T2w.nii.gz").affine, expected_affine(T2_GRID), atol=1e-3
-    )
-    phase = nib.load(p02 / "sub-P02_ses-20240131_part-phase_T2starw.nii.gz").get_fdata()
+    np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_swi.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3)
+    np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_T2w.nii.gz").affine, expected_affine(T2_GRID), atol=1e-3)
+    phase = nib.load(p02 / "sub-P02_ses-1_part-phase_T2starw.nii.gz").get_fdata()
     assert phase[DOT] < phase.mean() - 1000  # the dot, where it was written, in scanner units
-    sidecar = json.loads((p01 / "sub-P01_ses-20240131_swi.json").read_text())
+    sidecar = json.loads((p01 / "sub-P01_ses-1_swi.json").read_text())
     assert sidecar["EchoTime"] == pytest.approx(0.020) and sidecar["MagneticFieldStrength"] == 3
     assert "PatientID" not in sidecar and "PatientName" not in sidecar
-    assert json.loads((p01 / "sub-P01_ses-20240131_T2w.json").read_text())["EchoTime"] == pytest.approx(0.095)
+    assert json.loads((p01 / "sub-P01_ses-1_T2w.json").read_text())["EchoTime"] == pytest.approx(0.095)
     assert (bids / "dataset_description.json").exists()
 
 
@@ -157,12 +153,12 @@ def test_deepmir_cohort_runs_on_the_imported_folder(bids, swi_t2_model, tmp_path
     ]
     assert main(command) == 0, capsys.readouterr().err
     summary = read_table(out / "summary.tsv")
-    assert list(summary["participant_id"]) == ["sub-P01_ses-20240131", "sub-P02_ses-20240131"]
+    assert list(summary["participant_id"]) == ["sub-P01_ses-1", "sub-P02_ses-1"]
     assert list(summary["status"]) == ["done", "done"]
-    made = dataset_outputs(out, "sub-P02_ses-20240131").provenance()
-    assert any("SWI was made from sub-P02_ses-20240131_part-mag_T2starw.nii.gz" in w for w in made["Warnings"])
+    made = dataset_outputs(out, "sub-P02_ses-1").provenance()
+    assert any("SWI was made from sub-P02_ses-1_part-mag_T2starw.nii.gz" in w for w in made["Warnings"])
     assert made["EchoTime"] == pytest.approx(0.020) and made["MagneticFieldStrength"] == 3
-    own = dataset_outputs(out, "sub-P01_ses-20240131").provenance()
+    own = dataset_outputs(out, "sub-P01_ses-1").provenance()
     assert not any("made from" in w for w in own["Warnings"])  # the scanner's SWI is used when there is one
 
 
@@ -174,4 +170,4 @@ def test_opening_a_dicom_folder_in_napari_imports_it(dicom_dir, make_napari_view
     assert {"sub-P01 SWI", "sub-P01 T2", "sub-P02 SWI", "sub-P02 T2"} <= names
     made = viewer.layers["sub-P02 SWI"]
     assert made.metadata["deepmir"]["made_from"][0].endswith("_part-mag_T2starw.nii.gz")
-    assert viewer.layers["sub-P01 SWI"].metadata["deepmir"]["path"].endswith("sub-P01_ses-20240131_swi.nii.gz")
+    assert viewer.layers["sub-P01 SWI"].metadata["deepmir"]["path"].endswith("sub-P01_ses-1_swi.nii.gz")

@@ -1,6 +1,8 @@
 """SWI from a GRE magnitude and phase: a paramagnetic dot turns dark, the phase sign (handedness) as documented,
 and a subject folder with magnitude + phase but no SWI gets one made."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import write_nifti
@@ -8,6 +10,7 @@ from conftest import write_nifti
 from napari_deepmir.cli import main
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_folders
+from napari_deepmir.phantom.physics import dipole_field, rad_per_ppb
 from napari_deepmir.swi import swi_from_magnitude_phase
 
 SHAPE = (64, 64, 6)
@@ -80,3 +83,62 @@ def test_a_phase_on_another_grid_is_refused(tmp_path):
     write_nifti(tmp_path / "sub-02_part-phase_T2starw.nii.gz", phase[:, :, :5], np.eye(4))
     with pytest.raises(ValueError, match="sub-02_part-phase_T2starw.nii.gz: the phase must be on the grid"):
         load_subject_dir(tmp_path)
+
+
+def test_unsigned_phase_gives_the_same_swi_as_signed_phase():
+    magnitude, phase, dot = dot_scene(-1.5)
+    unsigned = np.round((phase + np.pi) * 4096 / (2 * np.pi)).clip(0, 4095)  # as stored: 0..4095
+    signed = 2 * unsigned - 4096  # after Siemens' rescale slope 2, intercept -4096: -4096..4094
+    from_signed = swi_from_magnitude_phase(magnitude, signed)
+    np.testing.assert_allclose(swi_from_magnitude_phase(magnitude, unsigned), from_signed, atol=1e-2)
+    assert contrast(from_signed, dot) < 0.3
+
+
+def test_phase_floats_outside_radians_are_refused(tmp_path):
+    magnitude, phase, _ = dot_scene(-1.5)
+    with pytest.raises(ValueError, match="neither radians"):
+        swi_from_magnitude_phase(magnitude, phase * 2.5)  # e.g. unwrapped, or in other units
+    magnitude[:8] = 0
+    write_nifti(tmp_path / "sub-03_part-mag_T2starw.nii.gz", magnitude, np.eye(4))
+    write_nifti(tmp_path / "sub-03_part-phase_T2starw.nii.gz", phase * 2.5, np.eye(4))
+    with pytest.raises(ValueError, match="sub-03_part-phase_T2starw.nii.gz: phase values .* neither radians"):
+        load_subject_dir(tmp_path)
+
+
+def vein_scene(left_handed: bool):
+    """A head with veins along and across B0 (+400 ppb) and a calcification (-300 ppb); magnitude, phase in
+    radians x 1000 (as GE stores it) of a 3 T, TE 20 ms scan, and the vein voxels."""
+    shape = (64, 64, 24)
+    i, j, k = np.indices(shape)
+    head = ((i - 32) / 28) ** 2 + ((j - 32) / 28) ** 2 + ((k - 12) / 14) ** 2 <= 1
+    rng = np.random.default_rng(0)
+    veins = np.zeros(shape, bool)
+    for n in range(12):
+        a, b = rng.uniform(12, 52, 2)
+        across = (i - a) ** 2 + (k - 12 - rng.uniform(-6, 6)) ** 2 <= 1.2
+        veins |= (across if n % 2 else (i - a) ** 2 + (j - b) ** 2 <= 1.2) & head
+    chi = np.where(veins, 400.0, 0.0)
+    chi[np.linalg.norm(np.indices(shape) - np.array([40, 20, 12])[:, None, None, None], axis=0) <= 2] = -300
+    field = dipole_field(chi.astype(np.float32), (1.0, 1.0, 2.0), np.array([0.0, 0.0, 1.0]))
+    phase = np.angle(np.exp(-1j * (-1 if left_handed else 1) * rad_per_ppb(3.0, 20.0) * field))
+    magnitude = np.where(head, 100.0, 0.0) * (1 + 0.02 * rng.standard_normal(shape))
+    return magnitude.astype(np.float32), np.round(1000 * phase).astype(np.float32), veins
+
+
+def test_the_phase_sign_comes_from_the_manufacturer_and_is_checked_on_the_veins(tmp_path):
+    magnitude, phase, veins = vein_scene(left_handed=True)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    for manufacturer in ("GE MEDICAL SYSTEMS", "Siemens"):
+        folder = tmp_path / manufacturer.split()[0] / "sub-01"
+        folder.mkdir(parents=True)
+        for part, data in (("mag", magnitude), ("phase", phase)):
+            write_nifti(folder / f"sub-01_part-{part}_T2starw.nii.gz", data, affine)
+            (folder / f"sub-01_part-{part}_T2starw.json").write_text(json.dumps({"Manufacturer": manufacturer}))
+    ge = load_subject_dir(tmp_path / "GE" / "sub-01")
+    assert ge.swi[veins].mean() < 0.6 * ge.swi[~veins & (magnitude > 0)].mean()  # veins dark
+    made = next(w for w in ge.warnings if "SWI was made from" in w)
+    assert "radians x 1000 (GE)" in made and "phase sign -1 for GE MEDICAL SYSTEMS" in made
+    assert not any("looks wrong" in w for w in ge.warnings)
+    siemens = load_subject_dir(tmp_path / "Siemens" / "sub-01")  # the same left-handed phase, said to be Siemens
+    assert "phase sign +1 for Siemens" in next(w for w in siemens.warnings if "SWI was made from" in w)
+    assert any("phase sign +1 looks wrong" in w and "veins would come out bright" in w for w in siemens.warnings)

@@ -62,7 +62,7 @@ def read_dicom_folder(folder: Path) -> list[tuple]:
     bids_root = Path(tempfile.mkdtemp(prefix="deepmir-dicom-"))
     report = import_dicom(folder, bids_root)
     for line in report.lines():
-        if line.startswith("left out"):
+        if not line.startswith("imported"):
             warnings.warn(f"{folder}: {line}", stacklevel=2)
     subjects = [f for f in report.participant_folders if _is_subject_folder(f)]
     if not subjects:

@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert every DICOM series under DICOM_DIR with dcm2niix and sort it into "
         "BIDS_ROOT/sub-X[/ses-Y]/anat/ as *_T2w, *_swi, *_part-mag_T2starw or *_part-phase_T2starw, each with its "
         "BIDS JSON sidecar. Series of no known role, and roles filled twice for a participant, are listed and not "
-        "imported. Existing files are never replaced: the import refuses before writing anything. See "
-        "docs/getting-started.md (Importing DICOM).",
+        "imported. Sidecars are de-identified (a keep-list; dates only with --keep-dates). Existing files are never "
+        "replaced: the import refuses before writing anything. See docs/getting-started.md (Importing DICOM).",
     )
     dicom.add_argument(
         "dicom_dir", type=Path, metavar="DICOM_DIR", help="folder of DICOM files (searched 5 folders deep)"
@@ -190,8 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dicom.add_argument("--subject", help="subject label for all series (default: each series' PatientID)")
     visit = dicom.add_mutually_exclusive_group()
-    visit.add_argument("--session", help="session label for all series (default: the scan date, YYYYMMDD)")
+    visit.add_argument(
+        "--session", help="session label for all series (default: ses-1, ses-2... per subject in acquisition order)"
+    )
     visit.add_argument("--no-session", action="store_true", help="no ses- level (sub-X/anat/)")
+    dicom.add_argument(
+        "--keep-dates", action="store_true", help="keep acquisition dates and times in sidecars (dropped by default)"
+    )
     dicom.set_defaults(handler=_cmd_import)
 
     synth = commands.add_parser("synth", help="write synthetic subjects with known lesions (physics-based phantom)")
@@ -471,15 +476,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .io.dicom import import_dicom
 
     report = import_dicom(
-        args.dicom_dir, args.out, subject=args.subject, session="" if args.no_session else args.session
+        args.dicom_dir,
+        args.out,
+        subject=args.subject,
+        session="" if args.no_session else args.session,
+        keep_dates=args.keep_dates,
     )
     for line in report.lines():
         print(line, file=sys.stdout if line.startswith("imported") else sys.stderr)
-    folders = report.participant_folders
-    print(
-        f"{len(report.imported)} series imported into {len(folders)} subject folder(s) of {args.out}; "
-        f"{len(report.left_out)} left out"
-    )
+    print(report.summary())
     return 0 if report.imported else 1
 
 

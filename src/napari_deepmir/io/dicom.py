@@ -1,63 +1,79 @@
-"""DICOM import: a folder of DICOM series -> a BIDS folder (``sub-X[/ses-Y]/anat/``) the rest of the tool reads.
+"""DICOM import: a folder of DICOM series -> a BIDS folder (``sub-X/ses-N/anat/``) the rest of the tool reads.
 
-dcm2niix (the ``dcm2niix`` package ships the binary) converts every series to NIfTI with a BIDS JSON
-sidecar; each series is then given a role from its sidecar (:func:`series_role`): T2-weighted,
-the scanner's SWI, or the magnitude or phase of the gradient echo it was made from. Participants
-come from PatientID (or ``subject``) and sessions from the scan date (or ``session``), as BIDS labels.
-Nothing is guessed: series of no known role, and a role filled by more than one series of a
-participant, are listed in the report and not imported. Nothing in the BIDS folder is ever replaced:
-when any target exists the import refuses before writing anything.
+The headers are read first (:mod:`.dicom_headers`): files are grouped by person and series, and series that
+would merge two people, hold control characters or miss a slice are refused before conversion. Each
+remaining series is converted on its own by dcm2niix (:mod:`.dicom_convert`; one converted in part is
+refused) and given a role from its sidecar (:func:`.dicom_roles.series_role`): T2-weighted, the scanner's
+SWI, or the magnitude or phase of the gradient echo it was made from. Participants come from PatientID (or
+``subject``); sessions are numbered ``1``, ``2``... per participant in acquisition order (or ``session``).
+Nothing is guessed: series of no known role, and a role filled by more than one series of a participant,
+are listed in the report and not imported. Sidecars are de-identified (:mod:`.deidentify`). Nothing in the
+BIDS folder is ever replaced: when any target exists the import refuses before writing anything.
 """
 
-import datetime
-import json
-import re
-import shutil
-import subprocess
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..conventions import BIDS_SUFFIXES
 from .atomic import atomic_path
+from .deidentify import copy_nifti_without_time, deidentified
 from .derivatives import write_json
+from .dicom_convert import convert_series
+from .dicom_headers import (
+    CONTROL_CHARACTERS,
+    DicomSeries,
+    bids_label,
+    control_characters,
+    identity_conflicts,
+    is_dicom_file,
+    read_series,
+    slice_gap,
+)
+from .dicom_roles import series_role
 from .errors import InputError
+
+__all__ = ["ImportReport", "Series", "bids_label", "holds_dicom", "import_dicom", "series_role"]
 
 #: Roles of imported series; each is written as ``<participant>_<BIDS suffix>.nii.gz``.
 ROLES = ("t2", "swi", "magnitude", "phase")
-#: Sidecar fields that identify the person; dropped from the BIDS sidecars written.
-IDENTIFYING_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight")
-#: Bytes at which a DICOM file (Part 10) says ``DICM``.
-_PREAMBLE = 128
 #: How many files of a folder are looked at to tell whether it holds DICOM.
 _FILES_SAMPLED = 20
-_NOT_LABEL = re.compile(r"[^A-Za-z0-9]")
 
 
 @dataclass
 class Series:
-    """One converted series: its NIfTI and sidecar (in the conversion folder), role and participant."""
+    """One series: its NIfTI and sidecar (in the conversion folder; no NIfTI when it was refused before or in
+    conversion), the DICOM series it came from, its role and participant, and why it is left out."""
 
-    nifti: Path
+    nifti: Path | None
     sidecar: dict
+    source: DicomSeries | None = None
     role: str | None = None
     reason: str = ""
     participant: tuple[str, str | None] | None = None  # (subject label, session label or None)
 
     @property
     def title(self) -> str:
-        """'series 5 "Pha_Images"', how the report names a series."""
+        """'series 5 "Pha_Images" of P01', how the report names a series."""
         number = self.sidecar.get("SeriesNumber", "?")
-        return f'series {number} "{self.sidecar.get("SeriesDescription") or self.sidecar.get("ProtocolName", "")}"'
+        described = CONTROL_CHARACTERS.sub(
+            "?", self.sidecar.get("SeriesDescription") or self.sidecar.get("ProtocolName", "")
+        )
+        whose = f" of {self.source.person.patient_id}" if self.source is not None else ""
+        return f'series {number} "{described}"{whose}'
 
 
 @dataclass
 class ImportReport:
-    """What an import did: files written per series, and the series left out with the reason."""
+    """What an import did: files written per series, the series left out with the reason, and the files
+    that could not be read as DICOM."""
 
     bids_root: Path
     imported: list[tuple[Series, Path]] = field(default_factory=list)
     left_out: list[Series] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def participant_folders(self) -> list[Path]:
@@ -65,31 +81,23 @@ class ImportReport:
         return sorted({target.parent.parent for _, target in self.imported})
 
     def lines(self) -> list[str]:
-        """The report in words, one line per series."""
-        lines = [f"imported {s.title} as {t.relative_to(self.bids_root)}" for s, t in self.imported]
-        return lines + [f"left out {s.title}: {s.reason}" for s in self.left_out]
+        """The report in words, one line per series (and per unreadable file)."""
+        lines = [f"imported {s.title} as {t.relative_to(self.bids_root)}{_copies(s)}" for s, t in self.imported]
+        lines += [f"left out {s.title}: {s.reason}" for s in self.left_out]
+        return lines + [f"skipped {line}" for line in self.unreadable]
+
+    def summary(self) -> str:
+        """One sentence with the counts: what was written and what was not."""
+        skipped = f"; {len(self.unreadable)} file(s) not read as DICOM images" if self.unreadable else ""
+        return (
+            f"{len(self.imported)} series imported into {len(self.participant_folders)} subject folder(s) of "
+            f"{self.bids_root}; {len(self.left_out)} left out{skipped}"
+        )
 
 
-def dcm2niix_binary() -> str:
-    """The path of the dcm2niix executable: the ``dcm2niix`` package's, else one on PATH."""
-    try:
-        import dcm2niix
-    except ImportError:
-        found = shutil.which("dcm2niix")
-        if found is None:
-            raise InputError(None, "dcm2niix is not installed: pip install dcm2niix") from None
-        return found
-    return dcm2niix.bin
-
-
-def is_dicom_file(path: Path) -> bool:
-    """Whether ``path`` is a DICOM Part 10 file (``DICM`` after the 128-byte preamble)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(_PREAMBLE)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
+def _copies(series: Series) -> str:
+    copies = series.source.duplicates if series.source is not None else 0
+    return f" ({copies} copies of images already in the series skipped)" if copies else ""
 
 
 def holds_dicom(folder: str | Path) -> bool:
@@ -108,87 +116,74 @@ def holds_dicom(folder: str | Path) -> bool:
     return False
 
 
-def bids_label(text: str) -> str:
-    """``text`` as a BIDS label (letters and digits only): ``'P 01/a'`` -> ``'P01a'``."""
-    return _NOT_LABEL.sub("", str(text))
-
-
-def convert(dicom_dir: str | Path, work_dir: str | Path) -> list[Series]:
-    """Convert every series under ``dicom_dir`` with dcm2niix into ``work_dir``; one :class:`Series` per NIfTI."""
+def convert(dicom_dir: str | Path, work_dir: str | Path, *, subject: str | None = None) -> tuple[list[Series], list]:
+    """Read, check and convert every series under ``dicom_dir`` (one dcm2niix run per series, in ``work_dir``):
+    one :class:`Series` per NIfTI made, and one per series refused (with its reason); and the files skipped."""
     dicom_dir, work_dir = Path(dicom_dir), Path(work_dir)
     if not dicom_dir.is_dir():
         raise InputError(dicom_dir, "DICOM folder not found")
-    command = [dcm2niix_binary(), "-b", "y", "-ba", "n", "-z", "y", "-f", "%s_%j", "-o", str(work_dir), str(dicom_dir)]
-    done = subprocess.run(command, check=False, capture_output=True, text=True)
-    found = sorted(work_dir.glob("*.nii.gz"))
-    if done.returncode != 0 and not found:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
-        raise InputError(dicom_dir, f"dcm2niix found no convertible DICOM series ({last[0]})")
+    found, unreadable = read_series(dicom_dir)
+    if not found:
+        raise InputError(dicom_dir, "no DICOM files found" + (f" ({unreadable[0]})" if unreadable else ""))
+    conflicts = identity_conflicts(found, subject)
     series = []
-    for nifti in found:
-        sidecar_path = nifti.with_name(nifti.name[: -len(".nii.gz")] + ".json")
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8")) if sidecar_path.exists() else {}
-        series.append(Series(nifti, sidecar))
-    return series
+    for index, source in enumerate(found):
+        refused = conflicts.get(index) or control_characters(source) or slice_gap(source)
+        if not refused:
+            conversion = convert_series(source.files, work_dir / f"{index:05d}")
+            refused = conversion.refused
+        if refused:
+            series.append(Series(None, source.describe(), source, reason=refused))
+            continue
+        for nifti, sidecar in conversion.outputs:
+            if sidecar is None:
+                why = f"dcm2niix wrote a sidecar that is not valid JSON for {source.files[0]} (check its text fields)"
+                series.append(Series(None, source.describe(), source, reason=why))
+            else:
+                series.append(Series(nifti, sidecar, source))
+    return series, unreadable
 
 
-def series_role(sidecar: dict) -> tuple[str | None, str]:
-    """The role of a series from its BIDS sidecar (``t2``, ``swi``, ``magnitude``, ``phase``), or None and why.
-
-    Rules, in order: localizers and projections (minimum/maximum intensity) are left out; a phase image
-    (``P``/``PHASE`` in ImageType) is ``phase``; ``SWI`` in ImageType is ``swi``; FLAIR is left out; "T2" (not
-    T2*) in the description or protocol, or a spin echo with TE >= 60 ms, is ``t2``; an original gradient-echo
-    magnitude image (``ORIGINAL`` and ``M`` in ImageType) is ``magnitude`` (even in a protocol named SWI);
-    another image described as SWI is ``swi``. Anything else is left out."""
-    image_type = {str(v).upper() for v in sidecar.get("ImageType", [])}
-    words = f"{sidecar.get('SeriesDescription', '')} {sidecar.get('ProtocolName', '')}".lower()
-    sequence = str(sidecar.get("ScanningSequence", "")).upper()
-    echo_time = sidecar.get("EchoTime")
-    if "LOCALIZER" in image_type or re.search(r"scout|localizer|survey", words):
-        return None, "a localizer"
-    if image_type & {"MIP", "MNIP", "MINIP"} or re.search(r"(^|[^a-z])(mip|minip|mnip)([^a-z]|$)", words):
-        return None, "a projection (minimum/maximum intensity), not an image"
-    if image_type & {"P", "PHASE"}:
-        return "phase", "phase image"
-    if "SWI" in image_type:
-        return "swi", "SWI"
-    if "flair" in words or "IR" in re.split(r"[\\_\s]+", sequence):
-        return None, "an inversion-recovery (FLAIR) series, not T2-weighted"
-    if re.search(r"t2(?!\s*\*|s\b|star|_?map)", words) or (
-        "SE" in sequence and isinstance(echo_time, (int, float)) and echo_time >= 0.06
-    ):
-        return "t2", "T2-weighted"
-    if "GR" in sequence and "ORIGINAL" in image_type and image_type & {"M", "MAGNITUDE"}:
-        return "magnitude", "gradient-echo magnitude"
-    if "swi" in words:
-        return "swi", "SWI"
-    return None, "not a T2-weighted, SWI or gradient-echo magnitude/phase series"
-
-
-def scan_date(sidecar: dict) -> str | None:
-    """The scan's date as ``YYYYMMDD`` from AcquisitionDateTime (or AcquisitionDate), None if unstated."""
-    value = str(sidecar.get("AcquisitionDateTime") or sidecar.get("AcquisitionDate") or "")
-    try:
-        return datetime.date.fromisoformat(value[:10]).strftime("%Y%m%d")
-    except ValueError:
-        return None
+def session_numbers(studies: dict[str, str]) -> dict[str, str | None]:
+    """Session labels ``1``, ``2``... of one participant's studies (StudyInstanceUID -> when it started,
+    ``YYYYMMDDhhmmss`` or '' when undated) in acquisition order; a study without a date joins the only dated
+    one (or is session 1 when it is the only study); None where it cannot be placed."""
+    dated = sorted((started, uid) for uid, started in studies.items() if started)
+    labels: dict[str, str | None] = {uid: str(number) for number, (_, uid) in enumerate(dated, 1)}
+    undated = [uid for uid, started in studies.items() if not started]
+    for uid in undated:
+        labels[uid] = "1" if len(dated) == 1 or len(studies) == 1 else None
+    return labels
 
 
 def assign_participants(series: list[Series], *, subject: str | None = None, session: str | None = None) -> None:
-    """Set each series' participant: ``subject`` (else its PatientID) and ``session`` (else its scan date;
-    ``""`` for no session level), as BIDS labels. Series without one are left out, with the reason."""
-    patients = {s.sidecar.get("PatientID") for s in series}
-    if subject is not None and len(patients) > 1:
-        raise InputError(
-            None, f"the DICOM folder holds {len(patients)} patients; --subject names one: import them one at a time"
-        )
-    for s in series:
-        label = bids_label(subject if subject is not None else s.sidecar.get("PatientID", ""))
+    """Set each series' participant: ``subject`` (else its PatientID) and ``session`` (else its number in the
+    participant's acquisition order, :func:`session_numbers`; ``""`` for no session level), as BIDS labels.
+    Series without one are left out, with the reason."""
+    studies: dict[str, dict[str, str]] = {}
+    waiting = [s for s in series if not s.reason]
+    for s in waiting:
+        label = bids_label(subject if subject is not None else s.source.person.patient_id)
         if not label:
             s.reason = "no PatientID with letters or digits: give --subject"
             continue
-        visit = bids_label(session) if session is not None else scan_date(s.sidecar)
-        s.participant = (label, visit or None)
+        s.participant = (label, None)
+        started = studies.setdefault(label, {}).setdefault(s.source.study_uid, s.source.started)
+        studies[label][s.source.study_uid] = min(filter(None, (started, s.source.started)), default="")
+    numbers = {label: session_numbers(found) for label, found in studies.items()}
+    for s in waiting:
+        if s.participant is None:
+            continue
+        label = s.participant[0]
+        visit = bids_label(session) if session is not None else numbers[label][s.source.study_uid]
+        if visit is None:
+            s.participant = None
+            s.reason = (
+                f"its study has no date, and sub-{label} has {len(studies[label])} studies: the session it belongs to "
+                "is unknown; import it with --session"
+            )
+        else:
+            s.participant = (label, visit or None)
 
 
 def target_path(bids_root: Path, participant: tuple[str, str | None], role: str) -> Path:
@@ -200,7 +195,8 @@ def target_path(bids_root: Path, participant: tuple[str, str | None], role: str)
 
 
 def plan_import(series: list[Series], bids_root: Path) -> ImportReport:
-    """Roles and targets for every series; unknown roles and roles claimed twice for a participant are left out."""
+    """Roles and targets for every series; refused series, unknown roles and roles claimed twice for a
+    participant are left out."""
     report = ImportReport(bids_root)
     claims: dict[tuple, list[Series]] = {}
     for s in series:
@@ -226,31 +222,40 @@ def plan_import(series: list[Series], bids_root: Path) -> ImportReport:
 
 
 def import_dicom(
-    dicom_dir: str | Path, bids_root: str | Path, *, subject: str | None = None, session: str | None = None
+    dicom_dir: str | Path,
+    bids_root: str | Path,
+    *,
+    subject: str | None = None,
+    session: str | None = None,
+    keep_dates: bool = False,
 ) -> ImportReport:
     """Convert ``dicom_dir`` and sort its series into the BIDS folder ``bids_root`` (created if needed).
 
-    ``subject`` / ``session`` replace PatientID / the scan date (``session=""``: no session level).
+    ``subject`` / ``session`` replace PatientID / the session number (``session=""``: no session level).
+    Sidecars are de-identified (:func:`.deidentify.deidentified`; ``keep_dates`` keeps dates and times).
     Refuses (InputError) before writing anything when a target file already exists."""
     bids_root = Path(bids_root)
     if bids_root.exists() and not bids_root.is_dir():
         raise InputError(bids_root, "exists and is not a folder; give a folder for the BIDS dataset")
+    existing_parent = next(p for p in (bids_root, *bids_root.parents) if p.exists())
+    if not os.access(existing_parent, os.W_OK | os.X_OK):
+        raise InputError(existing_parent, "is not writable; nothing was converted")
     with tempfile.TemporaryDirectory(prefix="deepmir-dcm2niix-") as work_dir:
-        series = convert(dicom_dir, work_dir)
+        series, unreadable = convert(dicom_dir, work_dir, subject=subject)
         assign_participants(series, subject=subject, session=session)
         report = plan_import(series, bids_root)
+        report.unreadable = unreadable
         existing = [target for _, target in report.imported if target.exists() or _sidecar_of(target).exists()]
         if existing:
             raise InputError(
                 existing[0],
                 f"already exists ({len(existing)} of the files to import do); deepmir import never replaces files: "
-                "import into a new folder, or move those files away first",
+                "import into a new folder, give another --session, or move those files away first",
             )
         for s, target in report.imported:
-            target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as temporary:
-                shutil.copyfile(s.nifti, temporary)
-            write_json(_sidecar_of(target), {k: v for k, v in s.sidecar.items() if k not in IDENTIFYING_FIELDS})
+                copy_nifti_without_time(s.nifti, temporary)
+            write_json(_sidecar_of(target), deidentified(s.sidecar, keep_dates=keep_dates))
     description = bids_root / "dataset_description.json"
     if report.imported and not description.exists():
         write_json(description, {"Name": "Imported by deepmir import", "BIDSVersion": "1.9.0", "DatasetType": "raw"})

@@ -84,7 +84,7 @@ def load_subject(
     *,
     magnitude: str | Path | None = None,
     phase: str | Path | None = None,
-    phase_sign: int = 1,
+    phase_sign: int | None = None,
     qsm_units: str = "auto",
     name: str | None = None,
     registration: str = "auto",
@@ -92,7 +92,8 @@ def load_subject(
     """Load SWI, QSM and T2 files; resample QSM and T2 onto the SWI grid in world space.
 
     Without an SWI file, the SWI is made from a gradient-echo ``magnitude`` and ``phase`` (see
-    :func:`made_swi`; ``phase_sign`` is the scanner's handedness), and a warning says so.
+    :func:`made_swi`; ``phase_sign`` is the scanner's handedness, None: from the sidecar's Manufacturer), and a
+    warning says so.
     ``qsm_units``: ``auto`` (the QSM sidecar's ``Units`` if stated, else detected, see :func:`detect_qsm_units`),
     ``ppm``, ``ppb`` or ``si``. The SWI's (else the magnitude's) sidecar gives ``Subject.scan``.
     ``registration``: ``auto``, ``check`` or ``off`` (see :func:`assemble_subject`).
@@ -122,10 +123,13 @@ def load_subject(
     return subject
 
 
-def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int = 1) -> Volume:
-    """An SWI made from a gradient-echo magnitude and phase on one grid (:func:`..swi.swi_from_magnitude_phase`),
-    on the magnitude's grid; its warnings say it was made, and how."""
-    from ..swi import swi_from_magnitude_phase
+def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int | None = None) -> Volume:
+    """An SWI made from a gradient-echo magnitude and phase on one grid (:func:`..swi.swi_from_signal`), on the
+    magnitude's grid; its warnings say it was made, how, and whether the phase sign passed the vein check.
+
+    The phase's range (:func:`..swi.phase_range`) and, when ``phase_sign`` is None, its sign
+    (:func:`..swi.phase_sign_for`) come from the phase's sidecar (else the magnitude's) Manufacturer."""
+    from ..swi import gre_signal, phase_range, phase_sign_for, swi_from_signal, vein_check
 
     magnitude_volume = load_volume(magnitude, complex_to_magnitude=True)
     phase_volume = load_volume(phase, check_values=False)
@@ -133,13 +137,27 @@ def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int = 1) -> V
         phase_volume.affine, magnitude_volume.affine, atol=1e-3
     ):
         raise InputError(phase, f"the phase must be on the grid of the magnitude {Path(magnitude).name}")
-    data = swi_from_magnitude_phase(magnitude_volume.data, phase_volume.data, phase_sign=phase_sign)
+    manufacturer = str(read_sidecar(phase).get("Manufacturer") or read_sidecar(magnitude).get("Manufacturer") or "")
+    try:
+        stored = phase_range(phase_volume.data, manufacturer)
+        signal = gre_signal(magnitude_volume.data, phase_volume.data, manufacturer)
+    except ValueError as error:
+        raise InputError(phase, str(error)) from None
+    if phase_sign is None:
+        phase_sign, known = phase_sign_for(manufacturer)
+        source = f"for {manufacturer}" if known else f"the default: manufacturer {manufacturer or 'not stated'}"
+    else:
+        source = "as given"
     handedness = "right-handed: paramagnetic = negative phase" if phase_sign == 1 else "left-handed"
-    note = (
+    made = (
         f"no SWI file: the SWI was made from {Path(magnitude).name} and {Path(phase).name} "
-        f"(homodyne high-pass, phase mask^4, phase sign {phase_sign:+d}, {handedness})"
+        f"(homodyne high-pass, phase mask^4, phase stored as {stored.name}, phase sign {phase_sign:+d} {source}, "
+        f"{handedness})"
     )
-    return Volume(data, magnitude_volume.affine, None, [*magnitude_volume.warnings, *phase_volume.warnings, note])
+    suspicious = vein_check(signal, phase_sign)
+    notes = [made] if suspicious is None else [made, f"{phase}: {suspicious}"]
+    data = swi_from_signal(signal, phase_sign)
+    return Volume(data, magnitude_volume.affine, None, [*magnitude_volume.warnings, *phase_volume.warnings, *notes])
 
 
 def assemble_subject(
@@ -221,7 +239,7 @@ def load_subject_dir(
     *,
     qsm_units: str = "auto",
     require: tuple[str, ...] = ("swi",),
-    phase_sign: int = 1,
+    phase_sign: int | None = None,
     registration: str = "auto",
     only: tuple[str, ...] = MODALITIES,
 ) -> Subject:
