@@ -73,7 +73,7 @@ def _open_consensus(make_napari_viewer, readers, *, blinded=False):
 
 
 def test_a_consensus_read_by_keys_gives_a_consensus_map_and_its_agreement_with_each_rater(
-    make_napari_viewer, qtbot, readers
+    make_napari_viewer, qtbot, readers, capsys
 ):
     root, folder = readers
     viewer, widget, out = _open_consensus(make_napari_viewer, readers)
@@ -123,6 +123,12 @@ def test_a_consensus_read_by_keys_gives_a_consensus_map_and_its_agreement_with_e
     assert main(["agreement", "--a", str(out / "consensus"), "--b", str(root / "b"), "--out", str(root / "c-b")]) == 0
     assert json.loads((root / "c-b" / "agreement.json").read_text())["iron"]["lesion_agreement"] == 1
     assert "labels" in find_subject_files(session.folder) and "swi" in find_subject_files(session.folder)
+    # the command line exports the same consensus and reports the same agreement
+    capsys.readouterr()
+    assert main(["consensus", "--disagreements", str(out / "disagreements.tsv")]) == 0
+    assert "consensus vs rater A: cmb 0.80 (2 matched of 2 / 3)" in capsys.readouterr().out
+    assert main(["consensus", "--disagreements", str(root / "c-b" / "disagreements.tsv")]) != 0
+    assert "no consensus read" in capsys.readouterr().err
 
     # closed and reopened: the read resumes where it stood
     viewer.window.remove_dock_widget("all")

@@ -282,3 +282,30 @@ def export_consensus(session: AnnotationSession, subject, *, locations=None) -> 
     report = consensus_agreement(session) | {"undecided": int((table["consensus"] == "undecided").sum())}
     paths.append(write_json(session.folder / f"{session.name}_desc-consensus_agreement.json", report))
     return paths, report
+
+
+def export_consensus_reads(disagreements_path: str | Path) -> list[tuple[str, dict]]:
+    """:func:`export_consensus` of every consensus read of a disagreement table (the session folders under
+    :func:`consensus_root` that hold one), each subject loaded from the images in its session folder;
+    (subject, agreement report) of each. InputError naming the table when none was started."""
+    from .annotations import AnnotationStore
+    from .io import load_subject_dir
+    from .io.bids import find_subject_files
+    from .lesions.components import load_location_map
+
+    root = consensus_root(disagreements_path)
+    folders = sorted(f for f in root.iterdir() if (f / f"{f.name}_decisions.json").is_file()) if root.is_dir() else []
+    results = []
+    for folder in folders:
+        subject = load_subject_dir(folder, registration="check")
+        session = AnnotationStore(root).open(subject)
+        if session.candidates is None or not len(session.candidates):
+            continue
+        if not is_consensus_candidate(session.candidates.iloc[0]):
+            continue
+        location_file = find_subject_files(folder).get("locations")
+        locations = None if location_file is None else load_location_map(location_file).data
+        results.append((session.name, export_consensus(session, subject, locations=locations)[1]))
+    if not results:
+        raise InputError(disagreements_path, f"no consensus read in {root}: open the table in Label lesions first")
+    return results
