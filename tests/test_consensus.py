@@ -144,3 +144,25 @@ def test_a_blinded_consensus_read_does_not_say_which_rater_made_which_call(make_
     texts = [widget.candidate_list.item(n).text() for n in range(widget.candidate_list.count())]
     assert len(texts) == 3 and all("one rater: " in text and "A:" not in text for text in texts)
     assert "B:" not in widget.guidance.text() and "only_" not in widget.guidance.text()
+
+
+def test_a_subject_missing_from_the_table_or_a_map_on_another_grid_is_refused_naming_the_file(readers, tmp_path):
+    from napari_deepmir.annotations import AnnotationStore
+    from napari_deepmir.consensus import consensus_root, start_consensus, subject_disagreements
+    from napari_deepmir.io import InputError, load_subject_dir
+
+    root, folder = readers
+    maps = {side: nib.load(str(root / side / f"{folder.name}_dseg.nii.gz")) for side in "ab"}
+    for side, image in maps.items():
+        (tmp_path / side).mkdir()
+        affine = image.affine @ np.diag([1.0, 1.0, 1.5, 1.0])  # the raters' grid is not the subject's
+        write_nifti(tmp_path / side / f"{folder.name}_dseg.nii.gz", np.asarray(image.dataobj), affine)
+    table = tmp_path / "agreement" / "disagreements.tsv"
+    assert main(["agreement", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "b"), "--out", str(table.parent)]) == 0
+    with pytest.raises(InputError, match=r"disagreements.tsv: no disagreement of sub-999 .*either rater's map"):
+        subject_disagreements(table, "sub-999")
+    subject = load_subject_dir(folder, registration="off")
+    session = AnnotationStore(consensus_root(table)).open(subject, rater="consensus")
+    with pytest.raises(InputError, match=r"a/.*_dseg.nii.gz: rater A's label map affine differs"):
+        start_consensus(session, subject, table)
+    assert session.candidates is None and not session.labels_path.exists()  # nothing started

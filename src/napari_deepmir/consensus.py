@@ -117,7 +117,8 @@ def subject_disagreements(path: str | Path, subject: str) -> pd.DataFrame:
     rows = table[table["subject"] == annotation_name(subject)].sort_values("rank").reset_index(drop=True)
     if not len(rows):
         listed = ", ".join(sorted(set(table["subject"].astype(str))))[:200] or "none"
-        raise InputError(path, f"no disagreement of {annotation_name(subject)} (participants listed: {listed})")
+        problem = f"no disagreement of {annotation_name(subject)} (participants with one: {listed})"
+        raise InputError(path, problem + "; where the raters agree, either rater's map is the consensus")
     if rows["file_a"].nunique() != 1 or rows["file_b"].nunique() != 1:
         raise InputError(path, f"{annotation_name(subject)} has several label maps per rater")
     return rows
