@@ -430,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="output folder: agreement.json and disagreements.tsv"
     )
     agreement.set_defaults(handler=_cmd_agreement)
+    consensus = commands.add_parser(
+        "consensus",
+        help="export the consensus reads of an agreement's disagreements (made in Label lesions): consensus tables "
+        "and each consensus map's agreement with each rater",
+    )
+    consensus.add_argument("--disagreements", type=Path, required=True, help="disagreements.tsv of deepmir agreement")
+    consensus.set_defaults(handler=_cmd_consensus)
 
     cohort = commands.add_parser("cohort", help="predict and measure every subject of a BIDS dataset with Dask")
     cohort.add_argument("bids_root", type=Path)
@@ -869,6 +876,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         figure = save_report_figure(report, args.out.with_suffix(".png"))
         destination = f" -> {args.out}, {figure}"
     print(f"evaluated {report['n_subjects']} subject(s), matching {args.match}{destination}")
+    return 0
+
+
+def _cmd_consensus(args: argparse.Namespace) -> int:
+    from .consensus import agreement_text, consensus_root, export_consensus_reads
+
+    for subject, report in export_consensus_reads(args.disagreements):
+        undecided = f" ({report['undecided']} disagreements undecided)" if report["undecided"] else ""
+        print(f"{subject}{undecided}:\n" + agreement_text(report))
+    print(f"-> {consensus_root(args.disagreements)}")
     return 0
 
 

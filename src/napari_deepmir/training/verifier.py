@@ -5,8 +5,8 @@ the U-Net's lesions at a loose threshold (its false positives are the hard negat
 blob finder of the labelling guidance (dark spots the U-Net has not learnt to fire on: veins, mimics),
 the annotated lesions themselves and, in a subject made by ``deepmir synth``, the simulator's own veins,
 flow voids, calcifications and other mimics (:func:`simulated_mimic_seeds`). A candidate that touches an
-annotated lesion (26-neighbourhood) takes its class; any other is "not a lesion". A rater's rejected
-candidates are negatives too.
+annotated lesion (26-neighbourhood) takes its class; any other is "not a lesion". The candidates a rater
+rejected in the labelling tool (:func:`rejected_candidate_seeds`) are "not a lesion" too, whatever they touch.
 """
 
 import copy
@@ -35,7 +35,9 @@ BLOB_CANDIDATES = 100
 #: Points taken along the simulator's veins per synthetic subject (all its other mimics are taken).
 SIMULATED_VEIN_POINTS = 40
 #: Version of the recipe of :func:`subject_examples`, part of the key of cached examples.
-EXAMPLES_RECIPE = 2
+EXAMPLES_RECIPE = 3
+#: The rejected candidates the labelling tool's export writes in an annotation folder (with their reasons).
+REJECTED_CANDIDATES = "*_desc-rejected_candidates.tsv"
 #: Learning rate of the second stage when it follows a U-Net fine-tune.
 FINE_TUNE_LR = 5e-4
 #: Examples per verifier training step.
@@ -76,6 +78,7 @@ def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
     subject's ``*_lesions.json`` (veins, at most :data:`SIMULATED_VEIN_POINTS` points along them, flow voids,
     calcifications, cavernomas...): where a new scanner's U-Net may fire. Empty without such a record."""
     records = sorted(Path(folder).glob("*_lesions.json")) if Path(folder).is_dir() else []
+    records = [r for r in records if "_desc-" not in r.name]  # not the sidecar of an exported lesion table
     if not records:
         return np.zeros((0, 3), int)
     try:
@@ -100,11 +103,38 @@ def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
     return voxels[keep]
 
 
+def rejected_candidate_seeds(folder: Path, subject) -> np.ndarray:
+    """SWI-grid voxels (n, 3) of the candidates a rater rejected in the labelling tool (the
+    :data:`REJECTED_CANDIDATES` table of an annotation folder): each one's seed voxel, else its centre through
+    the affine; those outside the grid are left out. Empty without such a table."""
+    from ..io.derivatives import read_table
+
+    tables = sorted(Path(folder).glob(REJECTED_CANDIDATES)) if Path(folder).is_dir() else []
+    if not tables:
+        return np.zeros((0, 3), int)
+    try:
+        table = read_table(tables[0])
+        world = table[["x_mm", "y_mm", "z_mm"]].to_numpy(float)
+        seeds = table.reindex(columns=["seed_i", "seed_j", "seed_k"]).to_numpy(float)
+    except (ValueError, KeyError) as error:
+        raise InputError(tables[0], f"not a table of rejected candidates ({str(error)[:200]})") from error
+    centres = (np.c_[world, np.ones(len(world))] @ np.linalg.inv(subject.affine).T)[:, :3]
+    voxels = np.rint(np.where(np.isfinite(seeds), seeds, centres)).astype(int)
+    return voxels[((voxels >= 0) & (voxels < subject.shape)).all(axis=1)]
+
+
 def subject_examples(
-    subject, truth: np.ndarray, loaded, *, batch_size: int = 8, mimic_seeds: np.ndarray | None = None
+    subject,
+    truth: np.ndarray,
+    loaded,
+    *,
+    batch_size: int = 8,
+    mimic_seeds: np.ndarray | None = None,
+    rejected_seeds: np.ndarray | None = None,
 ) -> VerifierExamples:
     """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring);
-    ``mimic_seeds``: voxels of known non-lesions (:func:`simulated_mimic_seeds`)."""
+    ``mimic_seeds``: voxels of known non-lesions (:func:`simulated_mimic_seeds`); ``rejected_seeds``: the
+    rater's rejected candidates (:func:`rejected_candidate_seeds`), "not a lesion" unless painted after all."""
     from ..lesions.candidates import find_candidates, grown_components
 
     prepared, loose = unet_lesions(subject, loaded, min_probability=LOOSE_PROBABILITY, batch_size=batch_size)
@@ -123,6 +153,12 @@ def subject_examples(
         if count:
             patches = candidate_patches(prepared, components, count, patch_shape)
             parts.append(VerifierExamples(patches, candidate_targets(components, count, near)))
+    if rejected_seeds is not None and len(rejected_seeds):
+        unpainted = np.asarray(rejected_seeds)[truth[tuple(np.asarray(rejected_seeds).T)] == 0]
+        components, count = grown_components(subject, unpainted)
+        if count:
+            patches = candidate_patches(prepared, components, count, patch_shape)
+            parts.append(VerifierExamples(patches, np.zeros(count, np.int64)))
     return VerifierExamples.concatenate(parts)
 
 
@@ -262,17 +298,21 @@ def choose_threshold(results: dict, thresholds=VERIFIER_THRESHOLDS) -> tuple[flo
 
 def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
     """:func:`subject_examples` of an annotated subject, read from ``cache`` when an earlier run with the same
-    model (weights' SHA-256) and subject folder stored them there, else made (and stored)."""
+    model (weights' SHA-256), subject folder and rejected candidates stored them there, else made (and stored)."""
     from ..io.atomic import atomic_path
     from ..model.files import model_sha256
 
+    folder = Path(annotated.name)
+    rejected = rejected_candidate_seeds(folder, annotated.subject)
+
     def make() -> VerifierExamples:
-        mimics = simulated_mimic_seeds(Path(annotated.name), annotated.subject)
-        return subject_examples(annotated.subject, annotated.truth, loaded, mimic_seeds=mimics)
+        mimics = simulated_mimic_seeds(folder, annotated.subject)
+        return subject_examples(annotated.subject, annotated.truth, loaded, mimic_seeds=mimics, rejected_seeds=rejected)
 
     if cache is None or loaded.path is None:
         return make()
-    identity = f"{Path(annotated.name).resolve()}|{model_sha256(loaded.path)}|{EXAMPLES_RECIPE}"
+    rejected_key = hashlib.sha256(np.ascontiguousarray(rejected, np.int64).tobytes()).hexdigest()[:12]
+    identity = f"{folder.resolve()}|{model_sha256(loaded.path)}|{EXAMPLES_RECIPE}|{rejected_key}"
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     path = Path(cache) / f"examples-{key}.npz"
     if path.exists():

@@ -41,8 +41,10 @@ from ..annotations import (
     default_rater,
     export_session,
 )
+from ..consensus import consensus_region, is_consensus_candidate
 from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
+from ._consensus import ConsensusPanel
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
@@ -109,9 +111,13 @@ def guidance_html(evidence: dict, *, title: str, blinded: bool = False) -> str:
         flags = [f for f in flags.split(";") if f]
     text = [f"<b>{html.escape(title)}</b><br>"]
     text += [f"{name}: {value}<br>" for name, value in rows]
+    calls = str(evidence.get("calls") or "")  # a consensus read: the two raters' calls
+    text += [f"raters: <b>{html.escape(calls)}</b><br>"] if calls else []
     if blinded:
         return "".join(text)
     text += [f"<span style='color:{_WARNING_COLOUR}'>⚠ {html.escape(flag)}</span><br>" for flag in flags]
+    if calls:  # nothing is suggested to a consensus reader
+        return "".join(text)
     suggested = str(evidence.get("suggested_class") or "")
     text.append(f"suggested: <b>{html.escape(suggested)}</b> — {html.escape(str(evidence.get('reason') or ''))}")
     return "".join(text)
@@ -264,6 +270,8 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.export_button = QPushButton("Export lesion table and rejected candidates")
         self.export_button.clicked.connect(self.export)
         layout.addWidget(self.export_button)
+        self.consensus_panel = ConsensusPanel(self)
+        layout.addWidget(self.consensus_panel)
 
         self.guidance = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -484,6 +492,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
             verdict += " (stale: its paint is gone; decide again)"
         evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row.get('qsm_contrast_ppb', math.nan)))}"
         suggestion = "" if self.blinded else f"  {row['suggested_class']}"
+        suggestion = f"  {row['calls']}" if "calls" in row else suggestion
         text = f"#{int(row['rank'])}{suggestion}  {evidence}  → {verdict}"
         item = self.candidate_list.item(index)
         item.setText(text)
@@ -556,9 +565,11 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         row = self.current
         if row is None or self.layer is None:
             return
-        from ..lesions.candidates import grow_region
-
-        region = np.nonzero(self.geometry.to_display(grow_region(self.subject, candidate_seed(row))))
+        try:
+            region = np.nonzero(self.geometry.to_display(self._region_of(row)))
+        except ValueError as error:  # InputError: a rater's label map changed under a consensus read
+            self._status(str(error))
+            return
         previous = self.session.decision_for(row)
         if value is not None:
             self.layer.data_setitem(region, value)  # one step of the layer's undo history
@@ -571,6 +582,12 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self._describe_row(self.session.position)
         self._update_progress()
         self.next()
+
+    def _region_of(self, row) -> np.ndarray:
+        """What a decision on ``row`` paints: the raters' lesion of a disagreement, else the grown candidate."""
+        from ..lesions.candidates import grow_region
+
+        return consensus_region(row) if is_consensus_candidate(row) else grow_region(self.subject, candidate_seed(row))
 
     # ---- guidance for painted lesions ---------------------------------------------------------
     def assess_at_cursor(self) -> None:
