@@ -66,3 +66,25 @@ def test_detections_the_protocol_rejects_are_dropped_with_their_reason():
     reasons = " | ".join(record["reason"] for record in rejected)
     assert "a vessel" in reasons and "no paramagnetic source" in reasons
     assert all(record["class"] == "cmb" and len(record["centre_mm"]) == 3 for record in rejected)
+
+
+def test_an_iron_deposit_as_long_as_its_nucleus_is_not_taken_for_a_vessel_but_a_thin_tube_is():
+    """Putaminal deposits follow the putamen, which is itself long and thin: axis ratio 2.5-3 is no vessel."""
+    rng = np.random.default_rng(6)
+    head = sphere_world(SHAPE, AFFINE, (28, 28, 24), 27)
+    swi = np.where(head, 100 + rng.normal(0, 1, SHAPE), 0).astype(np.float32)
+    qsm = np.where(head, 60 + rng.normal(0, 2, SHAPE), 0).astype(np.float32)  # putamen-like tissue
+    grid = np.indices(SHAPE).transpose(1, 2, 3, 0) * np.diag(AFFINE)[:3]
+    deposit = (((grid - (28.0, 16.0, 24.0)) / (6.5, 2.0, 2.2)) ** 2).sum(-1) <= 1  # 13 x 4 x 4.4 mm
+    tube = np.zeros(SHAPE, bool)
+    tube[14:27, 38, 12] = True  # 13 mm long, one voxel thin
+    for region in (deposit, tube):
+        swi[region], qsm[region] = 50.0, qsm[region] + 150.0
+    subject = Subject(swi=swi, affine=AFFINE, qsm=qsm, name="sub-putamen")
+    labels = (2 * (deposit | tube)).astype(np.uint8)
+
+    table = measure_lesions(labels, subject).sort_values("j")
+    assert table.iloc[0]["elongation"] >= 2.5 and table.iloc[0]["extent_mm"] >= 8  # what the CMB rule calls a tube
+    kept, rejected = rejected_by_rules(labels, subject)
+    assert kept[deposit].all() and not kept[tube].any()
+    assert [record["flags"] for record in rejected] == [[FLAG_VESSEL]]

@@ -32,6 +32,9 @@ IRON_MIN_DIAMETER_MM = 5.0
 #: A region is tubular (a vessel) when its longest axis is this many times its middle axis and it is this long.
 TUBULAR_ELONGATION = 2.5
 TUBULAR_MIN_EXTENT_MM = 8.0
+#: An iron deposit follows the shape of its nucleus (the putamen is itself long and thin) and may be irregular
+#: (DEEPMIR), so a region labelled iron is called a vessel only when it is a clear tube.
+TUBULAR_ELONGATION_IRON = 4.0
 BASAL_GANGLIA = next(value for value, name in LOCATION_NAMES.items() if name == "basal ganglia")
 
 FLAG_DIAMAGNETIC = "diamagnetic: calcification, not a bleed"
@@ -115,7 +118,7 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
         flags.append(FLAG_NOT_PARAMAGNETIC)
     if diameter > MAX_CMB_DIAMETER_MM and as_class == "cmb":
         flags.append(FLAG_TOO_LARGE)
-    if tubular:
+    if tubular and (as_class != "iron" or shape >= TUBULAR_ELONGATION_IRON):
         flags.append(FLAG_VESSEL)
     if as_class == "iron" and location is not None and not in_basal_ganglia:
         flags.append(FLAG_IRON_OUTSIDE_BG)
