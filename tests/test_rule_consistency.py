@@ -69,7 +69,8 @@ def test_detections_the_protocol_rejects_are_dropped_with_their_reason():
 
 
 def test_an_iron_deposit_as_long_as_its_nucleus_is_not_taken_for_a_vessel_but_a_thin_tube_is():
-    """Putaminal deposits follow the putamen, which is itself long and thin: axis ratio 2.5-3 is no vessel."""
+    """Putaminal deposits follow the putamen, which is itself long and thin: axis ratio 2.5-3 is no vessel; and a
+    deposit adds little to its nucleus (+30 ppb here): paramagnetic enough for iron, not for a microbleed."""
     rng = np.random.default_rng(6)
     head = sphere_world(SHAPE, AFFINE, (28, 28, 24), 27)
     swi = np.where(head, 100 + rng.normal(0, 1, SHAPE), 0).astype(np.float32)
@@ -78,8 +79,8 @@ def test_an_iron_deposit_as_long_as_its_nucleus_is_not_taken_for_a_vessel_but_a_
     deposit = (((grid - (28.0, 16.0, 24.0)) / (6.5, 2.0, 2.2)) ** 2).sum(-1) <= 1  # 13 x 4 x 4.4 mm
     tube = np.zeros(SHAPE, bool)
     tube[14:27, 38, 12] = True  # 13 mm long, one voxel thin
-    for region in (deposit, tube):
-        swi[region], qsm[region] = 50.0, qsm[region] + 150.0
+    for region, source in ((deposit, 30.0), (tube, 150.0)):
+        swi[region], qsm[region] = 50.0, qsm[region] + source
     subject = Subject(swi=swi, affine=AFFINE, qsm=qsm, name="sub-putamen")
     labels = (2 * (deposit | tube)).astype(np.uint8)
 
@@ -88,3 +89,5 @@ def test_an_iron_deposit_as_long_as_its_nucleus_is_not_taken_for_a_vessel_but_a_
     kept, rejected = rejected_by_rules(labels, subject)
     assert kept[deposit].all() and not kept[tube].any()
     assert [record["flags"] for record in rejected] == [[FLAG_VESSEL]]
+    as_microbleed, rejected = rejected_by_rules(labels // 2, subject)
+    assert not as_microbleed.any() and any(FLAG_NOT_PARAMAGNETIC in record["flags"] for record in rejected)
