@@ -18,6 +18,7 @@ import numpy as np
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError
 from ..io.bids import subject_id
+from ..io.nifti import voxel_sizes
 from ..progress import progress_bar
 from .components import (
     check_same_grid,
@@ -27,9 +28,9 @@ from .components import (
     load_region_map,
     locations_from_regions,
 )
-from .guidance import location_name
 from .matching import Lesions, allowed_pairs, check_rule, one_to_one
 from .pairing import pair_label_maps, probability_files
+from .placement import lesion_place
 
 #: Thresholds on a lesion's peak class probability swept for the FROC curve (the first also outlines the lesions).
 FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.1, 1.0, 0.05))
@@ -191,21 +192,21 @@ def score_lesions(
     return {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()}
 
 
-def lesion_places(lesions: Lesions, places: np.ndarray | None, name_of) -> list[str]:
-    """The place of each lesion (``name_of`` applied to the place-map values inside it), ``unknown`` without a map."""
-    if places is None:
-        return ["unknown"] * lesions.count
+def lesion_places(lesions: Lesions, spacing, locations: np.ndarray | None, regions: np.ndarray | None) -> dict:
+    """Per lesion, its location and ``region side`` (:func:`.placement.lesion_place`); ``unknown`` without a map."""
     from scipy import ndimage
 
     boxes = ndimage.find_objects(lesions.ids, max_label=lesions.count)
-    return [name_of(places[box][lesions.ids[box] == n]) for n, box in enumerate(boxes, start=1)]
-
-
-def _region_side(values: np.ndarray) -> str:
-    from .measure import region_of
-
-    region, side = region_of(values)
-    return "unknown" if region is None else f"{region} {side}"
+    places = [
+        lesion_place(
+            np.argwhere(lesions.ids[box] == n) + [b.start for b in box], spacing, locations=locations, regions=regions
+        )
+        for n, box in enumerate(boxes, start=1)
+    ]
+    return {
+        "location": [location or "unknown" for location, _ in places],
+        "region": ["unknown" if region is None else f"{region[0]} {region[1]}" for _, region in places],
+    }
 
 
 def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_places: list[str]) -> dict[str, dict]:
@@ -330,13 +331,14 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
     )
     locations, regions = _place_maps(truth_path, truth_volume)
     places = {"location": {}, "region": {}}
+    spacing = voxel_sizes(affine)
     for value, comparison in comparisons.items():
-        name = CLASS_NAMES[value]
-        for key, place_map, name_of in (("location", locations, location_name), ("region", regions, _region_side)):
-            if place_map is not None:
-                truth_places = lesion_places(comparison.truth, place_map, name_of)
-                pred_places = lesion_places(comparison.pred, place_map, name_of)
-                places[key][name] = _place_counts(comparison, truth_places, pred_places)
+        if locations is None:
+            break
+        truth_places = lesion_places(comparison.truth, spacing, locations, regions)
+        pred_places = lesion_places(comparison.pred, spacing, locations, regions)
+        for key in ("location", "region") if regions is not None else ("location",):
+            places[key][CLASS_NAMES[value]] = _place_counts(comparison, truth_places[key], pred_places[key])
     probabilities = {}
     for name, path in probability_paths.items():
         volume = load_probability_map(path)
