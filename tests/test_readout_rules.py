@@ -186,3 +186,34 @@ def test_the_susceptibility_moment_subtracts_the_local_tissue():
     assert list(table["susceptibility_moment_ppb_mm3"]) == pytest.approx([400 * volume] * 2, rel=1e-4)
     table["location"] = "lobar"
     assert participant_summary(table, "sub-01")["cmb_susceptibility_moment_ppb_mm3"] == pytest.approx(800 * volume)
+
+
+# --- finding 8: the FROC over the whole pipeline, 1:1 sensitivity, unreachable rates null -------------------------
+
+
+def test_the_froc_is_drawn_over_the_pipelines_lesions_and_ends_at_its_operating_point(tmp_path):
+    """Truth: CMBs a, b, c. The pipeline's output: one lesion merging a and b (P 0.9), c added by the second stage
+    although the U-Net gave it P 0.05, false positives at P 0.99 and 0.3."""
+    from napari_deepmir.lesions.evaluate import evaluate
+
+    shape, affine = (30, 30, 10), np.diag([1.0, 1.0, 2.0, 1.0])
+    truth, labels, p_cmb = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), np.zeros(shape, np.float32)
+    truth[5, 5, 5] = truth[7, 5, 5] = truth[20, 5, 5] = 1
+    labels[5:8, 5, 5], p_cmb[5:8, 5, 5] = 1, 0.9
+    labels[20, 5, 5], p_cmb[20, 5, 5] = 1, 0.05
+    labels[5, 20, 5], p_cmb[5, 20, 5] = 1, 0.99
+    labels[20, 20, 5], p_cmb[20, 20, 5] = 1, 0.3
+    write_nifti(tmp_path / "sub-01_dseg.nii.gz", truth, affine)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    write_nifti(pred / "sub-01_space-swi_desc-deepmir_dseg.nii.gz", labels, affine)
+    write_nifti(pred / "sub-01_space-swi_label-cmb_desc-deepmir_probseg.nii.gz", p_cmb, affine)
+    report = evaluate(tmp_path / "sub-01_dseg.nii.gz", pred / "sub-01_space-swi_desc-deepmir_dseg.nii.gz")
+    cmb, froc = report["cmb"], report["cmb"]["froc"]
+    assert froc["thresholds"][0] == 0.0
+    # the operating point lies on the curve: every lesion kept, sensitivity one to one (the merged lesion finds one)
+    assert froc["sensitivity"][0] == pytest.approx(cmb["n_pred_true"] / cmb["n_truth"]) == pytest.approx(2 / 3)
+    assert froc["fp_per_subject"][0] == cmb["fp_per_subject"] == 2
+    at = froc["sensitivity_at_fp_per_subject"]
+    assert at["0.5"] is None  # the P 0.99 false positive is never dropped: unreachable, not 0
+    assert at["1.0"] == pytest.approx(1 / 3) and at["2.0"] == pytest.approx(2 / 3)

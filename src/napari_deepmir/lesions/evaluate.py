@@ -32,8 +32,9 @@ from .matching import Lesions, allowed_pairs, check_rule, one_to_one
 from .pairing import pair_label_maps, probability_files
 from .placement import lesion_place
 
-#: Thresholds on a lesion's peak class probability swept for the FROC curve (the first also outlines the lesions).
-FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.1, 1.0, 0.05))
+#: Thresholds on a predicted lesion's peak class probability swept for the FROC curve; at 0 every lesion of the
+#: prediction is kept, so the curve ends at the pipeline's operating point.
+FROC_THRESHOLDS: tuple[float, ...] = (0.0, *(round(t, 2) for t in np.arange(0.1, 1.0, 0.05)))
 #: False positives per subject at which the FROC's sensitivity is reported.
 FROC_FP_RATES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 _COUNT_KEYS = ("n_truth", "n_truth_found", "n_pred", "n_pred_true")
@@ -224,11 +225,12 @@ def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_pla
 
 
 def _froc_counts(
-    truth: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
+    truth: np.ndarray, pred: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
 ) -> dict[str, list[dict]]:
-    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`: the candidates are the lesions of
-    ``P >= FROC_THRESHOLDS[0]``, each scored by its peak probability; at a threshold those scoring at least it are
-    kept and scored against the truth under ``rule``."""
+    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`. The candidates are the lesions of the
+    predicted label map (the whole pipeline's output: post-processing and second stage included), each scored by
+    its peak class probability; at a threshold those scoring at least it are kept and paired one to one with the
+    truth under ``rule``: a truth lesion counts as found only when paired (1:1 sensitivity)."""
     from scipy import ndimage
 
     counts: dict[str, list[dict]] = {}
@@ -236,7 +238,7 @@ def _froc_counts(
         if name not in probabilities:
             continue
         truth_lesions = Lesions.of_class(truth, value, affine)
-        candidates = Lesions.of_mask(probabilities[name] >= FROC_THRESHOLDS[0], affine)
+        candidates = Lesions.of_class(pred, value, affine)
         peaks = np.asarray(ndimage.maximum(probabilities[name], candidates.ids, range(1, candidates.count + 1)))
         allowed = allowed_pairs(truth_lesions, candidates, rule, max_distance_mm)
         counts[name] = []
@@ -244,15 +246,15 @@ def _froc_counts(
             kept = peaks.reshape(-1) >= threshold
             subset = candidates.subset(kept)
             paired = len(one_to_one(truth_lesions, subset, allowed[:, kept]))
-            found = paired if rule == "distance" else int(allowed[:, kept].any(axis=1).sum())
             counts[name].append(
-                {"n_truth": truth_lesions.count, "n_truth_found": found, "n_pred": subset.count, "n_pred_true": paired}
+                {"n_truth": truth_lesions.count, "n_truth_found": paired, "n_pred": subset.count, "n_pred_true": paired}
             )
     return counts
 
 
 def froc_curve(per_subject: list[list[dict]], n_subjects: int) -> dict:
-    """Pooled FROC points (sensitivity, false positives per subject) over thresholds, from per-subject counts."""
+    """Pooled FROC points (sensitivity, false positives per subject) over thresholds, from per-subject counts; the
+    sensitivity at a rate of false positives the curve never gets down to is None (null), not 0."""
     points = []
     for index, threshold in enumerate(FROC_THRESHOLDS):
         totals = {key: sum(counts[index][key] for counts in per_subject) for key in _COUNT_KEYS}
@@ -262,7 +264,7 @@ def froc_curve(per_subject: list[list[dict]], n_subjects: int) -> dict:
     sensitivity_at = {}
     for rate in FROC_FP_RATES:
         reachable = [s for _, s, fp in points if fp <= rate and not math.isnan(s)]
-        sensitivity_at[str(rate)] = max(reachable) if reachable else 0.0
+        sensitivity_at[str(rate)] = max(reachable) if reachable else None
     return {
         "thresholds": [t for t, _, _ in points],
         "sensitivity": [s for _, s, _ in points],
@@ -293,7 +295,7 @@ def count_agreement(truth_counts: list[int], pred_counts: list[int]) -> dict:
     }
 
 
-def _place_maps(truth_path: Path, truth_volume) -> tuple[np.ndarray | None, np.ndarray | None]:
+def place_maps(truth_path: Path, truth_volume) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(location map, region map) beside a truth label map (``*_desc-locations_dseg`` / ``*_desc-regions_dseg`` of
     its subject in its folder), on its grid; the location map comes from the region map when only that exists."""
     maps = {}
@@ -329,7 +331,7 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
     comparisons = compare_maps(
         truth_volume.data, pred_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm
     )
-    locations, regions = _place_maps(truth_path, truth_volume)
+    locations, regions = place_maps(truth_path, truth_volume)
     places = {"location": {}, "region": {}}
     spacing = voxel_sizes(affine)
     for value, comparison in comparisons.items():
@@ -348,7 +350,7 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
         "scores": {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()},
         "confusion": class_confusion(comparisons, rule=rule, max_distance_mm=max_distance_mm),
         "places": places,
-        "froc": _froc_counts(truth_volume.data, probabilities, affine, rule, max_distance_mm),
+        "froc": _froc_counts(truth_volume.data, pred_volume.data, probabilities, affine, rule, max_distance_mm),
     }
 
 
