@@ -120,7 +120,7 @@ def definite_labels(path: Path, labels: np.ndarray) -> tuple[np.ndarray, int]:
     if len(tables) > 1:
         raise InputError(path.parent, f"several lesion tables: {', '.join(p.name for p in tables)}")
     table = read_table(tables[0]) if tables else None
-    if table is None or "certainty" not in table.columns:
+    if table is None or "certainty" not in table.columns or not (table["certainty"] == "possible").any():
         return labels, 0
     ids, classes = label_lesions(labels)
     listed = dict(zip(table["lesion_id"].astype(int), table["label"].astype(int)))

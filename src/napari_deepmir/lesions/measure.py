@@ -145,20 +145,7 @@ def measure_lesions(
             for lesion, value, box in zip(table["lesion_id"], table["label"], objects)
         ]
     if locations is not None or regions is not None:
-        spacing = voxel_sizes(affine)
-        places = [
-            lesion_place(
-                np.argwhere(lesion_ids[box] == lesion) + [b.start for b in box],
-                spacing,
-                locations=locations,
-                regions=regions,
-            )
-            for lesion, box in zip(table["lesion_id"], objects)
-        ]
-        table["location"] = [location for location, _ in places]
-    if regions is not None:
-        table["region"] = [None if region is None else region[0] for _, region in places]
-        table["hemisphere"] = [None if region is None else region[1] for _, region in places]
+        _add_places(table, lesion_ids, objects, voxel_sizes(affine), locations, regions)
     verdicts = [judge(row, row.get("location"), labelled_as=row["class"]) for _, row in table.iterrows()]
     qsm = None if subject is None else subject.qsm
     table.insert(
@@ -178,6 +165,23 @@ def measure_lesions(
         marked = lesion_certainty(lesion_ids, affine, certainty)
         table["certainty"] = [marked.get(int(lesion)) for lesion in table["lesion_id"]]
     return table
+
+
+def _add_places(table: pd.DataFrame, lesion_ids, objects, spacing, locations, regions) -> None:
+    """The ``location`` column, and ``region`` and ``hemisphere`` with a region map (:mod:`.placement`)."""
+    places = [
+        lesion_place(
+            np.argwhere(lesion_ids[box] == lesion) + [b.start for b in box],
+            spacing,
+            locations=locations,
+            regions=regions,
+        )
+        for lesion, box in zip(table["lesion_id"], objects)
+    ]
+    table["location"] = [location for location, _ in places]
+    if regions is not None:
+        table["region"] = [None if region is None else region[0] for _, region in places]
+        table["hemisphere"] = [None if region is None else region[1] for _, region in places]
 
 
 def lesion_certainty(
