@@ -131,12 +131,15 @@ def test_report_has_confusion_places_and_a_froc_curve_from_saved_probabilities(t
         "sub-01_space-swi_label-cmb_desc-deepmir_probseg.nii.gz",
         "sub-01_space-swi_label-iron_desc-deepmir_probseg.nii.gz",
     ]
-    # Known probabilities replace the tiny model's: CMB a at P 0.92, CMB b at P 0.42, a false blob at P 0.62.
-    truth, p_cmb = np.zeros(shape, np.uint8), np.zeros(shape, np.float32)
+    # Known outputs replace the tiny model's: CMB a at P 0.92, CMB b at P 0.42, a false blob at P 0.62.
+    truth, p_cmb, labels = np.zeros(shape, np.uint8), np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
     truth[5, 5, 5] = truth[12, 5, 5] = 1
     truth[20, 20, 10] = 2
     p_cmb[5, 5, 5], p_cmb[12, 5, 5], p_cmb[5, 18, 5] = 0.92, 0.42, 0.62
+    labels[p_cmb > 0] = 1
     write_nifti(pred_dir / probabilities[0], p_cmb, affine)
+    (predicted,) = [p for p in pred_dir.glob("sub-01*_dseg.nii.gz")]
+    write_nifti(predicted, labels, affine)
     write_nifti(subject / "sub-01_dseg.nii.gz", truth, affine)
     write_nifti(subject / "sub-01_desc-regions_dseg.nii.gz", np.full(shape, 1, np.uint8), affine)  # frontal left
     out = tmp_path / "eval" / "report.json"

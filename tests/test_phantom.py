@@ -167,12 +167,14 @@ def test_same_seed_same_subject_and_b0_direction_matters():
     assert not np.allclose(first.swi, tilted.swi)  # another field pattern
 
 
-def test_written_subject_loads_aligned_with_units_detected(tmp_path):
+def test_written_subject_loads_aligned_with_its_qsm_units_stated(tmp_path):
     acquisition = SMALL.with_(qsm_units="ppm", t2_voxel_mm=(1.5, 1.5, 5.0))
     synthetic = generate_subject(2, acquisition, **FAST)
     paths = write_subject(synthetic, tmp_path)
     loaded = load_subject_dir(paths["swi"].parent)
     assert loaded.qsm_units == "ppm" and loaded.shape == SMALL.shape
+    # BIDS expects a Chimap in ppm: a phantom drawn in ppm or ppb says which in its sidecar's Units
+    assert json.loads(paths["qsm_sidecar"].read_text()) == {"Units": "ppm"} and loaded.qsm_units_source == "sidecar"
     on_grid = generate_subject(2, SMALL, **FAST).t2  # same head, T2 on the SWI grid
     brain = loaded.mask
     assert np.corrcoef(loaded.t2[brain], on_grid[brain])[0, 1] > 0.8  # the T2 on its own grid lands aligned

@@ -101,7 +101,7 @@ def test_an_aparc_aseg_gives_the_expected_mars_region_at_points_in_known_structu
     assert location_at(locations, (-25, 0, -2)) == "basal ganglia"
     assert location_at(locations, (-16, -4, -3)) == "deep"
     assert location_at(locations, (-20, 36, 24)) == "lobar"
-    assert location_at(locations, (2, -10, -18)) == "infratentorial"
+    assert location_at(locations, (2, -10, -18)) == "brainstem"
     lookup = (tmp_path / "sub-07_desc-regions_dseg.tsv").read_text().splitlines()
     assert f"{CODE['thalamus'] + RIGHT_OFFSET}\tthalamus\tright\tdeep" in lookup
 

@@ -80,7 +80,7 @@ def test_summary_mars_counts_equal_the_truth_on_subjects_with_known_regions(tmp_
     sidecar = json.loads(summary_path.with_suffix(".json").read_text())
     assert "Units" in sidecar["cmb_volume_mm3"] and "frontal" in sidecar["cmb_definite_frontal_left"]["Description"]
     # the region map gives the coarse location too (cerebellum and brainstem -> infratentorial)
-    assert summary["cmb_definite_infratentorial"] == int(cmb["region"].isin(["cerebellum", "brainstem"]).sum())
+    assert summary["cmb_definite_mars_infratentorial"] == int(cmb["region"].isin(["cerebellum", "brainstem"]).sum())
 
 
 def test_possible_lesions_are_counted_apart_and_leave_burden_and_pattern():
@@ -90,6 +90,7 @@ def test_possible_lesions_are_counted_apart_and_leave_burden_and_pattern():
             "label": [1, 1, 1, 2],
             "volume_mm3": [2.0, 3.0, 5.0, 10.0],
             "qsm_mean_ppb": [300.0, 200.0, 100.0, 80.0],
+            "susceptibility_moment_ppb_mm3": [500.0, 400.0, 300.0, 700.0],
             "location": ["lobar", "lobar", "deep", "basal ganglia"],
             "region": ["frontal", "occipital", "thalamus", "basal ganglia"],
             "hemisphere": ["left", "right", "right", "left"],
@@ -100,8 +101,8 @@ def test_possible_lesions_are_counted_apart_and_leave_burden_and_pattern():
     assert (summary["n_cmb_definite"], summary["n_cmb_possible"]) == (2, 1)
     assert summary["cmb_possible_thalamus_right"] == 1 and summary["cmb_definite_thalamus_right"] == 0
     assert summary["cmb_burden"] == "2-4" and summary["cmb_pattern"] == "strictly lobar"  # the possible deep one aside
-    assert summary["cmb_volume_mm3"] == 10.0 and summary["cmb_susceptibility_volume_ppb_mm3"] == 600 + 600 + 500
-    assert summary["iron_susceptibility_volume_ppb_mm3"] == 800.0
+    assert summary["cmb_volume_mm3"] == 10.0 and summary["cmb_susceptibility_moment_ppb_mm3"] == 500 + 400 + 300
+    assert summary["iron_susceptibility_moment_ppb_mm3"] == 700.0
     coarse = participant_summary(table.drop(columns=["region", "hemisphere", "certainty"]), "sub-02")
     assert np.isnan(coarse["cmb_definite_frontal_left"]) and coarse["cmb_definite_lobar"] == 2
     assert coarse["cmb_pattern"] == "mixed"
@@ -111,8 +112,8 @@ def test_burden_categories_and_patterns():
     assert [burden_category(n) for n in (0, 1, 2, 4, 5, 30)] == ["0", "1", "2-4", "2-4", ">=5", ">=5"]
     assert cmb_pattern([]) == "none"
     assert cmb_pattern(["lobar", "lobar"]) == "strictly lobar"
-    assert cmb_pattern(["deep", "basal ganglia", "infratentorial"]) == "strictly deep"  # infratentorial as deep
-    assert cmb_pattern(["lobar", "infratentorial"]) == "mixed"
+    assert cmb_pattern(["deep", "basal ganglia", "brainstem"]) == "strictly deep"  # brainstem is deep
+    assert cmb_pattern(["lobar", "brainstem"]) == "mixed"
     assert cmb_pattern(["lobar", ""]) == "undetermined"
 
 

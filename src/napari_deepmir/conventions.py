@@ -33,16 +33,22 @@ BIDS_SUFFIXES: dict[str, str] = {
 }
 MODALITY_TITLES: dict[str, str] = {"swi": "SWI", "qsm": "QSM", "t2": "T2"}
 
-#: Location categories (the value of a location map, see docs/conventions.md), after MARS.
+#: Location categories (the value of a location map, see docs/conventions.md), after MARS. Brainstem and
+#: cerebellum are apart because the Boston criteria v2.0 count a brainstem bleed as deep and a cerebellar one as
+#: neither lobar nor deep; 4 (infratentorial, the two not told apart) is what a map that merges them may hold.
 LOCATION_NAMES: dict[int, str] = {
     0: "outside",
     1: "lobar",
     2: "deep",
     3: "basal ganglia",
     4: "infratentorial",
+    5: "brainstem",
+    6: "cerebellum",
 }
 #: Location categories that count as "deep" in MARS terms.
 DEEP_LOCATIONS = frozenset({2, 3})
+#: Location categories that are infratentorial in MARS terms.
+INFRATENTORIAL_LOCATIONS = frozenset({4, 5, 6})
 
 #: MARS regions (Gregoire et al., Neurology 2009), the finer places a rating scale counts per side.
 #: A region map (``sub-X_desc-regions_dseg.nii.gz``) stores ``code`` on the left and ``code + RIGHT_OFFSET`` on
@@ -63,7 +69,7 @@ REGION_NAMES: dict[int, str] = {
     13: "cerebellum",
 }
 #: The location category (a LOCATION_NAMES key) each MARS region belongs to.
-REGION_LOCATION: dict[int, int] = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 2, 8: 2, 9: 2, 10: 2, 11: 2, 12: 4, 13: 4}
+REGION_LOCATION: dict[int, int] = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 2, 8: 2, 9: 2, 10: 2, 11: 2, 12: 5, 13: 6}
 #: Added to a region code on the right hemisphere in a region map.
 RIGHT_OFFSET = 100
 HEMISPHERES: tuple[str, ...] = ("left", "right")

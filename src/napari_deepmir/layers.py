@@ -71,7 +71,7 @@ def labels_layer_data(
 
 
 def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, name: str = "locations") -> tuple:
-    """Labels layer of location categories (lobar, deep, basal ganglia, infratentorial), hidden by default."""
+    """Labels layer of location categories (conventions.LOCATION_NAMES), hidden by default."""
     kwargs = _base_kwargs(
         name, geometry, {"kind": "locations", "names": {str(k): v for k, v in LOCATION_NAMES.items()}}
     )

@@ -1,17 +1,21 @@
-"""Location and MARS region maps from a FreeSurfer (aseg, aparc+aseg, wmparc) or SynthSeg segmentation.
+"""Location and MARS region maps from a FreeSurfer (aseg, aparc+aseg, aparc.a2009s+aseg, wmparc) or SynthSeg
+segmentation.
 
 The rules work on the segmentation's own grid (distances in mm from its affine); the two maps are then
 resampled onto the SWI grid with nearest neighbour. The label numbers are FreeSurfer's
 (``FreeSurferColorLUT.txt``), which SynthSeg uses too. docs/regions.md has the table and the rules:
 
-- cortex: the lobe of its Desikan-Killiany label (``aparc``, 1000s left, 2000s right); plain cortex (3/42) has
-  no lobe: lobar, region unknown (0 in the region map, 1 in the location map);
-- nuclei: caudate, putamen, pallidum, accumbens -> basal ganglia; thalamus and ventral diencephalon ->
-  thalamus; hippocampus, amygdala -> temporal; brainstem; cerebellum; corpus callosum (251-255);
+- cortex: the lobe of its Desikan-Killiany label (``aparc``, 1000s left, 2000s right) or Destrieux label
+  (``aparc.a2009s``, 11100s left, 12100s right; sulci on a lobe boundary take the lobe of the nearest labelled
+  gyrus); plain cortex (3/42) and the older Destrieux ``aparc.a2005s`` (1100s/2100s) have no lobe: lobar, region
+  unknown (0 in the region map, 1 in the location map);
+- nuclei: caudate, putamen, pallidum, accumbens -> basal ganglia; thalamus -> thalamus; ventral diencephalon
+  (substantia nigra, red nucleus, cerebral peduncle: midbrain) -> brainstem; hippocampus, amygdala -> temporal;
+  brainstem; cerebellum; corpus callosum (251-255);
 - cerebral white matter, in this order: internal capsule (between the lentiform nucleus and the caudate or
   thalamus), external capsule (lateral to the putamen), corpus callosum where the segmentation has no label
-  for it (white matter touching the other hemisphere's), deep and periventricular (near the lateral
-  ventricles, or far from the cortex), else lobar: the lobe of the nearest cortex label.
+  for it (white matter touching the other hemisphere's), deep and periventricular (near the bodies of the lateral
+  ventricles, not their temporal horns, or far from the cortex), else lobar: the lobe of the nearest cortex label.
 
 Unsided labels (brainstem, corpus callosum, white-matter hypointensities) take the side of the nearest
 sided voxel.
@@ -39,6 +43,28 @@ DK_LOBES: dict[int, int] = {
     **dict.fromkeys((5, 11, 13, 21), OCCIPITAL),
     35: INSULA,
 }
+#: A lobe boundary: the cortex takes the lobe of the nearest cortex whose lobe is known.
+BOUNDARY = -1
+#: Destrieux cortical labels (``aparc.a2009s``: 11100 + index left, 12100 + index right; Destrieux et al.,
+#: NeuroImage 2010) -> lobe, grouped as the Desikan-Killiany ones above (ours). Sulci that run along a lobe
+#: boundary (lateral fissure, posterior ramus; medial wall; central, marginal cingulate, parieto-occipital,
+#: anterior occipital, medial occipito-temporal, posterior transverse collateral and pericallosal sulci; unknown)
+#: are :data:`BOUNDARY`.
+DESTRIEUX_LOBES: dict[int, int] = {
+    **dict.fromkeys(
+        (1, 3, 4, 5, 6, 7, 12, 13, 14, 15, 16, 24, 29, 31, 32, 39, 40, 53, 54, 55, 63, 64, 65, 69, 70, 71), FRONTAL
+    ),
+    **dict.fromkeys((8, 9, 10, 25, 26, 27, 28, 30, 56, 57, 68, 72), PARIETAL),
+    **dict.fromkeys((21, 23, 33, 34, 35, 36, 37, 38, 44, 51, 61, 73, 74, 75), TEMPORAL),
+    **dict.fromkeys((2, 11, 19, 20, 22, 43, 45, 58, 59), OCCIPITAL),
+    **dict.fromkeys((17, 18, 48, 49, 50), INSULA),
+    **dict.fromkeys((0, 41, 42, 46, 47, 52, 60, 62, 66, 67), BOUNDARY),
+}
+#: Label ranges of cortex whose lobe these rules do not know: the older Destrieux parcellation (``aparc.a2005s``).
+A2005S_CORTEX = (range(1100, 1182), range(2100, 2182))
+#: Label ranges of white matter under a cortical label (``wmparc``: Desikan-Killiany 3000s/4000s, a2005s
+#: 3100s/4100s; ``--a2009s`` 13100s/14100s).
+WMPARC_WHITE_MATTER = (range(3000, 3200), range(4000, 4200), range(13100, 13176), range(14100, 14176))
 #: FreeSurfer label -> (structure, side); side 0 left, 1 right, None on the midline (nearest side).
 LEFT, RIGHT = 0, 1
 STRUCTURES: dict[int, tuple[str, int | None]] = {
@@ -53,8 +79,8 @@ STRUCTURES: dict[int, tuple[str, int | None]] = {
     42: ("cortex", RIGHT),
     4: ("lateral ventricle", LEFT),
     43: ("lateral ventricle", RIGHT),
-    5: ("lateral ventricle", LEFT),  # inferior lateral ventricle
-    44: ("lateral ventricle", RIGHT),
+    5: ("inferior lateral ventricle", LEFT),  # temporal horn: its white matter is temporal, not periventricular
+    44: ("inferior lateral ventricle", RIGHT),
     7: ("cerebellum", LEFT),
     8: ("cerebellum", LEFT),
     46: ("cerebellum", RIGHT),
@@ -87,7 +113,7 @@ STRUCTURE_REGIONS: dict[str, int] = {
     "pallidum": BASAL_GANGLIA,
     "accumbens": BASAL_GANGLIA,
     "thalamus": THALAMUS,
-    "ventral diencephalon": THALAMUS,
+    "ventral diencephalon": BRAINSTEM,
     "hippocampus": TEMPORAL,
     "amygdala": TEMPORAL,
     "brainstem": BRAINSTEM,
@@ -145,15 +171,16 @@ def _regions_in_box(labels: np.ndarray, affine: np.ndarray) -> RegionMaps:
 
     for name, code in STRUCTURE_REGIONS.items():
         region[structure[name]] = code
-    cortex_lobe = _cortex_lobes(labels)
+    cortex_lobe = _cortex_lobes(labels, spacing)
     has_lobes = bool((cortex_lobe > 0).any())
     region[cortex_lobe > 0] = cortex_lobe[cortex_lobe > 0]
     plain_cortex = structure["cortex"] & (cortex_lobe == 0)
     lobar_unknown |= plain_cortex
     if plain_cortex.any():
         notes.append(
-            "cortex without Desikan-Killiany labels (aseg, SynthSeg without --parc): its lobe is unknown "
-            "(region 0, location lobar); use aparc+aseg or SynthSeg --parc for lobes"
+            "cortex without Desikan-Killiany or Destrieux a2009s labels (aseg, aparc.a2005s, SynthSeg without "
+            "--parc): its lobe is unknown (region 0, location lobar); use aparc+aseg, aparc.a2009s+aseg or "
+            "SynthSeg --parc for lobes"
         )
 
     white = structure["white matter"]
@@ -208,17 +235,34 @@ def _structure_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     for value in np.unique(labels):
         if int(value) in STRUCTURES:
             masks[STRUCTURES[int(value)][0]] |= labels == value
-        elif 3000 <= value < 3100 or 4000 <= value < 4100:  # wmparc: white matter under a cortical label
+        elif any(value in labels_range for labels_range in WMPARC_WHITE_MATTER):
             masks["white matter"] |= labels == value
+        elif any(value in labels_range for labels_range in A2005S_CORTEX):
+            masks["cortex"] |= labels == value
     return masks
 
 
-def _cortex_lobes(labels: np.ndarray) -> np.ndarray:
-    """The lobe of every Desikan-Killiany cortical voxel (0 elsewhere)."""
-    lookup = np.zeros(max(int(labels.max()), 2100) + 1, np.int16)
+def known_cortex_labels(values) -> set[int]:
+    """The values among ``values`` that these rules read as cortex (plain, Desikan-Killiany, Destrieux)."""
+    dk = {offset + index for offset in (1000, 2000) for index in DK_LOBES}
+    destrieux = {offset + index for offset in (11100, 12100) for index in DESTRIEUX_LOBES}
+    a2005s = {value for labels_range in A2005S_CORTEX for value in labels_range}
+    return {int(v) for v in values} & ({3, 42} | dk | destrieux | a2005s)
+
+
+def _cortex_lobes(labels: np.ndarray, spacing) -> np.ndarray:
+    """The lobe of every Desikan-Killiany or Destrieux cortical voxel (0 elsewhere); Destrieux sulci on a lobe
+    boundary take the lobe of the nearest cortex whose lobe is known."""
+    lookup = np.zeros(max(int(labels.max()), 12200) + 1, np.int16)
     for index, lobe in DK_LOBES.items():
         lookup[[1000 + index, 2000 + index]] = lobe
-    return lookup[np.clip(labels, 0, None)]
+    for index, lobe in DESTRIEUX_LOBES.items():
+        lookup[[11100 + index, 12100 + index]] = lobe
+    lobes = lookup[np.clip(labels, 0, None)]
+    boundary, known = lobes == BOUNDARY, lobes > 0
+    if boundary.any():
+        lobes[boundary] = _nearest_value(lobes, known, spacing)[boundary] if known.any() else 0
+    return lobes
 
 
 def _sides(labels: np.ndarray) -> np.ndarray:
@@ -227,7 +271,7 @@ def _sides(labels: np.ndarray) -> np.ndarray:
     for value in np.unique(labels):
         value = int(value)
         known = STRUCTURES.get(value, (None, None))[1]
-        if known is None and (1000 <= value < 5000):
+        if known is None and (1000 <= value < 5000 or 11000 <= value < 15000):
             known = LEFT if (value // 1000) % 2 == 1 else RIGHT
         if known is not None:
             side[labels == value] = known

@@ -51,19 +51,26 @@ class RegionFiles:
 
 def load_segmentation(path: str | Path) -> Volume:
     """A FreeSurfer/SynthSeg label volume; an error naming the file if it is not one."""
-    from ..regions import STRUCTURES
+    from ..regions import STRUCTURES, known_cortex_labels
 
     volume = load_volume(path, check_values=False)
     data = volume.data
     if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
         raise InputError(path, "not a segmentation: it has non-integer values")
     values = set(np.unique(data).astype(int).tolist())
-    if not {2, 41, 3, 42} & values and not any(1000 <= v < 3000 for v in values):
+    if not {2, 41} & values and not known_cortex_labels(values):
         known = sorted(values & set(STRUCTURES))[:8]
         raise InputError(
             path,
             "no FreeSurfer/SynthSeg cerebral labels (2/41 white matter, 3/42 or 1000s/2000s cortex) found"
             + (f"; found {known}" if known else ""),
+        )
+    if not known_cortex_labels(values):
+        raise InputError(
+            path,
+            "no cortex labels these rules know (3/42; Desikan-Killiany 1000s/2000s; Destrieux aparc.a2009s "
+            "11100s/12100s or aparc.a2005s 1100s/2100s): without the cortex, white matter under it would read "
+            "deep instead of lobar",
         )
     volume.data = data.astype(np.int32)
     return volume

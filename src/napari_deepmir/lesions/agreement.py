@@ -1,10 +1,16 @@
 """Agreement of two raters' label maps: lesion-wise matches, Cohen's kappa, ICC of counts, disagreements.
 
-Rules (docs/lesion-tables.md): rater A's and rater B's lesions of one class are paired one to one under a
-matching rule of :mod:`.matching`; lesions left over are paired one to one with left-over lesions of the other
-class of the other rater (a *class* disagreement); the rest were drawn by one rater only. Per class:
+Rules (docs/lesion-tables.md): only *definite* lesions are compared (MARS, Gregoire et al. 2009, reports its
+reliability for definite microbleeds): a lesion its rater rated ``possible`` in the lesion table beside the label
+map (``*_lesions.tsv`` of the same participant, as a labelling session exports it) is left out; a label map without
+such a table counts every lesion as definite. Rater A's and rater B's lesions of one class are paired one to one
+under a matching rule of :mod:`.matching`; lesions left over are paired one to one with left-over lesions of the
+other class of the other rater (a *class* disagreement); the rest were drawn by one rater only. Per class:
 Cohen's kappa for the presence (at least one lesion) per participant, and ICC(2,1) of the per-participant
-counts: two-way random effects, absolute agreement, single rater (Shrout & Fleiss 1979; McGraw & Wong ICC(A,1)).
+counts: two-way random effects, absolute agreement, single rater (Shrout & Fleiss 1979; McGraw & Wong ICC(A,1)),
+overall and per location category and MARS region (with a location or region map beside rater A's label map;
+a pair counts where rater A's lesion is); for microbleeds also Cohen's (1968) quadratic-weighted kappa of the
+burden category (0, 1, 2-4, >=5).
 """
 
 import math
@@ -16,13 +22,16 @@ import pandas as pd
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
+from ..io.bids import subject_id
 from ..io.derivatives import read_table, write_json, write_table_with_sidecar
+from ..io.nifti import voxel_sizes
 from ..io.outputs import ensure_writable_folder
 from ..progress import progress_bar
 from .components import check_same_grid, load_label_map
-from .evaluate import compare_maps, cross_class_pairs
+from .evaluate import compare_maps, cross_class_pairs, lesion_places, place_maps
 from .matching import Lesions, check_rule
 from .pairing import pair_label_maps
+from .summary import BURDEN_CATEGORIES, burden_category
 
 #: Column -> (description, units) of disagreements.tsv (and its sidecar).
 DISAGREEMENT_COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -84,6 +93,55 @@ def icc_2_1(ratings: np.ndarray) -> float:
     return math.nan if denominator == 0 else (ms_rows - ms_error) / denominator
 
 
+def weighted_kappa(a: list[str], b: list[str], categories: tuple[str, ...]) -> float:
+    """Cohen's (1968) quadratic-weighted kappa of two raters' ordered ``categories``; NaN when chance disagreement
+    is 0."""
+    index = {category: n for n, category in enumerate(categories)}
+    k = len(categories)
+    observed = np.zeros((k, k))
+    for x, y in zip(a, b):
+        observed[index[x], index[y]] += 1
+    if not observed.sum():
+        return math.nan
+    observed /= observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    weights = (np.subtract.outer(np.arange(k), np.arange(k)) / (k - 1)) ** 2
+    chance = float((weights * expected).sum())
+    return math.nan if chance == 0 else 1.0 - float((weights * observed).sum()) / chance
+
+
+def definite_labels(path: Path, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The label map ``labels`` (read from ``path``) without the lesions its rater rated possible in the lesion table
+    beside it, and how many were left out; InputError naming the table when it does not list this map's lesions."""
+    from .measure import label_lesions
+
+    subject = subject_id(path.name)
+    tables = sorted(p for p in path.parent.glob("*_lesions.tsv") if subject is None or subject_id(p.name) == subject)
+    if len(tables) > 1:
+        raise InputError(path.parent, f"several lesion tables: {', '.join(p.name for p in tables)}")
+    table = read_table(tables[0]) if tables else None
+    if table is None or "certainty" not in table.columns or not (table["certainty"] == "possible").any():
+        return labels, 0
+    ids, classes = label_lesions(labels)
+    listed = dict(zip(table["lesion_id"].astype(int), table["label"].astype(int)))
+    if listed != classes:
+        raise InputError(tables[0], f"does not list the lesions of {path.name} (ids or classes differ): re-export it")
+    possible = table.loc[table["certainty"] == "possible", "lesion_id"].astype(int).to_numpy()
+    return np.where(np.isin(ids, possible), 0, labels).astype(labels.dtype), len(possible)
+
+
+def _place_counts(comparison, places_a: dict, places_b: dict, key: str) -> dict[str, dict]:
+    """Per place (by ``key``: location or region), rater A's and B's lesions and the pairs (at A's lesion)."""
+    counts: dict[str, dict] = {}
+    for place in places_a[key]:
+        counts.setdefault(place, {"n_a": 0, "n_b": 0, "n_matched": 0})["n_a"] += 1
+    for place in places_b[key]:
+        counts.setdefault(place, {"n_a": 0, "n_b": 0, "n_matched": 0})["n_b"] += 1
+    for a_id, _ in comparison.pairs:
+        counts[places_a[key][a_id - 1]]["n_matched"] += 1
+    return counts
+
+
 def _voxel_centre(lesions: Lesions, number: int, affine: np.ndarray) -> np.ndarray:
     world = lesions.centroids_mm[number - 1]
     return np.linalg.solve(affine[:3, :3], world - affine[:3, 3])
@@ -94,7 +152,10 @@ def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, 
     a_volume, b_volume = load_label_map(a_path), load_label_map(b_path)
     check_same_grid(a_volume, b_volume, what="rater B's label map")
     affine = a_volume.affine
-    comparisons = compare_maps(a_volume.data, b_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm)
+    a_labels, a_possible = definite_labels(Path(a_path), a_volume.data)
+    b_labels, b_possible = definite_labels(Path(b_path), b_volume.data)
+    comparisons = compare_maps(a_labels, b_labels, rule=rule, affine=affine, max_distance_mm=max_distance_mm)
+    locations, regions = place_maps(Path(a_path), a_volume)
     crossed = cross_class_pairs(comparisons, rule=rule, max_distance_mm=max_distance_mm, truth_left="unpaired")
     rows, counts = [], {}
     class_swapped_a = {
@@ -134,6 +195,12 @@ def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, 
             "n_b": comparison.pred.count,
             "n_matched": len(comparison.pairs),
         }
+        if locations is not None:
+            spacing = voxel_sizes(affine)
+            places_a = lesion_places(comparison.truth, spacing, locations, regions)
+            places_b = lesion_places(comparison.pred, spacing, locations, regions)
+            for key in ("location", "region") if regions is not None else ("location",):
+                counts[CLASS_NAMES[value]][f"by_{key}"] = _place_counts(comparison, places_a, places_b, key)
         for number in range(1, comparison.truth.count + 1):
             if number not in paired_a and number not in class_swapped_a[value]:
                 rows.append(row("only_a", value, number, None, 0))
@@ -143,7 +210,34 @@ def _subject_disagreements(subject: str, a_path: Path, b_path: Path, rule: str, 
     for (a_value, b_value), pairs in crossed.items():
         counts[CLASS_NAMES[a_value]][f"n_a_{CLASS_NAMES[a_value]}_b_{CLASS_NAMES[b_value]}"] = len(pairs)
         rows.extend(row("class", a_value, a_id, b_value, b_id) for a_id, b_id in pairs)
+    counts["possible_left_out"] = {"a": a_possible, "b": b_possible}
     return counts, rows
+
+
+def _agreement_of(n_a: list[int], n_b: list[int], matched: int) -> dict:
+    """Lesion agreement (2 matched / all) and ICC(2,1) of per-participant counts."""
+    return {
+        "n_a": sum(n_a),
+        "n_b": sum(n_b),
+        "n_matched": matched,
+        "lesion_agreement": 2 * matched / (sum(n_a) + sum(n_b)) if sum(n_a) + sum(n_b) else math.nan,
+        "count_icc": {"form": "ICC(2,1)", "icc": icc_2_1(np.column_stack([n_a, n_b]))},
+    }
+
+
+def _by_place(counts: list[dict], key: str) -> dict[str, dict]:
+    """Per place, :func:`_agreement_of` over the participants whose counts have places (0 where a place is absent)."""
+    placed = [c[key] for c in counts if key in c]
+    names = sorted({place for c in placed for place in c})
+    empty = {"n_a": 0, "n_b": 0, "n_matched": 0}
+    return {
+        place: _agreement_of(
+            [c.get(place, empty)["n_a"] for c in placed],
+            [c.get(place, empty)["n_b"] for c in placed],
+            sum(c.get(place, empty)["n_matched"] for c in placed),
+        )
+        for place in names
+    }
 
 
 def agreement(
@@ -167,6 +261,7 @@ def agreement(
     report: dict = {
         "rule": rule,
         "max_distance_mm": max_distance_mm if rule == "distance" else None,
+        "certainty": "definite",
         "n_subjects": len(per_subject),
         "subjects": [s["subject"] for s in per_subject],
         "only_a": only_a,
@@ -178,10 +273,7 @@ def agreement(
         matched = sum(c["n_matched"] for c in counts)
         present_a, present_b = [n > 0 for n in n_a], [n > 0 for n in n_b]
         report[name] = {
-            "n_a": sum(n_a),
-            "n_b": sum(n_b),
-            "n_matched": matched,
-            "lesion_agreement": 2 * matched / (sum(n_a) + sum(n_b)) if sum(n_a) + sum(n_b) else math.nan,
+            **_agreement_of(n_a, n_b, matched),
             "presence": {
                 "both": sum(x and y for x, y in zip(present_a, present_b)),
                 "a_only": sum(x and not y for x, y in zip(present_a, present_b)),
@@ -189,9 +281,19 @@ def agreement(
                 "neither": sum(not x and not y for x, y in zip(present_a, present_b)),
             },
             "presence_kappa": cohen_kappa(present_a, present_b),
-            "count_icc": {"form": "ICC(2,1)", "icc": icc_2_1(np.column_stack([n_a, n_b]))},
+            "by_location": _by_place(counts, "by_location"),
+            "by_region": _by_place(counts, "by_region"),
             "per_subject": [{"subject": s["subject"], **s[name]} for s in per_subject],
         }
+    burden_a = [burden_category(s["cmb"]["n_a"]) for s in per_subject]
+    burden_b = [burden_category(s["cmb"]["n_b"]) for s in per_subject]
+    report["cmb"]["burden_kappa"] = {
+        "form": "quadratic-weighted Cohen's kappa of the burden category " + ", ".join(BURDEN_CATEGORIES),
+        "kappa": weighted_kappa(burden_a, burden_b, BURDEN_CATEGORIES),
+    }
+    report["possible_left_out"] = {
+        rater: sum(s["possible_left_out"][rater] for s in per_subject) for rater in ("a", "b")
+    }
     table = pd.DataFrame(rows, columns=[c for c in DISAGREEMENT_COLUMNS if c != "rank"])
     table.insert(1, "rank", table.groupby("subject").cumcount() + 1 if len(table) else [])
     return AgreementResult(report, table)

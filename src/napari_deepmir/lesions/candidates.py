@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from .components import CONNECTIVITY_26
 from .features import region_features
-from .guidance import FLAG_DIAMAGNETIC, FLAG_VESSEL, judge, location_name
+from .guidance import FLAG_DIAMAGNETIC, FLAG_VESSEL, judge
+from .placement import lesion_place
 
 #: Blob scales (Gaussian sigma, mm) of the Laplacian of Gaussian: CMBs are ~1.5-10 mm across.
 BLOB_SIGMAS_MM = (0.8, 1.3, 2.0, 3.0)
@@ -170,7 +171,8 @@ def find_candidates(
             continue
         claimed[box] |= region
         features = _measure_in_box(subject, box, region)
-        location = None if locations is None else location_name(locations[box][region])
+        coords = np.argwhere(region) + [b.start for b in box]
+        location = lesion_place(coords, subject.spacing, locations=locations)[0]
         flags, suggestion, reason = judge(features, location)
         row = features | {
             "seed_i": int(seed[0]),

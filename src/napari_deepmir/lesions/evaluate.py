@@ -18,6 +18,7 @@ import numpy as np
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError
 from ..io.bids import subject_id
+from ..io.nifti import voxel_sizes
 from ..progress import progress_bar
 from .components import (
     check_same_grid,
@@ -27,12 +28,13 @@ from .components import (
     load_region_map,
     locations_from_regions,
 )
-from .guidance import location_name
 from .matching import Lesions, allowed_pairs, check_rule, one_to_one
 from .pairing import pair_label_maps, probability_files
+from .placement import lesion_place
 
-#: Thresholds on a lesion's peak class probability swept for the FROC curve (the first also outlines the lesions).
-FROC_THRESHOLDS: tuple[float, ...] = tuple(round(t, 2) for t in np.arange(0.1, 1.0, 0.05))
+#: Thresholds on a predicted lesion's peak class probability swept for the FROC curve; at 0 every lesion of the
+#: prediction is kept, so the curve ends at the pipeline's operating point.
+FROC_THRESHOLDS: tuple[float, ...] = (0.0, *(round(t, 2) for t in np.arange(0.1, 1.0, 0.05)))
 #: False positives per subject at which the FROC's sensitivity is reported.
 FROC_FP_RATES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 _COUNT_KEYS = ("n_truth", "n_truth_found", "n_pred", "n_pred_true")
@@ -191,21 +193,21 @@ def score_lesions(
     return {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()}
 
 
-def lesion_places(lesions: Lesions, places: np.ndarray | None, name_of) -> list[str]:
-    """The place of each lesion (``name_of`` applied to the place-map values inside it), ``unknown`` without a map."""
-    if places is None:
-        return ["unknown"] * lesions.count
+def lesion_places(lesions: Lesions, spacing, locations: np.ndarray | None, regions: np.ndarray | None) -> dict:
+    """Per lesion, its location and ``region side`` (:func:`.placement.lesion_place`); ``unknown`` without a map."""
     from scipy import ndimage
 
     boxes = ndimage.find_objects(lesions.ids, max_label=lesions.count)
-    return [name_of(places[box][lesions.ids[box] == n]) for n, box in enumerate(boxes, start=1)]
-
-
-def _region_side(values: np.ndarray) -> str:
-    from .measure import region_of
-
-    region, side = region_of(values)
-    return "unknown" if region is None else f"{region} {side}"
+    places = [
+        lesion_place(
+            np.argwhere(lesions.ids[box] == n) + [b.start for b in box], spacing, locations=locations, regions=regions
+        )
+        for n, box in enumerate(boxes, start=1)
+    ]
+    return {
+        "location": [location or "unknown" for location, _ in places],
+        "region": ["unknown" if region is None else f"{region[0]} {region[1]}" for _, region in places],
+    }
 
 
 def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_places: list[str]) -> dict[str, dict]:
@@ -223,11 +225,12 @@ def _place_counts(comparison: ClassComparison, truth_places: list[str], pred_pla
 
 
 def _froc_counts(
-    truth: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
+    truth: np.ndarray, pred: np.ndarray, probabilities: dict[str, np.ndarray], affine, rule: str, max_distance_mm
 ) -> dict[str, list[dict]]:
-    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`: the candidates are the lesions of
-    ``P >= FROC_THRESHOLDS[0]``, each scored by its peak probability; at a threshold those scoring at least it are
-    kept and scored against the truth under ``rule``."""
+    """Per class name, the lesion counts at each of :data:`FROC_THRESHOLDS`. The candidates are the lesions of the
+    predicted label map (the whole pipeline's output: post-processing and second stage included), each scored by
+    its peak class probability; at a threshold those scoring at least it are kept and paired one to one with the
+    truth under ``rule``: a truth lesion counts as found only when paired (1:1 sensitivity)."""
     from scipy import ndimage
 
     counts: dict[str, list[dict]] = {}
@@ -235,7 +238,7 @@ def _froc_counts(
         if name not in probabilities:
             continue
         truth_lesions = Lesions.of_class(truth, value, affine)
-        candidates = Lesions.of_mask(probabilities[name] >= FROC_THRESHOLDS[0], affine)
+        candidates = Lesions.of_class(pred, value, affine)
         peaks = np.asarray(ndimage.maximum(probabilities[name], candidates.ids, range(1, candidates.count + 1)))
         allowed = allowed_pairs(truth_lesions, candidates, rule, max_distance_mm)
         counts[name] = []
@@ -243,15 +246,15 @@ def _froc_counts(
             kept = peaks.reshape(-1) >= threshold
             subset = candidates.subset(kept)
             paired = len(one_to_one(truth_lesions, subset, allowed[:, kept]))
-            found = paired if rule == "distance" else int(allowed[:, kept].any(axis=1).sum())
             counts[name].append(
-                {"n_truth": truth_lesions.count, "n_truth_found": found, "n_pred": subset.count, "n_pred_true": paired}
+                {"n_truth": truth_lesions.count, "n_truth_found": paired, "n_pred": subset.count, "n_pred_true": paired}
             )
     return counts
 
 
 def froc_curve(per_subject: list[list[dict]], n_subjects: int) -> dict:
-    """Pooled FROC points (sensitivity, false positives per subject) over thresholds, from per-subject counts."""
+    """Pooled FROC points (sensitivity, false positives per subject) over thresholds, from per-subject counts; the
+    sensitivity at a rate of false positives the curve never gets down to is None (null), not 0."""
     points = []
     for index, threshold in enumerate(FROC_THRESHOLDS):
         totals = {key: sum(counts[index][key] for counts in per_subject) for key in _COUNT_KEYS}
@@ -261,7 +264,7 @@ def froc_curve(per_subject: list[list[dict]], n_subjects: int) -> dict:
     sensitivity_at = {}
     for rate in FROC_FP_RATES:
         reachable = [s for _, s, fp in points if fp <= rate and not math.isnan(s)]
-        sensitivity_at[str(rate)] = max(reachable) if reachable else 0.0
+        sensitivity_at[str(rate)] = max(reachable) if reachable else None
     return {
         "thresholds": [t for t, _, _ in points],
         "sensitivity": [s for _, s, _ in points],
@@ -292,7 +295,7 @@ def count_agreement(truth_counts: list[int], pred_counts: list[int]) -> dict:
     }
 
 
-def _place_maps(truth_path: Path, truth_volume) -> tuple[np.ndarray | None, np.ndarray | None]:
+def place_maps(truth_path: Path, truth_volume) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(location map, region map) beside a truth label map (``*_desc-locations_dseg`` / ``*_desc-regions_dseg`` of
     its subject in its folder), on its grid; the location map comes from the region map when only that exists."""
     maps = {}
@@ -328,15 +331,16 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
     comparisons = compare_maps(
         truth_volume.data, pred_volume.data, rule=rule, affine=affine, max_distance_mm=max_distance_mm
     )
-    locations, regions = _place_maps(truth_path, truth_volume)
+    locations, regions = place_maps(truth_path, truth_volume)
     places = {"location": {}, "region": {}}
+    spacing = voxel_sizes(affine)
     for value, comparison in comparisons.items():
-        name = CLASS_NAMES[value]
-        for key, place_map, name_of in (("location", locations, location_name), ("region", regions, _region_side)):
-            if place_map is not None:
-                truth_places = lesion_places(comparison.truth, place_map, name_of)
-                pred_places = lesion_places(comparison.pred, place_map, name_of)
-                places[key][name] = _place_counts(comparison, truth_places, pred_places)
+        if locations is None:
+            break
+        truth_places = lesion_places(comparison.truth, spacing, locations, regions)
+        pred_places = lesion_places(comparison.pred, spacing, locations, regions)
+        for key in ("location", "region") if regions is not None else ("location",):
+            places[key][CLASS_NAMES[value]] = _place_counts(comparison, truth_places[key], pred_places[key])
     probabilities = {}
     for name, path in probability_paths.items():
         volume = load_probability_map(path)
@@ -346,7 +350,7 @@ def _subject_scores(truth_path: Path, pred_path: Path, probability_paths: dict, 
         "scores": {CLASS_NAMES[v]: lesion_metrics(**c.counts()) for v, c in comparisons.items()},
         "confusion": class_confusion(comparisons, rule=rule, max_distance_mm=max_distance_mm),
         "places": places,
-        "froc": _froc_counts(truth_volume.data, probabilities, affine, rule, max_distance_mm),
+        "froc": _froc_counts(truth_volume.data, pred_volume.data, probabilities, affine, rule, max_distance_mm),
     }
 
 

@@ -22,6 +22,7 @@ FEATURE_COLUMNS = (
     "voxels",
     "volume_mm3",
     "diameter_mm",
+    "axial_diameter_mm",
     "extent_mm",
     "elongation",
     "i",
@@ -34,6 +35,8 @@ FEATURE_COLUMNS = (
     "qsm_peak_ppb",
     "qsm_core_ppb",
     "qsm_contrast_ppb",
+    "qsm_tissue_ppb",
+    "susceptibility_moment_ppb_mm3",
     "swi_contrast",
 )
 #: Share of a region's voxels, the darkest on SWI, that make its core.
@@ -64,6 +67,26 @@ def max_extent_mm(points_mm: np.ndarray, edges: np.ndarray) -> float:
     best = int(np.argmax(distances))
     direction = (points_mm[second[best]] - points_mm[first[best]]) / distances[best]
     return float(distances[best] + np.abs(edges.T @ direction).sum())
+
+
+def axial_axis(affine: np.ndarray) -> int:
+    """The array axis that runs most nearly along scanner z (head-foot): its slices are the axial ones."""
+    edges = np.asarray(affine, dtype=float)[:3, :3]
+    return int(np.argmax(np.abs(edges[2]) / np.linalg.norm(edges, axis=0)))
+
+
+def axial_diameter_mm(coords: np.ndarray, affine: np.ndarray) -> float:
+    """Largest in-plane diameter of the voxels ``coords`` (N x 3) on any axial slice (:func:`axial_axis`), as MARS,
+    BOMBS and Greenberg et al. 2009 measure a microbleed: :func:`max_extent_mm` within each slice."""
+    affine = np.asarray(affine, dtype=float)
+    axis = axial_axis(affine)
+    in_plane = [a for a in range(3) if a != axis]
+    edges = affine[:3, in_plane]
+    largest = 0.0
+    for index in np.unique(coords[:, axis]):
+        points = _world(affine, coords[coords[:, axis] == index].astype(float))
+        largest = max(largest, max_extent_mm(points, edges))
+    return largest
 
 
 def elongation(points_mm: np.ndarray, edges: np.ndarray) -> float:
@@ -135,6 +158,41 @@ def swi_contrast(
     return 1.0 - float(swi[box][region].mean()) / background if background > 0 else math.nan
 
 
+def _measured_shell(
+    qsm: np.ndarray, coords: np.ndarray, spacing: np.ndarray, exclude: np.ndarray | None, shell_mm: float
+) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """(box, region voxels with QSM data, shell voxels with QSM data and not in ``exclude``) around ``coords``."""
+    box, region, shell = local_shell(qsm.shape, coords, spacing, shell_mm)
+    values = qsm[box]
+    measured = np.isfinite(values) & (values != 0)
+    shell &= measured
+    if exclude is not None:
+        shell &= ~exclude[box]
+    return box, region & measured, shell
+
+
+def tissue_susceptibility(
+    qsm: np.ndarray,
+    coords: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    shell_mm: float = SHELL_MM,
+) -> float:
+    """The local tissue's susceptibility around the voxels ``coords``: the median of a ``shell_mm`` shell with
+    QSM data, leaving ``exclude`` (other lesions) out; NaN without one."""
+    box, _, shell = _measured_shell(qsm, coords, spacing, exclude, shell_mm)
+    return float(np.median(qsm[box][shell])) if shell.any() else math.nan
+
+
+def susceptibility_moment(qsm: np.ndarray, coords: np.ndarray, voxel_mm3: float, tissue: float) -> float:
+    """Liu et al. (MRM 2012): the sum over the lesion's voxels with QSM data of (chi - local tissue chi) x voxel
+    volume, which does not depend on echo time or field strength (the raw mean x volume does)."""
+    values = qsm[tuple(coords.T)]
+    values = values[np.isfinite(values) & (values != 0)]
+    return float((values - tissue).sum() * voxel_mm3) if values.size and math.isfinite(tissue) else math.nan
+
+
 def qsm_contrast(
     qsm: np.ndarray,
     coords: np.ndarray,
@@ -154,13 +212,8 @@ def qsm_contrast(
     QSM's reference offset or the iron content of the nucleus the region sits in. Voxels where the QSM
     has no data (0 or NaN, e.g. beyond an eroded mask) and shell voxels in ``exclude`` (other lesions)
     are left out; NaN when the region or its shell has no data."""
-    box, region, shell = local_shell(qsm.shape, coords, spacing, shell_mm)
+    box, inside, shell = _measured_shell(qsm, coords, spacing, exclude, shell_mm)
     values = qsm[box]
-    measured = np.isfinite(values) & (values != 0)
-    shell &= measured
-    if exclude is not None:
-        shell &= ~exclude[box]
-    inside = region & measured
     if not inside.any() or not shell.any():
         return math.nan
     tissue = float(np.median(values[shell]))
@@ -198,6 +251,7 @@ def region_features(
             "voxels": int(region.area),
             "volume_mm3": volume,
             "diameter_mm": equivalent_diameter_mm(volume),
+            "axial_diameter_mm": axial_diameter_mm(coords, affine),
             "extent_mm": max_extent_mm(points, edges),
             "elongation": elongation(points, edges),
             "i": centroid[0],
@@ -213,6 +267,11 @@ def region_features(
         row["qsm_core_ppb"] = math.nan if values is None or swi is None else core_mean(values, swi[tuple(coords.T)])
         row["qsm_contrast_ppb"] = (
             math.nan if values is None else qsm_contrast(qsm, coords, spacing, swi=swi, exclude=exclude)
+        )
+        tissue = math.nan if values is None else tissue_susceptibility(qsm, coords, spacing, exclude=exclude)
+        row["qsm_tissue_ppb"] = tissue
+        row["susceptibility_moment_ppb_mm3"] = (
+            math.nan if values is None else susceptibility_moment(qsm, coords, voxel_mm3, tissue)
         )
         row["swi_contrast"] = math.nan if swi is None else swi_contrast(swi, coords, spacing, exclude=exclude)
         rows.append(row)

@@ -16,8 +16,10 @@ import numpy as np
 
 from ..conventions import LOCATION_NAMES
 from .features import region_features
+from .placement import lesion_place
 
-#: Equivalent-sphere diameter above which a region is too large for a CMB (DEEPMIR: "ten millimeters or less").
+#: Largest in-plane diameter on an axial slice above which a region is too large for a CMB (DEEPMIR: "ten
+#: millimeters or less"; measured as MARS, BOMBS and Greenberg et al. 2009 do): a macrobleed.
 MAX_CMB_DIAMETER_MM = 10.0
 #: QSM contrast (ppb, the region's source over the tissue around it) beyond which a region is clearly
 #: paramagnetic / diamagnetic: neighbouring tissues differ by less (grey +15, white matter -30).
@@ -56,6 +58,7 @@ class Assessment:
     """Evidence about one region and the protocol's verdict on it."""
 
     diameter_mm: float
+    axial_diameter_mm: float
     extent_mm: float
     qsm_mean_ppb: float
     qsm_peak_ppb: float
@@ -74,25 +77,20 @@ class Assessment:
         return values
 
 
-def location_name(location_values: np.ndarray) -> str:
-    """Location category of a region: the most frequent value of the location map inside it."""
-    counts = np.bincount(np.asarray(location_values, dtype=np.int64).ravel(), minlength=1)
-    return LOCATION_NAMES.get(int(np.argmax(counts)), "unknown")
-
-
 def judge(features: dict, location: str | None, labelled_as: str | None = None) -> tuple[list[str], str, str]:
     """Protocol flags, suggested class (``cmb``, ``iron`` or ``reject``) and the reason, from measured features.
 
     ``labelled_as`` (``cmb``/``iron``) is the class a rater gave; class-specific flags (too large for
     a CMB, iron outside the basal ganglia) then refer to it, otherwise to the suggested class."""
     diameter, shape, contrast = features["diameter_mm"], features["elongation"], features["qsm_contrast_ppb"]
+    too_large = features["axial_diameter_mm"] > MAX_CMB_DIAMETER_MM
     no_qsm = not math.isfinite(contrast)
     diamagnetic = not no_qsm and contrast <= DIAMAGNETIC_PPB
     paramagnetic = not no_qsm and contrast >= PARAMAGNETIC_PPB
     tubular = shape >= TUBULAR_ELONGATION and features["extent_mm"] >= TUBULAR_MIN_EXTENT_MM
     in_basal_ganglia = location == LOCATION_NAMES[BASAL_GANGLIA]
     qsm = "no QSM" if no_qsm else f"QSM source {contrast:+.0f} ppb over the tissue around it"
-    size = f"{diameter:.1f} mm"
+    size = f"{features['axial_diameter_mm']:.1f} mm across"
 
     if diamagnetic:
         suggestion, reason = "reject", f"diamagnetic ({qsm}): a calcification"
@@ -100,12 +98,12 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
         suggestion, reason = "reject", f"tubular (axis ratio {shape:.1f} over {features['extent_mm']:.0f} mm): a vessel"
     elif not no_qsm and not paramagnetic:
         suggestion, reason = "reject", f"no paramagnetic source ({qsm})"
-    elif in_basal_ganglia and diameter > MAX_CMB_DIAMETER_MM:
+    elif in_basal_ganglia and too_large:
         suggestion, reason = "iron", f"basal ganglia; {size}, larger than a CMB; paramagnetic ({qsm}): an iron deposit"
     elif in_basal_ganglia and not no_qsm and contrast < FOCAL_SOURCE_PPB and diameter >= IRON_MIN_DIAMETER_MM:
         weaker = f"{qsm}, weaker than a bleed's focal source (< {FOCAL_SOURCE_PPB:.0f})"
         suggestion, reason = "iron", f"basal ganglia; {size}, diffuse: {weaker}: an iron deposit"
-    elif diameter > MAX_CMB_DIAMETER_MM:
+    elif too_large:
         suggestion, reason = "reject", f"{size}, above 10 mm, outside the basal ganglia"
     else:
         where = f"{location}; " if location else ""
@@ -118,10 +116,13 @@ def judge(features: dict, location: str | None, labelled_as: str | None = None) 
         flags.append(FLAG_NO_QSM)
     if diamagnetic:
         flags.append(FLAG_DIAMAGNETIC)
-    elif not no_qsm and labelled_as is not None:
-        if contrast < (IRON_PARAMAGNETIC_PPB if as_class == "iron" else PARAMAGNETIC_PPB):
-            flags.append(FLAG_NOT_PARAMAGNETIC)
-    if diameter > MAX_CMB_DIAMETER_MM and as_class == "cmb":
+    elif (
+        not no_qsm
+        and labelled_as is not None
+        and contrast < (IRON_PARAMAGNETIC_PPB if as_class == "iron" else PARAMAGNETIC_PPB)
+    ):
+        flags.append(FLAG_NOT_PARAMAGNETIC)
+    if too_large and as_class == "cmb":
         flags.append(FLAG_TOO_LARGE)
     if tubular and (as_class != "iron" or shape >= TUBULAR_ELONGATION_IRON):
         flags.append(FLAG_VESSEL)
@@ -140,10 +141,11 @@ def assess_region(
     if not mask.any():
         raise ValueError("empty region: nothing to assess")
     features = region_features(mask.astype(np.int32), subject.affine, swi=subject.swi, qsm=subject.qsm).iloc[0]
-    location = None if locations is None else location_name(locations[mask])
+    location = lesion_place(np.argwhere(mask), subject.spacing, locations=locations)[0]
     flags, suggestion, reason = judge(features, location, labelled_as)
     return Assessment(
         diameter_mm=float(features["diameter_mm"]),
+        axial_diameter_mm=float(features["axial_diameter_mm"]),
         extent_mm=float(features["extent_mm"]),
         qsm_mean_ppb=float(features["qsm_mean_ppb"]),
         qsm_peak_ppb=float(features["qsm_peak_ppb"]),

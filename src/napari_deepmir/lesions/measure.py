@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import CLASS_NAMES, CMB, HEMISPHERES, IRON, LOCATION_NAMES, REGION_NAMES
-from .components import class_components, locations_from_regions
+from ..io.nifti import voxel_sizes
+from .components import class_components
 from .features import region_features
-from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, judge, location_name
+from .guidance import FLAG_DIAMAGNETIC, FLAG_NO_QSM, FLAG_NOT_PARAMAGNETIC, MAX_CMB_DIAMETER_MM, judge
+from .placement import lesion_place
 
 #: Column -> (description, units) for the lesion table and its sidecar.
 COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -20,6 +22,11 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "voxels": ("Number of voxels", None),
     "volume_mm3": ("Volume", "mm^3"),
     "diameter_mm": ("Diameter of the sphere of equal volume", "mm"),
+    "axial_diameter_mm": (
+        "Largest in-plane diameter on an axial slice (MARS, BOMBS, Greenberg 2009): the size of the 10 mm rule",
+        "mm",
+    ),
+    "macrobleed": ("A microbleed-class lesion over 10 mm across (axial_diameter_mm): left out of CMB counts", None),
     "extent_mm": ("Largest physical extent (farthest voxel centres plus the voxel width)", "mm"),
     "elongation": ("Longest over middle principal axis (1 round, large for tubes)", None),
     "i": ("Centroid, first array axis", "voxel"),
@@ -38,6 +45,12 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
         ),
         "ppb",
     ),
+    "qsm_tissue_ppb": ("Median susceptibility of a 2 mm tissue shell around the lesion (its local tissue)", "ppb"),
+    "susceptibility_moment_ppb_mm3": (
+        "Sum over the lesion of (susceptibility - qsm_tissue_ppb) x voxel volume (Liu et al., MRM 2012): does not "
+        + "depend on echo time or field strength",
+        "ppb*mm^3",
+    ),
     "qsm_coverage": (
         "Share of the lesion's voxels where the QSM has data (an eroded QSM mask leaves the cortex out)",
         None,
@@ -45,9 +58,13 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "qsm_confirmed": ("Whether QSM shows the lesion paramagnetic: yes, no, or no QSM data (not confirmed)", None),
     "swi_contrast": ("1 - mean SWI in the lesion / mean SWI in a 2 mm shell around it (0 none, 1 black)", None),
     "probability_mean": ("Mean model probability of the lesion's class inside it", None),
-    "location": ("Location category by majority inside the lesion: " + ", ".join(LOCATION_NAMES.values()), None),
+    "location": (
+        "Location category: the majority of the lesion's labelled voxels, else the nearest label within 3 mm "
+        "(docs/regions.md): " + ", ".join(LOCATION_NAMES.values()),
+        None,
+    ),
     "region": (
-        "MARS region by majority of the lesion's voxels inside a region of the region map: "
+        "MARS region: the majority of the region-map values of the voxels that gave the location: "
         + ", ".join(REGION_NAMES.values()),
         None,
     ),
@@ -116,28 +133,20 @@ def measure_lesions(
     table.insert(1, "label", [classes[i] for i in table["lesion_id"]])
     table.insert(2, "class", [CLASS_NAMES[v] for v in table["label"]])
     table["label"] = table["label"].astype(int)
+    table.insert(
+        table.columns.get_loc("axial_diameter_mm") + 1,
+        "macrobleed",
+        (table["label"] == CMB) & (table["axial_diameter_mm"] > MAX_CMB_DIAMETER_MM),
+    )
     objects = _slices(lesion_ids, len(classes))
     if probabilities is not None:
         table["probability_mean"] = [
             float(probabilities[value][box][lesion_ids[box] == lesion].mean())
             for lesion, value, box in zip(table["lesion_id"], table["label"], objects)
         ]
-    if locations is None and regions is not None:
-        locations = locations_from_regions(regions)
-    if locations is not None:
-        table["location"] = [
-            location_name(locations[box][lesion_ids[box] == lesion]) for lesion, box in zip(table["lesion_id"], objects)
-        ]
-    if regions is not None:
-        places = [
-            region_of(regions[box][lesion_ids[box] == lesion]) for lesion, box in zip(table["lesion_id"], objects)
-        ]
-        table["region"] = [place[0] for place in places]
-        table["hemisphere"] = [place[1] for place in places]
-    verdicts = [
-        judge(row, row.get("location") if locations is not None else None, labelled_as=row["class"])
-        for _, row in table.iterrows()
-    ]
+    if locations is not None or regions is not None:
+        _add_places(table, lesion_ids, objects, voxel_sizes(affine), locations, regions)
+    verdicts = [judge(row, row.get("location"), labelled_as=row["class"]) for _, row in table.iterrows()]
     qsm = None if subject is None else subject.qsm
     table.insert(
         table.columns.get_loc("swi_contrast"),
@@ -156,6 +165,23 @@ def measure_lesions(
         marked = lesion_certainty(lesion_ids, affine, certainty)
         table["certainty"] = [marked.get(int(lesion)) for lesion in table["lesion_id"]]
     return table
+
+
+def _add_places(table: pd.DataFrame, lesion_ids, objects, spacing, locations, regions) -> None:
+    """The ``location`` column, and ``region`` and ``hemisphere`` with a region map (:mod:`.placement`)."""
+    places = [
+        lesion_place(
+            np.argwhere(lesion_ids[box] == lesion) + [b.start for b in box],
+            spacing,
+            locations=locations,
+            regions=regions,
+        )
+        for lesion, box in zip(table["lesion_id"], objects)
+    ]
+    table["location"] = [location for location, _ in places]
+    if regions is not None:
+        table["region"] = [None if region is None else region[0] for _, region in places]
+        table["hemisphere"] = [None if region is None else region[1] for _, region in places]
 
 
 def lesion_certainty(
@@ -178,17 +204,6 @@ def lesion_certainty(
         if lesion and found.get(lesion) != "definite":
             found[lesion] = certainty
     return found
-
-
-def region_of(region_values: np.ndarray) -> tuple[str | None, str | None]:
-    """(region, hemisphere) of a lesion: the most frequent non-zero region-map value inside it, or (None, None)."""
-    inside = np.asarray(region_values, dtype=np.int64).ravel()
-    inside = inside[inside > 0]
-    if not inside.size:
-        return None, None
-    from ..regions import region_name
-
-    return region_name(int(np.argmax(np.bincount(inside)))) or (None, None)
 
 
 def qsm_verdict(flags: list[str]) -> str:

@@ -11,8 +11,9 @@ import numpy as np
 
 from ..conventions import LOCATION_NAMES
 
-LOBAR, DEEP, BASAL_GANGLIA, INFRATENTORIAL = 1, 2, 3, 4
-assert LOCATION_NAMES[BASAL_GANGLIA] == "basal ganglia" and LOCATION_NAMES[INFRATENTORIAL] == "infratentorial"
+LOBAR, DEEP, BASAL_GANGLIA, BRAINSTEM, CEREBELLUM = 1, 2, 3, 5, 6
+assert LOCATION_NAMES[BASAL_GANGLIA] == "basal ganglia" and LOCATION_NAMES[BRAINSTEM] == "brainstem"
+assert LOCATION_NAMES[CEREBELLUM] == "cerebellum"
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,10 @@ TISSUES = [
     Tissue(8, "putamen", (50, 90), 0.8, 28, 0.5, BASAL_GANGLIA),
     Tissue(9, "globus pallidus", (150, 190), 0.76, 45, 0.34, BASAL_GANGLIA),
     Tissue(10, "thalamus", (10, 70), 0.78, 23, 0.5, DEEP),
-    Tissue(11, "substantia nigra", (130, 200), 0.76, 45, 0.32, INFRATENTORIAL),
-    Tissue(12, "red nucleus", (90, 110), 0.76, 38, 0.36, INFRATENTORIAL),
-    Tissue(13, "brainstem", (-20, -5), 0.73, 21, 0.45, INFRATENTORIAL),
-    Tissue(14, "cerebellum", (5, 15), 0.84, 18, 0.6, INFRATENTORIAL),
+    Tissue(11, "substantia nigra", (130, 200), 0.76, 45, 0.32, BRAINSTEM),
+    Tissue(12, "red nucleus", (90, 110), 0.76, 38, 0.36, BRAINSTEM),
+    Tissue(13, "brainstem", (-20, -5), 0.73, 21, 0.45, BRAINSTEM),
+    Tissue(14, "cerebellum", (5, 15), 0.84, 18, 0.6, CEREBELLUM),
     Tissue(15, "ventricle", (0, 0), 1.0, 2, 1.0, 0),
 ]
 BY_NAME = {t.name: t for t in TISSUES}

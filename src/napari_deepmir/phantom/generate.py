@@ -242,13 +242,16 @@ def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarr
 
 
 def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz`` and ``_lesions.json``."""
+    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz``, ``_lesions.json`` and the
+    QSM's sidecar ``_Chimap.json`` with its ``Units`` (ppm or ppb as drawn: BIDS expects ppm, so the units are
+    stated rather than left to detection)."""
     folder = Path(out_dir) / subject.name
     stem = folder / subject.name
     paths = {
         "t2": save_nifti(f"{stem}_T2w.nii.gz", subject.t2, subject.t2_affine),
         "swi": save_nifti(f"{stem}_swi.nii.gz", subject.swi, subject.affine),
         "qsm": save_nifti(f"{stem}_Chimap.nii.gz", subject.qsm, subject.affine),
+        "qsm_sidecar": write_text_atomic(f"{stem}_Chimap.json", json.dumps({"Units": subject.acquisition.qsm_units})),
         "labels": save_labels(f"{stem}_dseg.nii.gz", subject.labels, subject.affine),
         "locations": save_labels(f"{stem}_desc-locations_dseg.nii.gz", subject.locations, subject.affine),
     }

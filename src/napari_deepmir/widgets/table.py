@@ -38,6 +38,8 @@ SHOWN_COLUMNS = (
     "class",
     "volume_mm3",
     "diameter_mm",
+    "axial_diameter_mm",
+    "macrobleed",
     "extent_mm",
     "x_mm",
     "y_mm",
