@@ -275,13 +275,21 @@ def generate_cohort(
     progress=None,
     fine_voxel_mm=FINE_VOXEL_MM,
     world: World | Callable[[np.random.Generator], World] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
 
     ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition (at the field
     strength of ``acquisition``). ``world``: one :class:`World` for all, or a function drawing one per
     subject from a generator (e.g. ``World.randomized``). ``progress(done, total)`` is called after each subject.
+    A subject folder that already holds anything is never replaced unless ``overwrite`` (checked before any
+    subject is made).
     """
+    from ..io.destinations import check_new_folder, ensure_writable_folder
+
+    ensure_writable_folder(out_dir)
+    for i in range(n_subjects):
+        check_new_folder(Path(out_dir) / f"sub-{i + 1:03d}", overwrite=overwrite)
     folders = []
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])

@@ -13,9 +13,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..io.errors import InputError
-from ..model.files import recover_folder, write_folder
+from ..model.files import CHECKPOINT_FILES, recover_folder, write_folder
 
-TENSORS, STATE = "checkpoint.safetensors", "checkpoint.json"
+TENSORS, STATE = CHECKPOINT_FILES
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -59,7 +59,7 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         if wrong:
             raise ValueError(f"missing or invalid {', '.join(wrong)}")
     except (OSError, ValueError, TypeError) as error:
-        raise InputError(folder / STATE, f"corrupt checkpoint ({error}); delete it or start without --resume") from None
+        raise InputError(folder / STATE, f"corrupt checkpoint ({error}); delete its folder to start afresh") from None
     try:
         tensors = load_file(str(folder / TENSORS))
         model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -74,7 +74,7 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(
             folder / TENSORS,
-            f"corrupt checkpoint, or one of another model ({reason}); delete it or start without --resume",
+            f"corrupt checkpoint, or one of another model ({reason}); delete its folder to start afresh",
         ) from None
     return record
 

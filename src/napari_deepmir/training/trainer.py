@@ -317,6 +317,12 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
         )
     checkpoint_dir = config.out.parent / f".{config.out.name}.checkpoint"
     resuming = config.resume and has_checkpoint(checkpoint_dir)
+    if not config.resume and has_checkpoint(checkpoint_dir):  # an interrupted run's work is never deleted silently
+        raise InputError(
+            checkpoint_dir,
+            f"holds the checkpoint of an interrupted run into {config.out.name}; pass --resume to continue it, or "
+            "delete this folder to start afresh",
+        )
     may_replace = config.overwrite or resuming  # a resumed run's model at ``out`` is its own
     check_model_destination(config.out, may_replace)
     torch.manual_seed(config.seed)
