@@ -557,6 +557,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from functools import partial
 
     from .phantom import Acquisition, World, generate_cohort
+    from .phantom.generate import check_subject_folders
 
     fixed = {
         key: value
@@ -581,6 +582,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         oblique_deg=args.oblique,
         field_t=args.field_strength,
     )
+    check_subject_folders(args.out_dir, args.subjects, overwrite=args.overwrite)  # before the work starts
     with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
             args.out_dir,
@@ -798,7 +800,7 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
     from .lesions.candidates import find_candidates, table_descriptions
     from .lesions.components import locations_from_regions
 
-    _check_tables({args.out: table_descriptions()}, args)
+    _check_tables([(args.out, table_descriptions())], args)
     subject = _load_subject_from_args(args)
     locations, regions = _subject_places(args, subject)
     if locations is None and regions is not None:
@@ -817,19 +819,19 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_tables(tables: dict, args: argparse.Namespace) -> None:
-    """Before any work: each table (CSV/TSV) and its JSON sidecar may be written (docs/data-safety.md): files
-    there are replaced only when they are tables of ours, or with --overwrite; no output is an input."""
+def _check_tables(tables: list[tuple], args: argparse.Namespace) -> None:
+    """Before any work: each table (CSV/TSV) of ``tables`` ((path or None, column descriptions) pairs) and its
+    JSON sidecar may be written (docs/data-safety.md): files there are replaced only when they are tables of
+    ours, or with --overwrite; no output is an input, no two outputs are one file."""
     from .io import InputError
     from .io.destinations import check_destinations, our_table
 
-    tests = {}
-    for path, descriptions in tables.items():
-        if path is not None:
-            if path.suffix.lower() not in (".csv", ".tsv"):
-                raise InputError(path, "table files must end in .csv or .tsv")
-            tests[path] = tests[path.with_suffix(".json")] = our_table(descriptions)
-    files = [file for path in tables if path is not None for file in (path, path.with_suffix(".json"))]
+    tests, files = {}, []
+    for path, descriptions in (pair for pair in tables if pair[0] is not None):
+        if path.suffix.lower() not in (".csv", ".tsv"):
+            raise InputError(path, "table files must end in .csv or .tsv")
+        files += [path, path.with_suffix(".json")]
+        tests[path] = tests[path.with_suffix(".json")] = our_table(descriptions)
     inputs = [getattr(args, name, None) for name in ("swi", "qsm", "t2", "mask", "labels", "locations", "regions")]
     check_destinations(files, overwrite=args.overwrite, ours=lambda path: tests[path](path), inputs=inputs)
 
@@ -840,7 +842,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     from .lesions.measure import COLUMNS, measure_lesions
     from .lesions.summary import SUMMARY_COLUMNS, summary_table
 
-    _check_tables({args.out: COLUMNS, args.summary: SUMMARY_COLUMNS}, args)
+    _check_tables([(args.out, COLUMNS), (args.summary, SUMMARY_COLUMNS)], args)
     subject = _load_subject_from_args(args)
     labels = _subject_label_map(args, subject, args.labels, "labels")
     if labels is None:

@@ -246,9 +246,12 @@ def run_cohort(
 
     ``out_dir`` may not be or hold ``bids_root``, its files of our names are replaced only when ours (or
     ``overwrite``), and a lock refuses a second cohort into the same ``out_dir`` while this one runs."""
+    from dask.distributed import Client, as_completed
+
     from .io.destinations import check_destinations, check_output_folder, output_lock
     from .model.files import model_sha256, read_card
     from .model.registry import choose_model, resolve_model
+    from .progress import progress_bar
 
     check_output_folder(out_dir, [bids_root])
     needed = ("swi",) if model is None else tuple(read_card(resolve_model(model)).modalities)
@@ -267,33 +270,22 @@ def run_cohort(
     with output_lock(out_dir, "deepmir cohort"):
         cluster = None if scheduler else start_local_cluster(workers)
         try:
-            tasks = (subjects, out_dir, choices, device, overwrite, threads)
-            _run_tasks(scheduler, security, cluster, tasks, progress, (result, rows, lesion_tables))
+            with Client(scheduler or cluster, security=security if scheduler else None) as client:
+                futures = [
+                    client.submit(
+                        process_subject, s, out_dir, choices[s.participant_id], device, overwrite, threads, pure=False
+                    )
+                    for s in subjects
+                ]
+                with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
+                    for future in as_completed(futures):
+                        _collect(future.result(), result, rows, lesion_tables)
+                        bar.update(1)
         finally:
             if cluster is not None:
                 cluster.close()
         _write_cohort_tables(out_dir, result, rows, lesion_tables)
     return result
-
-
-def _run_tasks(scheduler, security, cluster, tasks, progress: bool, collected) -> None:
-    """Submit one :func:`process_subject` per subject to the cluster and collect each outcome as it ends."""
-    from dask.distributed import Client, as_completed
-
-    from .progress import progress_bar
-
-    subjects, out_dir, choices, device, overwrite, threads = tasks
-    with Client(scheduler or cluster, security=security if scheduler else None) as client:
-        futures = [
-            client.submit(
-                process_subject, s, out_dir, choices[s.participant_id], device, overwrite, threads, pure=False
-            )
-            for s in subjects
-        ]
-        with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
-            for future in as_completed(futures):
-                _collect(future.result(), *collected)
-                bar.update(1)
 
 
 def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_tables: list[pd.DataFrame]) -> None:

@@ -26,9 +26,10 @@ _MASK_MARGIN = 2
 MIN_PROBABILITY_NO_QSM = 0.8
 _LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 #: The model's working grid may hold at most this many times the subject's voxels (a 1 x 1 x 2 mm model on a
-#: 2 x 2 x 4 mm scan is 8x) ...
+#: 2 x 2 x 4 mm scan is 8x), unless it stays under SMALL_WORKING_VOXELS (64 MiB per channel as float32) ...
 MAX_UPSAMPLING = 8
-#: ... and at most this many voxels (256 MiB per channel as float32).
+SMALL_WORKING_VOXELS = 2**24
+#: ... and never more than this many voxels (256 MiB per channel).
 MAX_WORKING_VOXELS = 2**26
 
 
@@ -83,18 +84,18 @@ def _resample_zoom(array: np.ndarray, zoom: np.ndarray, shape, order: int) -> np
 
 
 def check_working_grid(subject: Subject, card, working_shape) -> None:
-    """Refuse (InputError) a working grid of more than :data:`MAX_UPSAMPLING` times the subject's voxels or more
-    than :data:`MAX_WORKING_VOXELS`: a card's fine ``spacing_mm`` on a coarse scan would cost minutes and
-    gigabytes for detail the scan does not have."""
+    """Refuse (InputError) a working grid of more than :data:`MAX_UPSAMPLING` times the subject's voxels (when
+    over :data:`SMALL_WORKING_VOXELS`) or more than :data:`MAX_WORKING_VOXELS`: a card's fine ``spacing_mm`` on a
+    coarse scan would cost minutes and gigabytes for detail the scan does not have."""
     working, voxels = int(np.prod(working_shape, dtype=np.int64)), int(np.prod(subject.shape, dtype=np.int64))
-    if working <= MAX_UPSAMPLING * voxels and working <= MAX_WORKING_VOXELS:
+    if working <= MAX_WORKING_VOXELS and (working <= MAX_UPSAMPLING * voxels or working <= SMALL_WORKING_VOXELS):
         return
     spacing = " x ".join(f"{s:g}" for s in card.spacing_mm)
     raise InputError(
         subject.paths.get("swi"),
         f"model {card.name!r} works on a {spacing} mm grid: this subject's {voxels:,} voxels would become "
-        f"{' x '.join(map(str, working_shape))} = {working:,} ({working / voxels:.1f}x; at most {MAX_UPSAMPLING}x and "
-        f"{MAX_WORKING_VOXELS:,} voxels); use a model whose working grid suits the scan",
+        f"{' x '.join(map(str, working_shape))} = {working:,} ({working / voxels:.1f}x; at most {MAX_UPSAMPLING}x over "
+        f"{SMALL_WORKING_VOXELS:,} voxels, never over {MAX_WORKING_VOXELS:,}); use a model whose grid suits the scan",
     )
 
 
