@@ -56,7 +56,7 @@ def test_a_small_gzip_promising_gigabytes_is_refused_from_its_header(tmp_path):
             stream.write(bytes(1 << 20))
     assert bomb.stat().st_size < 600_000
     started = time.perf_counter()
-    with pytest.raises(InputError, match=r"sub-01_swi.nii.gz: its header promises 286 MiB .* gunzip"):
+    with pytest.raises(InputError, match=r"sub-01_swi.nii.gz: its header promises 286 MiB .*\(gunzip\)"):
         load_volume(bomb)
     assert time.perf_counter() - started < 1.0
 
@@ -170,3 +170,45 @@ def test_train_verifier_reads_the_default_worlds_synthetic_subjects(tmp_path):
         item.pop("direction", None)
     record.write_text(json.dumps(content))
     assert len(simulated_mimic_seeds(folder, subject)) > 0
+
+
+def _head_swi(path):
+    """An SWI of a head (a box of x -42..42, y -50..50, z -30..36 mm) in a larger field of view, 1.5 mm voxels."""
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = (-75, -90, -60)
+    world = np.moveaxis(np.indices((100, 120, 80)), 0, -1) * 1.5 + affine[:3, 3]
+    head = (
+        (np.abs(world[..., 0]) <= 42) & (np.abs(world[..., 1]) <= 50) & (world[..., 2] >= -30) & (world[..., 2] <= 36)
+    )
+    data = np.where(head, 100.0, 5.0) + np.random.default_rng(0).normal(0, 2, head.shape)
+    return write_nifti(path, data.astype(np.float32), affine)
+
+
+def test_locations_refuse_another_heads_segmentation_and_odd_label_numbers(tmp_path, capsys):
+    from test_regions import ASEG_AFFINE, write_aseg
+
+    swi = _head_swi(tmp_path / "sub-07_swi.nii.gz")
+    aseg = write_aseg(tmp_path / "aseg.nii.gz")
+    labels = np.asarray(nib.load(aseg).dataobj).astype(np.int32)
+    assert main(["locations", "--aseg", aseg, "--swi", swi, "--out", str(tmp_path / "right")]) == 0
+
+    shifted = ASEG_AFFINE.copy()
+    shifted[0, 3] += 40  # the same segmentation 4 cm to the right
+    moved = write_nifti(tmp_path / "shifted.nii.gz", labels.astype(np.int16), shifted)
+    capsys.readouterr()
+    assert main(["locations", "--aseg", moved, "--swi", swi, "--out", str(tmp_path / "moved")]) == 2
+    err = capsys.readouterr().err
+    assert "shifted.nii.gz: does not lie on the head of" in err and err.count("\n") == 1
+    assert not (tmp_path / "moved" / "sub-07_desc-regions_dseg.nii.gz").exists()
+
+    odd = labels.copy()
+    odd[40:43, 48:51, 35:38] = 99999  # no FreeSurfer label
+    odd_path = write_nifti(tmp_path / "odd.nii.gz", odd, ASEG_AFFINE)
+    assert main(["locations", "--aseg", odd_path, "--swi", swi, "--out", str(tmp_path / "odd")]) == 0
+    assert "label numbers with no region, taken as outside: 99999 (27 voxels)" in capsys.readouterr().err
+
+    wrapped = labels.astype(np.float64)
+    wrapped[40:43, 48:51, 35:38] = 2.0**31 + 2  # a float label a 32-bit map would wrap to a negative number
+    wrapped_path = write_nifti(tmp_path / "wrapped.nii.gz", wrapped, ASEG_AFFINE)
+    assert main(["locations", "--aseg", wrapped_path, "--swi", swi, "--out", str(tmp_path / "wrapped")]) == 2
+    assert "wrapped.nii.gz: not a segmentation: label numbers 0..2147483650" in capsys.readouterr().err

@@ -272,7 +272,7 @@ def _content_key(annotated, mimics: np.ndarray, model_sha: str) -> str:
     for array in (subject.affine, subject.mask, annotated.truth, mimics, *map(subject.modality, subject.available)):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.reshape(-1).view(np.uint8))  # the bytes in place, no copy
     return digest.hexdigest()[:32]
 
 
