@@ -246,10 +246,6 @@ class Placer:
                 "centre_mm": [round(float(c), 3) for c in centre],
                 "diameter_mm": round(2 * radius, 3),
                 "length_mm": round(length, 1),
-                "direction": [
-                    round(float(c), 3)
-                    for c in (points[-1] - points[0]) / (np.linalg.norm(points[-1] - points[0]) + 1e-9)
-                ],
                 "susceptibility_ppb": round(chi, 1),
                 "location": "lobar",
             }

@@ -88,7 +88,7 @@ def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
         for number in rng.permutation(len(veins)):
             vein = veins[number]
             along = rng.uniform(-0.5, 0.5) * float(vein["length_mm"])
-            direction = np.asarray(vein.get("direction", (0.0, 0.0, 0.0)), float)  # older records: the centre
+            direction = np.asarray(vein.get("direction", (0.0, 0.0, 0.0)), float)  # the default world's: the centre
             points.append(np.asarray(vein["centre_mm"], float) + along * direction)
     except (ValueError, KeyError, TypeError) as error:
         raise InputError(records[0], f"not a synthetic subject's object record ({error})") from error
