@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples-cache",
         type=Path,
         default=None,
-        help="folder keeping each subject's training examples, reused by the next run with the same model",
+        help="folder keeping each subject's training examples, reused by the next run with the same model and the "
+        "same subject content (images and annotation)",
     )
     verifier.set_defaults(handler=_cmd_train_verifier)
 
