@@ -5,6 +5,8 @@ import gzip
 import json
 import shutil
 import time
+import urllib.error
+import urllib.request
 import warnings
 
 import nibabel as nib
@@ -32,6 +34,9 @@ def test_the_cohorts_local_cluster_refuses_a_client_without_its_credentials():
             other = Security.temporary() if stranger.startswith("tls") else None
             with pytest.raises((OSError, TimeoutError)):
                 Client(stranger, security=other, timeout=3)
+        pages = f"http://127.0.0.1:{cluster.scheduler.http_server.port}/info/main/workers.html"
+        with pytest.raises(urllib.error.HTTPError, match="404"):  # no dashboard or information pages either
+            urllib.request.urlopen(pages, timeout=5)
 
 
 def test_scheduler_tls_files_come_together_and_must_exist(tmp_path, capsys):

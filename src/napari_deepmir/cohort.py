@@ -171,6 +171,7 @@ def start_local_cluster(workers: int):
     """A LocalCluster of ``workers`` single-threaded processes on 127.0.0.1 that speaks TLS with credentials made
     for this run (``Security.temporary()``: a key and self-signed certificate that live only in this process
     and its workers), so no other user of the machine can connect to its scheduler and run code in its workers."""
+    import dask
     from dask.distributed import LocalCluster
     from distributed.security import Security
 
@@ -178,15 +179,17 @@ def start_local_cluster(workers: int):
         security = Security.temporary()
     except ImportError as error:  # the package ``cryptography`` (a dependency) is missing
         raise InputError(None, f"cannot secure the local Dask cluster: {error}") from None
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        protocol="tls://",
-        security=security,
-    )
+    no_http_pages = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+    with dask.config.set(no_http_pages):  # no dashboard, no information pages over plain HTTP either
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            protocol="tls://",
+            security=security,
+        )
 
 
 def scheduler_security(ca_file=None, cert=None, key=None):
