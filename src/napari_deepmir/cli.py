@@ -87,9 +87,10 @@ def _add_match_args(parser: argparse.ArgumentParser) -> None:
 
 def _check_match_args(args: argparse.Namespace) -> None:
     from .io import InputError
+    from .lesions.matching import distance_problem
 
-    if args.match == "distance" and not (args.max_distance_mm and args.max_distance_mm > 0):
-        raise InputError(None, "--match distance needs --max-distance-mm, a positive number of millimetres")
+    if args.match == "distance" and distance_problem(args.max_distance_mm):
+        raise InputError(None, f"--match distance needs --max-distance-mm {distance_problem(args.max_distance_mm)}")
     if args.match != "distance" and args.max_distance_mm is not None:
         raise InputError(None, "--max-distance-mm goes with --match distance")
 
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write synthetic subjects with known lesions (physics-based phantom)")
     synth.add_argument("out_dir", type=Path)
+    synth.add_argument(
+        "--overwrite", action="store_true", help="replace subject folders (sub-001...) already in OUT_DIR"
+    )
     synth.add_argument("--subjects", type=int, default=1, help="number of subjects (default 1)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     synth.add_argument(
@@ -348,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples-cache",
         type=Path,
         default=None,
-        help="folder keeping each subject's training examples, reused by the next run with the same model",
+        help="folder keeping each subject's training examples, reused by the next run with the same model and the "
+        "same subject content (images and annotation)",
     )
     verifier.set_defaults(handler=_cmd_train_verifier)
 
@@ -358,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_place_args(candidates)
     candidates.add_argument("--max", type=int, default=200, help="at most this many candidates (default 200)")
     candidates.add_argument("--out", type=Path, required=True, help="candidates.csv")
+    candidates.add_argument(
+        "--overwrite", action="store_true", help="replace files at --out (and its .json) that deepmir did not write"
+    )
     candidates.set_defaults(handler=_cmd_candidates)
 
     table = commands.add_parser("table", help="measure every lesion of a label map; writes CSV or TSV")
@@ -382,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write the participant's summary (MARS counts per region and side, burden category, pattern, "
         "volumes) to this CSV/TSV, with its JSON sidecar",
+    )
+    table.add_argument(
+        "--overwrite", action="store_true", help="replace files at --out/--summary that deepmir did not write"
     )
     table.set_defaults(handler=_cmd_table)
 
@@ -418,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_match_args(evaluate)
     evaluate.add_argument("--out", type=Path, default=None, help="report.json (and report.png beside it)")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace a report at --out (and its .png) that deepmir did not write"
+    )
+    evaluate.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="also score predictions whose output set is marked incomplete (an interrupted run)",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     agreement = commands.add_parser(
@@ -428,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_match_args(agreement)
     agreement.add_argument(
         "--out", type=Path, required=True, help="output folder: agreement.json and disagreements.tsv"
+    )
+    agreement.add_argument(
+        "--overwrite", action="store_true", help="replace agreement files at --out that deepmir did not write"
     )
     agreement.set_defaults(handler=_cmd_agreement)
     consensus = commands.add_parser(
@@ -443,8 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--out", type=Path, required=True, help="derivatives folder")
     _add_model_args(cohort)
     cohort.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per 2 cores)")
-    cohort.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
-    cohort.add_argument("--overwrite", action="store_true", help="redo subjects that already have outputs")
+    cohort.add_argument(
+        "--scheduler", default=None, help="address of a running Dask scheduler (tls://host:8786; docs/cohort.md)"
+    )
+    tls = cohort.add_argument_group("TLS for --scheduler (docs/cohort.md; default: Dask's configuration)")
+    tls.add_argument("--tls-ca-file", type=Path, default=None, help="certificate authority of the cluster (PEM)")
+    tls.add_argument("--tls-cert", type=Path, default=None, help="this client's certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, default=None, help="this client's private key (PEM)")
+    cohort.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo subjects that already have outputs, and replace files at --out that deepmir did not write",
+    )
     cohort.set_defaults(handler=_cmd_cohort)
     demo = commands.add_parser("demo", help="the shipped model on a synthetic subject, ending in a lesion table")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
@@ -538,6 +570,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from functools import partial
 
     from .phantom import Acquisition, World, generate_cohort
+    from .phantom.generate import check_subject_folders
 
     fixed = {
         key: value
@@ -562,6 +595,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         oblique_deg=args.oblique,
         field_t=args.field_strength,
     )
+    check_subject_folders(args.out_dir, args.subjects, overwrite=args.overwrite)  # before the work starts
     with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
             args.out_dir,
@@ -571,6 +605,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             randomize=args.randomize,
             progress=lambda done, total: bar.update(1),
             world=world,
+            overwrite=args.overwrite,
             **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)}),
         )
     print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")
@@ -782,6 +817,7 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
     from .lesions.candidates import find_candidates, table_descriptions
     from .lesions.components import locations_from_regions
 
+    _check_tables([(args.out, table_descriptions())], args)
     subject = _load_subject_from_args(args)
     locations, regions = _subject_places(args, subject)
     if locations is None and regions is not None:
@@ -800,12 +836,30 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_tables(tables: list[tuple], args: argparse.Namespace) -> None:
+    """Before any work: each table (CSV/TSV) of ``tables`` ((path or None, column descriptions) pairs) and its
+    JSON sidecar may be written (docs/data-safety.md): files there are replaced only when they are tables of
+    ours, or with --overwrite; no output is an input, no two outputs are one file."""
+    from .io import InputError
+    from .io.destinations import check_destinations, our_table
+
+    tests, files = {}, []
+    for path, descriptions in (pair for pair in tables if pair[0] is not None):
+        if path.suffix.lower() not in (".csv", ".tsv"):
+            raise InputError(path, "table files must end in .csv or .tsv")
+        files += [path, path.with_suffix(".json")]
+        tests[path] = tests[path.with_suffix(".json")] = our_table(descriptions)
+    inputs = [getattr(args, name, None) for name in ("swi", "qsm", "t2", "mask", "labels", "locations", "regions")]
+    check_destinations(files, overwrite=args.overwrite, ours=lambda path: tests[path](path), inputs=inputs)
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     from .io import InputError
     from .io.derivatives import write_table_with_sidecar
     from .lesions.measure import COLUMNS, measure_lesions
     from .lesions.summary import SUMMARY_COLUMNS, summary_table
 
+    _check_tables([(args.out, COLUMNS), (args.summary, SUMMARY_COLUMNS)], args)
     subject = _load_subject_from_args(args)
     labels = _subject_label_map(args, subject, args.labels, "labels")
     if labels is None:
@@ -847,14 +901,26 @@ def _cmd_locations(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .io.derivatives import write_json
-    from .io.outputs import ensure_writable_folder
+    from .io.destinations import check_destinations, generated_by, generated_by_us
     from .lesions.evaluate import evaluate
     from .lesions.report_figure import save_report_figure
 
     _check_match_args(args)
-    if args.out is not None:
-        ensure_writable_folder(args.out.parent)
-    report = evaluate(args.truth, args.pred, rule=args.match, max_distance_mm=args.max_distance_mm, progress=True)
+    if args.out is not None:  # the figure beside the report is ours when the report is
+        check_destinations(
+            [args.out, args.out.with_suffix(".png")],
+            overwrite=args.overwrite,
+            ours=lambda path: generated_by_us(args.out),
+            inputs=[args.truth, args.pred],
+        )
+    report = evaluate(
+        args.truth,
+        args.pred,
+        rule=args.match,
+        max_distance_mm=args.max_distance_mm,
+        progress=True,
+        allow_incomplete=args.allow_incomplete,
+    )
     for side in ("truth", "pred"):
         if report[f"unpaired_{side}"]:
             print(f"warning: only in --{side}: {', '.join(report[f'unpaired_{side}'])}", file=sys.stderr)
@@ -872,7 +938,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"CMB predicted as iron: {confusion['cmb']['iron']}; iron predicted as CMB: {confusion['iron']['cmb']}")
     destination = ""
     if args.out is not None:
-        write_json(args.out, report)
+        write_json(args.out, {**report, "GeneratedBy": generated_by()})
         figure = save_report_figure(report, args.out.with_suffix(".png"))
         destination = f" -> {args.out}, {figure}"
     print(f"evaluated {report['n_subjects']} subject(s), matching {args.match}{destination}")
@@ -890,14 +956,15 @@ def _cmd_consensus(args: argparse.Namespace) -> int:
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
-    from .lesions.agreement import agreement, write_agreement
+    from .lesions.agreement import agreement, check_agreement_outputs, write_agreement
 
     _check_match_args(args)
+    check_agreement_outputs(args.out, overwrite=args.overwrite, inputs=(args.a, args.b))
     result = agreement(args.a, args.b, rule=args.match, max_distance_mm=args.max_distance_mm, progress=True)
     for side in ("a", "b"):
         if result.report[f"only_{side}"]:
             print(f"warning: only in --{side}: {', '.join(result.report[f'only_{side}'])}", file=sys.stderr)
-    report_path, disagreements_path = write_agreement(result, args.out)
+    report_path, disagreements_path = write_agreement(result, args.out, overwrite=args.overwrite)
     for name in ("cmb", "iron"):
         r = result.report[name]
         print(
@@ -918,7 +985,7 @@ def _number(value) -> str:
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    from .cohort import run_cohort
+    from .cohort import run_cohort, scheduler_security
 
     result = run_cohort(
         args.bids_root,
@@ -927,6 +994,7 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         scheduler=args.scheduler,
+        security=scheduler_security(args.tls_ca_file, args.tls_cert, args.tls_key),
         overwrite=args.overwrite,
     )
     for participant, reason in sorted(result.failed.items()):

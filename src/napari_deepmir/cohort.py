@@ -1,7 +1,9 @@
 """Cohort runs: every subject of a BIDS dataset predicted and measured, on Dask (local or a cluster).
 
-A LocalCluster of single-threaded worker processes runs by default; ``scheduler`` connects to a running
-Dask scheduler instead (a cluster started by hand or by dask-jobqueue). Each worker loads the model once
+A LocalCluster of single-threaded worker processes runs by default, on 127.0.0.1 with TLS and credentials made
+for the run (no other user of the machine can reach its workers); ``scheduler`` connects to a running Dask
+scheduler instead (a cluster started by hand or by dask-jobqueue; TLS credentials by :func:`scheduler_security`
+or Dask's configuration). Each worker loads the model once
 (a per-process cache) and gives torch ``cores / workers`` threads, because oversubscribed PyTorch
 threads slow everything down badly. Each subject goes through the one detection pipeline
 (:mod:`.pipeline`) and its outputs are one BIDS-derivative output set (:mod:`.io.outputs`) whose sidecar
@@ -22,7 +24,8 @@ from . import __version__
 from .conventions import BIDS_SUFFIXES, MODALITIES
 from .io import InputError
 from .io.bids import find_subject_files, has_swi, subject_id
-from .io.outputs import LOOKUP, dataset_outputs, ensure_writable_folder
+from .io.destinations import ensure_writable_folder
+from .io.outputs import LOOKUP, dataset_outputs
 
 #: Per worker process: model folder -> LoadedModel, so the model is read once per worker, not per subject.
 _MODELS: dict = {}
@@ -164,6 +167,71 @@ def _detect_and_write(subject: CohortSubject, outputs, choice, device: str, over
     return result
 
 
+def start_local_cluster(workers: int):
+    """A LocalCluster of ``workers`` single-threaded processes on 127.0.0.1 that speaks TLS with credentials made
+    for this run (``Security.temporary()``: a key and self-signed certificate that live only in this process
+    and its workers), so no other user of the machine can connect to its scheduler and run code in its workers."""
+    import dask
+    from dask.distributed import LocalCluster
+    from distributed.security import Security
+
+    try:
+        security = Security.temporary()
+    except ImportError as error:  # the package ``cryptography`` (a dependency) is missing
+        raise InputError(None, f"cannot secure the local Dask cluster: {error}") from None
+    no_http_pages = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+    with dask.config.set(no_http_pages):  # no dashboard, no information pages over plain HTTP either
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            protocol="tls://",
+            security=security,
+        )
+
+
+def scheduler_security(ca_file=None, cert=None, key=None):
+    """The TLS credentials for ``--scheduler`` (a ``distributed.security.Security``), from the three files
+    given together; None when none is given (then Dask's configuration, ``distributed.comm.tls.*``, applies)."""
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise InputError(
+            None, f"TLS for --scheduler needs --tls-ca-file, --tls-cert and --tls-key; missing {missing[0]}"
+        )
+    for value in given.values():
+        if not Path(value).is_file():
+            raise InputError(value, "TLS file not found")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(ca_file), tls_client_cert=str(cert), tls_client_key=str(key), require_encryption=True
+    )
+
+
+def _dataset_files(out_dir: Path) -> dict[Path, object]:
+    """The files of the cohort's own at ``out_dir``'s top, each with the test that it is ours
+    (:mod:`.io.destinations`)."""
+    from .io.derivatives import dseg_lookup_text
+    from .io.destinations import generated_by_us, our_table, same_text
+    from .lesions.measure import COLUMNS
+    from .lesions.summary import SUMMARY_COLUMNS
+
+    summary = our_table(_COHORT_COLUMNS | SUMMARY_COLUMNS)
+    return {
+        out_dir / "dataset_description.json": generated_by_us,
+        out_dir / LOOKUP: same_text(dseg_lookup_text()),
+        out_dir / "summary.tsv": summary,
+        out_dir / "summary.json": summary,
+        out_dir / "lesions.tsv": our_table(COLUMNS),
+        out_dir / "failures.tsv": our_table({"reason": None}),
+    }
+
+
 def run_cohort(
     bids_root: str | Path,
     out_dir: str | Path,
@@ -172,48 +240,54 @@ def run_cohort(
     device: str = "auto",
     workers: int | None = None,
     scheduler: str | None = None,
+    security=None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> CohortResult:
-    """Run every subject of ``bids_root``; write per-subject outputs and the cohort tables to ``out_dir``."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Run every subject of ``bids_root``; write per-subject outputs and the cohort tables to ``out_dir``.
+    ``security``: TLS credentials for ``scheduler`` (:func:`scheduler_security`); the local cluster makes its own.
 
+    ``out_dir`` may not be or hold ``bids_root``, its files of our names are replaced only when ours (or
+    ``overwrite``), and a lock refuses a second cohort into the same ``out_dir`` while this one runs."""
+    from dask.distributed import Client, as_completed
+
+    from .io.destinations import check_destinations, check_output_folder, output_lock
     from .model.files import model_sha256, read_card
     from .model.registry import choose_model, resolve_model
     from .progress import progress_bar
 
+    check_output_folder(out_dir, [bids_root])
     needed = ("swi",) if model is None else tuple(read_card(resolve_model(model)).modalities)
     subjects, problems = find_cohort(bids_root, needed)
     choices = {s.participant_id: choose_model(s.modalities, model) for s in subjects}
     shas = {path: model_sha256(path) for path in {c.path for c in choices.values()}}
     out_dir = ensure_writable_folder(out_dir)  # before any work: a read-only disk fails now, not after the cohort
+    tests = _dataset_files(out_dir)
+    check_destinations(tests, overwrite=overwrite, ours=lambda path: tests[path](path))
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // 2)
     threads = max(1, cores // workers)
     result = CohortResult(out_dir, failed=dict(problems), chosen={p: shas[c.path] for p, c in choices.items()})
     rows: list[dict] = []
     lesion_tables: list[pd.DataFrame] = []
-    cluster = (
-        None
-        if scheduler
-        else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    )
-    try:
-        with Client(scheduler or cluster) as client:
-            futures = [
-                client.submit(
-                    process_subject, s, out_dir, choices[s.participant_id], device, overwrite, threads, pure=False
-                )
-                for s in subjects
-            ]
-            with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
-                for future in as_completed(futures):
-                    _collect(future.result(), result, rows, lesion_tables)
-                    bar.update(1)
-    finally:
-        if cluster is not None:
-            cluster.close()
-    _write_cohort_tables(out_dir, result, rows, lesion_tables)
+    with output_lock(out_dir, "deepmir cohort"):
+        cluster = None if scheduler else start_local_cluster(workers)
+        try:
+            with Client(scheduler or cluster, security=security if scheduler else None) as client:
+                futures = [
+                    client.submit(
+                        process_subject, s, out_dir, choices[s.participant_id], device, overwrite, threads, pure=False
+                    )
+                    for s in subjects
+                ]
+                with progress_bar("cohort", total=len(futures), unit="subject", enabled=progress) as bar:
+                    for future in as_completed(futures):
+                        _collect(future.result(), result, rows, lesion_tables)
+                        bar.update(1)
+        finally:
+            if cluster is not None:
+                cluster.close()
+        _write_cohort_tables(out_dir, result, rows, lesion_tables)
     return result
 
 

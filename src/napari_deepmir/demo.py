@@ -26,7 +26,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", pro
     """
     from .io import load_subject_dir
     from .io.derivatives import write_json
-    from .io.outputs import ensure_writable_folder
+    from .io.destinations import ensure_writable_folder
     from .lesions.components import load_label_map, load_location_map
     from .lesions.evaluate import score_lesions
     from .phantom import generate_cohort
@@ -34,7 +34,9 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", pro
 
     out_dir = Path(out_dir)
     result_dir = ensure_writable_folder(out_dir / "prediction")
-    folder = generate_cohort(out_dir / "synthetic", 1, seed)[0]
+    own = out_dir / "synthetic" / "sub-001"
+    ours = own.is_dir() and any(own.rglob("sub-001_lesions.json"))  # the demo's own subject (its object record)
+    folder = generate_cohort(out_dir / "synthetic", 1, seed, overwrite=ours)[0]
     subject = load_subject_dir(folder)
     locations = load_location_map(folder / f"{subject.name}_desc-locations_dseg.nii.gz").data
     result = detect(subject, None, device=device, locations=locations, progress=progress)

@@ -25,6 +25,12 @@ _MASK_MARGIN = 2
 #: Peak probability a component needs where the QSM has no data to confirm it (model cards may override).
 MIN_PROBABILITY_NO_QSM = 0.8
 _LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
+#: The model's working grid may hold at most this many times the subject's voxels (a 1 x 1 x 2 mm model on a
+#: 2 x 2 x 4 mm scan is 8x), unless it stays under SMALL_WORKING_VOXELS (64 MiB per channel as float32) ...
+MAX_UPSAMPLING = 8
+SMALL_WORKING_VOXELS = 2**24
+#: ... and never more than this many voxels (256 MiB per channel).
+MAX_WORKING_VOXELS = 2**26
 
 
 @dataclass
@@ -77,6 +83,22 @@ def _resample_zoom(array: np.ndarray, zoom: np.ndarray, shape, order: int) -> np
     )
 
 
+def check_working_grid(subject: Subject, card, working_shape) -> None:
+    """Refuse (InputError) a working grid of more than :data:`MAX_UPSAMPLING` times the subject's voxels (when
+    over :data:`SMALL_WORKING_VOXELS`) or more than :data:`MAX_WORKING_VOXELS`: a card's fine ``spacing_mm`` on a
+    coarse scan would cost minutes and gigabytes for detail the scan does not have."""
+    working, voxels = int(np.prod(working_shape, dtype=np.int64)), int(np.prod(subject.shape, dtype=np.int64))
+    if working <= MAX_WORKING_VOXELS and (working <= MAX_UPSAMPLING * voxels or working <= SMALL_WORKING_VOXELS):
+        return
+    spacing = " x ".join(f"{s:g}" for s in card.spacing_mm)
+    raise InputError(
+        subject.paths.get("swi"),
+        f"model {card.name!r} works on a {spacing} mm grid: this subject's {voxels:,} voxels would become "
+        f"{' x '.join(map(str, working_shape))} = {working:,} ({working / voxels:.1f}x; at most {MAX_UPSAMPLING}x over "
+        f"{SMALL_WORKING_VOXELS:,} voxels, never over {MAX_WORKING_VOXELS:,}); use a model whose grid suits the scan",
+    )
+
+
 def prepare_input(subject: Subject, card) -> PreparedInput:
     """Reorient, resample to ``card.spacing_mm`` and normalise the modalities the model needs.
 
@@ -97,6 +119,7 @@ def prepare_input(subject: Subject, card) -> PreparedInput:
     canonical_shape = tuple(_reorient(np.empty(subject.shape, np.uint8), orientation).shape)
     zoom = canonical_spacing / np.asarray(card.spacing_mm, dtype=float)
     working_shape = tuple(max(1, round(n * z)) for n, z in zip(canonical_shape, zoom))
+    check_working_grid(subject, card, working_shape)  # before any array of that size is made
     zoom = np.array(working_shape) / np.array(canonical_shape)
 
     def to_working(data: np.ndarray, order: int) -> np.ndarray:

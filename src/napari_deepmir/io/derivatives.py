@@ -63,15 +63,18 @@ def write_json(path: str | Path, obj) -> Path:
     return write_text_atomic(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
-def write_dseg_lookup(path: str | Path) -> Path:
-    """Write the BIDS ``dseg.tsv`` lookup of the label values (index, name, abbreviation, color)."""
+def dseg_lookup_text() -> str:
+    """The BIDS ``dseg.tsv`` lookup of the label values (index, name, abbreviation, color) as text."""
     rows = [{"index": 0, "name": "background", "abbreviation": "BG", "color": "#000000"}]
     for value, name in CLASS_NAMES.items():
         rgb = "".join(f"{round(255 * c):02x}" for c in CLASS_COLORS[value][:3])
         rows.append({"index": value, "name": CLASS_TITLES[value], "abbreviation": name.upper(), "color": f"#{rgb}"})
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
-    return Path(path)
+    return pd.DataFrame(rows).to_csv(sep="\t", index=False, lineterminator="\n")
+
+
+def write_dseg_lookup(path: str | Path) -> Path:
+    """Write the BIDS ``dseg.tsv`` lookup (:func:`dseg_lookup_text`) atomically."""
+    return write_text_atomic(path, dseg_lookup_text())
 
 
 def table_sidecar(table: pd.DataFrame, descriptions: dict[str, tuple[str, str | None]]) -> dict:

@@ -47,6 +47,13 @@ MAX_VOXELS = 2**29
 VOXEL_MM_RANGE = (0.05, 20.0)
 
 
+#: A ``.nii.gz`` whose data would take more than this (bytes) once decompressed ...
+EXPANSION_CHECKED_BYTES = 256 * 2**20
+#: ... may not be more than this many times the size of the file: MR images compress 2-10x, empty label maps
+#: a few hundred times (and are small), a crafted file a thousand times.
+MAX_EXPANSION = 100
+
+
 def max_voxels() -> int:
     """The voxel budget: ``DEEPMIR_MAX_VOXELS`` if set, else :data:`MAX_VOXELS`."""
     value = os.environ.get("DEEPMIR_MAX_VOXELS", "").strip()
@@ -97,8 +104,9 @@ def load_volume(
             "voxels "
             "(set DEEPMIR_MAX_VOXELS to raise it)",
         )
-    affine, warnings = choose_affine(image.header, path)
     stored = image.get_data_dtype()
+    _check_expansion(path, math.prod(shape) * stored.itemsize)
+    affine, warnings = choose_affine(image.header, path)
     if stored.kind not in "buifc":
         raise InputError(path, f"unsupported data type {stored} (expected a scalar image)")
     if stored.kind == "c" and not complex_to_magnitude:
@@ -116,6 +124,22 @@ def load_volume(
     if check_values:
         _check_values(volume)
     return volume
+
+
+def _check_expansion(path: Path, decompressed: int) -> None:
+    """Refuse a compressed file whose header promises far more data than its size can hold (a gzip bomb): over
+    :data:`EXPANSION_CHECKED_BYTES` and more than :data:`MAX_EXPANSION` times the file. Checked before anything
+    is decompressed; an uncompressed ``.nii`` (whose size is its data) is never refused by this rule."""
+    if not path.name.lower().endswith(".gz") or decompressed <= EXPANSION_CHECKED_BYTES:
+        return
+    size = max(path.stat().st_size, 1)
+    if decompressed > MAX_EXPANSION * size:
+        raise InputError(
+            path,
+            f"its header promises {decompressed / 2**20:,.0f} MiB of data from a {size / 2**20:,.1f} MiB file "
+            f"(x{decompressed / size:,.0f}); MR images do not compress more than x{MAX_EXPANSION}. If it is real, "
+            "decompress it first (gunzip) and give the .nii",
+        )
 
 
 def choose_affine(header, path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
@@ -162,12 +186,15 @@ def affine_problem(affine: np.ndarray) -> str | None:
 
 
 def _check_values(volume: Volume) -> None:
+    """Refuse all-NaN and constant images; NaN/inf voxels become 0 with a warning. No copy of the data is made
+    (``nanmin``/``nanmax`` on a volume without NaN read it in place)."""
     finite = np.isfinite(volume.data)
     if not finite.any():
         raise InputError(volume.path, "every voxel is NaN or infinite")
-    values = volume.data[finite]
-    if values.min() == values.max():
-        raise InputError(volume.path, f"constant image (every voxel is {values.min():g})")
+    all_finite = bool(finite.all())
+    low, high = (volume.data.min(), volume.data.max()) if all_finite else _finite_range(volume.data, finite)
+    if low == high:
+        raise InputError(volume.path, f"constant image (every voxel is {low:g})")
     n_bad = int(finite.size - finite.sum())
     if n_bad:
         volume.data[~finite] = 0
@@ -175,6 +202,11 @@ def _check_values(volume: Volume) -> None:
         volume.warnings.append(
             f"{volume.path}: {n_bad} NaN/infinite voxels ({100 * n_bad / finite.size:.2f}%) set to 0"
         )
+
+
+def _finite_range(data: np.ndarray, finite: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite voxels of ``data``."""
+    return float(np.min(data, where=finite, initial=np.inf)), float(np.max(data, where=finite, initial=-np.inf))
 
 
 def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, *, intent: str | None = None) -> Path:

@@ -17,8 +17,6 @@ Per participant, in one folder (BIDS-derivative names):
 """
 
 import datetime
-import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +25,10 @@ import pandas as pd
 
 from .. import __version__
 from ..conventions import CLASS_NAMES
-from .derivatives import write_dseg_lookup, write_json, write_table_with_sidecar
+from .derivatives import dseg_lookup_text, write_dseg_lookup, write_json, write_table_with_sidecar
+from .destinations import check_destinations, same_text
 from .errors import InputError
+from .jsonfile import read_json
 from .nifti import save_labels, save_nifti
 
 LOOKUP = "dseg.tsv"
@@ -71,8 +71,8 @@ class OutputSet:
     def provenance(self) -> dict | None:
         """The marker's content, or None when there is none (or it is unreadable)."""
         try:
-            content = json.loads(self.marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            content = read_json(self.marker)
+        except InputError:
             return None
         return content if isinstance(content, dict) else None
 
@@ -85,33 +85,13 @@ class OutputSet:
         return [p for p in self.files if p.exists()]
 
 
-def ensure_writable_folder(folder: str | Path) -> Path:
-    """Create ``folder`` if needed and prove a file can be written there; an InputError names it otherwise.
-
-    Called before any long work starts, so a read-only disk or a typo fails in a second, not after an hour."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(folder, "exists and is not a folder; give a folder for the outputs")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deepmir-write-test.", suffix=".tmp"):
-            pass
-    except OSError as error:
-        raise InputError(folder, f"cannot write outputs here ({error.strerror or error})") from None
-    return folder
-
-
-def check_can_write(outputs: OutputSet, *, overwrite: bool) -> None:
+def check_can_write(outputs: OutputSet, *, overwrite: bool, lookup: bool = True) -> None:
     """Refuse (InputError) to replace a finished output set unless ``overwrite``, and files of these names that
-    no run of ours left (no marker) in any case unless ``overwrite``. Leftovers of an interrupted run pass."""
-    ensure_writable_folder(outputs.folder)
-    found = outputs.existing()
-    if not found or overwrite:
-        return
+    no run of ours left (no marker) in any case unless ``overwrite``; leftovers of an interrupted run pass.
+    ``lookup``: the set's folder also gets ``dseg.tsv``, replaced only when it holds our lookup. The rest of the
+    rule (links, folders, a folder that cannot be written) is :func:`.destinations.check_destinations`'s."""
     provenance = outputs.provenance()
-    if provenance is not None and provenance.get("Complete") is False:
-        return  # an interrupted run of ours: its files are replaced
-    if provenance is not None:
+    if not overwrite and provenance is not None and provenance.get("Complete") is not False and outputs.existing():
         made = provenance.get("GeneratedBy", {})
         raise InputError(
             outputs.folder,
@@ -119,8 +99,13 @@ def check_can_write(outputs: OutputSet, *, overwrite: bool) -> None:
             f"{provenance.get('Date', '?')}); "
             "pass --overwrite to replace them",
         )
-    raise InputError(
-        found[0], "exists and was not written by napari-deepmir; choose another output folder or pass --overwrite"
+    interrupted = provenance is not None and provenance.get("Complete") is False  # its files are our leftovers
+    lookup_file = outputs.folder / LOOKUP
+    is_lookup = same_text(dseg_lookup_text())
+    check_destinations(
+        [*outputs.files, *([lookup_file] if lookup else [])],
+        overwrite=overwrite,
+        ours=lambda path: is_lookup(path) if path == lookup_file else interrupted,
     )
 
 
@@ -140,7 +125,7 @@ def write_outputs(
     ``probabilities`` (3, *grid), needed when the set has probability maps."""
     if outputs.probabilities and probabilities is None:
         raise ValueError("this output set has probability maps: give the probabilities")
-    check_can_write(outputs, overwrite=overwrite)
+    check_can_write(outputs, overwrite=overwrite, lookup=lookup)
     record = {
         "Description": "Cerebral microbleeds (1) and iron deposits (2) found by napari-deepmir",
         **provenance,

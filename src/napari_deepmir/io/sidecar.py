@@ -1,9 +1,9 @@
 """BIDS JSON sidecars: the acquisition (echo time, field strength) and QSM units stated beside a NIfTI file."""
 
-import json
 from pathlib import Path
 
 from .errors import InputError
+from .jsonfile import read_json
 from .nifti import NIFTI_SUFFIXES
 
 #: How the QSM units a sidecar's ``Units`` field may state map to ours (lower case, spaces removed).
@@ -24,9 +24,9 @@ def read_sidecar(nifti: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(path, f"unreadable JSON sidecar ({error})") from None
+        content = read_json(path)
+    except InputError as error:
+        raise InputError(path, f"unreadable JSON sidecar ({error.problem})") from None
     if not isinstance(content, dict):
         raise InputError(path, "a BIDS sidecar must hold a JSON object")
     return content

@@ -25,7 +25,6 @@ from ..io import InputError
 from ..io.bids import subject_id
 from ..io.derivatives import read_table, write_json, write_table_with_sidecar
 from ..io.nifti import voxel_sizes
-from ..io.outputs import ensure_writable_folder
 from ..progress import progress_bar
 from .components import check_same_grid, load_label_map
 from .evaluate import compare_maps, cross_class_pairs, lesion_places, place_maps
@@ -299,11 +298,31 @@ def agreement(
     return AgreementResult(report, table)
 
 
-def write_agreement(result: AgreementResult, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``agreement.json`` and ``disagreements.tsv`` (with its JSON sidecar) into ``out_dir``."""
-    out_dir = ensure_writable_folder(out_dir)
-    report = write_json(out_dir / "agreement.json", result.report)
-    table = write_table_with_sidecar(out_dir / "disagreements.tsv", result.disagreements, DISAGREEMENT_COLUMNS)
+def check_agreement_outputs(out_dir: str | Path, *, overwrite: bool = False, inputs=()) -> tuple[Path, Path]:
+    """The report and table paths in ``out_dir``, checked by the one rule (:mod:`..io.destinations`): files there
+    are replaced only when ours (the report's GeneratedBy, a disagreement table) or with ``overwrite``."""
+    from ..io.destinations import check_destinations, generated_by_us, our_table
+
+    out_dir = Path(out_dir)
+    report, table = out_dir / "agreement.json", out_dir / "disagreements.tsv"
+    is_table = our_table(DISAGREEMENT_COLUMNS)
+    check_destinations(
+        [report, table, table.with_suffix(".json")],
+        overwrite=overwrite,
+        ours=lambda path: generated_by_us(path) if path == report else is_table(path),
+        inputs=inputs,
+    )
+    return report, table
+
+
+def write_agreement(result: AgreementResult, out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``agreement.json`` and ``disagreements.tsv`` (with its JSON sidecar) into ``out_dir``
+    (:func:`check_agreement_outputs` first)."""
+    from ..io.destinations import generated_by
+
+    report_path, table_path = check_agreement_outputs(out_dir, overwrite=overwrite)
+    report = write_json(report_path, {**result.report, "GeneratedBy": generated_by()})
+    table = write_table_with_sidecar(table_path, result.disagreements, DISAGREEMENT_COLUMNS)
     return report, table
 
 

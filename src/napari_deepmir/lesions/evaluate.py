@@ -364,6 +364,21 @@ def _sum_places(per_subject: list[dict], key: str, class_name: str) -> dict[str,
     return {place: lesion_metrics(**counts) for place, counts in sorted(totals.items())}
 
 
+def check_complete(labels: Path) -> None:
+    """InputError when the provenance sidecar of a predicted label map says its output set is incomplete."""
+    from ..io.jsonfile import read_json
+    from ..io.sidecar import sidecar_path
+
+    marker = sidecar_path(labels)
+    record = read_json(marker) if marker.is_file() else None
+    if isinstance(record, dict) and record.get("Complete") is False:
+        raise InputError(
+            labels,
+            f"its output set is marked incomplete ({marker.name}: an interrupted run); run the prediction again, "
+            "or pass --allow-incomplete to score it anyway",
+        )
+
+
 def evaluate(
     truth: str | Path,
     pred: str | Path,
@@ -371,8 +386,12 @@ def evaluate(
     rule: str = "overlap",
     max_distance_mm: float | None = None,
     progress: bool = False,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Lesion-wise report comparing predicted label maps with truth (two files, or two folders of subjects).
+
+    A prediction whose output set is marked incomplete (an interrupted run: its provenance sidecar says
+    ``"Complete": false``) is refused (InputError naming it) unless ``allow_incomplete``.
 
     Folders are paired by the ``sub-XXX`` name in each file's path (:mod:`.pairing`). The report has per class
     (``"cmb"``, ``"iron"``) the pooled scores over all subjects (counts summed, then ratios),
@@ -385,6 +404,9 @@ def evaluate(
     check_rule(rule, max_distance_mm)
     truth, pred = Path(truth), Path(pred)
     pairs, only_truth, only_pred = pair_label_maps(truth, pred)
+    if not allow_incomplete:
+        for _, _, pred_path in pairs:
+            check_complete(pred_path)
     # probability maps under the prediction folder, or beside a prediction file
     probabilities = probability_files(pred) if pred.is_dir() else probability_files(pred.parent, recursive=False)
     results = []

@@ -21,6 +21,9 @@ from scipy.optimize import linear_sum_assignment
 from .components import CONNECTIVITY_26, class_components
 
 MATCH_RULES: tuple[str, ...] = ("overlap", "adjacent", "distance")
+#: Largest ``max_distance_mm`` of the distance rule: twice the largest microbleed (10 mm, Greenberg et al.,
+#: Lancet Neurol 2009). Farther apart, any two lesions of a brain would pair and every score would be 1.
+MAX_DISTANCE_MM = 20.0
 
 
 @dataclass
@@ -59,11 +62,19 @@ def _centroids(ids: np.ndarray, count: int) -> np.ndarray:
 
 
 def check_rule(rule: str, max_distance_mm: float | None) -> None:
-    """ValueError for an unknown rule, or the distance rule without a positive ``max_distance_mm``."""
+    """ValueError for an unknown rule, or the distance rule without a ``max_distance_mm`` in 0..MAX_DISTANCE_MM."""
     if rule not in MATCH_RULES:
         raise ValueError(f"unknown matching rule {rule!r}; expected one of {', '.join(MATCH_RULES)}")
-    if rule == "distance" and not (max_distance_mm and max_distance_mm > 0):
-        raise ValueError("the distance rule needs a positive max_distance_mm")
+    if rule == "distance" and distance_problem(max_distance_mm):
+        raise ValueError(f"the distance rule needs max_distance_mm {distance_problem(max_distance_mm)}")
+
+
+def distance_problem(max_distance_mm) -> str | None:
+    """What is wrong with a distance rule's ``max_distance_mm`` (NaN, infinite, 0 or less, over
+    :data:`MAX_DISTANCE_MM`), or None."""
+    if max_distance_mm is not None and 0 < max_distance_mm <= MAX_DISTANCE_MM:  # False for NaN
+        return None
+    return f"above 0 and at most {MAX_DISTANCE_MM:g} mm (got {max_distance_mm}); farther apart is not one lesion"
 
 
 def allowed_pairs(a: Lesions, b: Lesions, rule: str, max_distance_mm: float | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.errors import InputError
+from ..io.jsonfile import read_json
 from .card import FORMAT_VERSION, ModelCard
 
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -80,11 +81,25 @@ def _holds_only(folder: Path, names: frozenset) -> bool:
     return all(entry.name in names and entry.is_file() and not entry.is_symlink() for entry in folder.iterdir())
 
 
+#: The files of a training checkpoint (:mod:`..training.checkpoint`), written by :func:`write_folder` too.
+CHECKPOINT_FILES = ("checkpoint.safetensors", "checkpoint.json")
+#: Files a retired ``.NAME.old`` folder of ours may hold: a model's, or a training checkpoint's.
+RECOVERABLE_FILES = MODEL_FILES | set(CHECKPOINT_FILES)
+
+
 def recover_folder(folder: str | Path) -> Path:
-    """``folder``, put back from ``.NAME.old`` first if a write was killed between its two renames."""
+    """``folder``, put back from ``.NAME.old`` first if a write was killed between its two renames. Only a
+    ``.NAME.old`` that holds nothing but our files (:data:`RECOVERABLE_FILES`) is ours to rename: a user's
+    own folder of that name stays where it is."""
     folder = Path(folder)
     retired = _retired(folder)
-    if not folder.exists() and retired.is_dir():
+    if (
+        not folder.exists()
+        and retired.is_dir()
+        and not retired.is_symlink()
+        and any(retired.iterdir())
+        and _holds_only(retired, RECOVERABLE_FILES)
+    ):
         try:
             retired.rename(folder)
         except OSError:  # a read-only place: read the retired copy where it is
@@ -171,9 +186,9 @@ def _parse_card(folder: Path) -> tuple[ModelCard, dict]:
     if not card_path.exists():
         raise InputError(folder, f"not a model folder: {CARD} (the model card) is missing")
     try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(card_path, f"invalid model card: not readable JSON ({error})") from None
+        data = read_json(card_path)
+    except InputError as error:
+        raise InputError(card_path, f"invalid model card: {error.problem}") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise InputError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..io.atomic import write_text_atomic
 from ..io.errors import InputError
+from ..io.jsonfile import read_json
 from .card import ModelCard
 from .files import CARD, model_folder, read_card, recover_folder
 
@@ -58,8 +59,8 @@ def _registry_file() -> Path:
 
 def _registered_paths() -> list[Path]:
     try:
-        return [Path(p) for p in json.loads(_registry_file().read_text(encoding="utf-8"))]
-    except (OSError, ValueError):
+        return [Path(p) for p in read_json(_registry_file())]
+    except (InputError, TypeError):
         return []
 
 

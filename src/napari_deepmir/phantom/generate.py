@@ -268,6 +268,16 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
     return paths
 
 
+def check_subject_folders(out_dir: str | Path, n_subjects: int, *, overwrite: bool = False) -> None:
+    """Refuse (InputError) to make subjects ``sub-001``... in ``out_dir`` where such a folder already holds
+    anything, unless ``overwrite`` (:func:`..io.destinations.check_new_folder`)."""
+    from ..io.destinations import check_new_folder, ensure_writable_folder
+
+    ensure_writable_folder(out_dir)
+    for i in range(n_subjects):
+        check_new_folder(Path(out_dir) / f"sub-{i + 1:03d}", overwrite=overwrite)
+
+
 def generate_cohort(
     out_dir: str | Path,
     n_subjects: int,
@@ -278,13 +288,17 @@ def generate_cohort(
     progress=None,
     fine_voxel_mm=FINE_VOXEL_MM,
     world: World | Callable[[np.random.Generator], World] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``n_subjects`` subjects ``sub-001``...; subject i depends only on (seed, i).
 
     ``randomize``: each subject gets its own :meth:`Acquisition.randomized` acquisition (at the field
     strength of ``acquisition``). ``world``: one :class:`World` for all, or a function drawing one per
     subject from a generator (e.g. ``World.randomized``). ``progress(done, total)`` is called after each subject.
+    A subject folder that already holds anything is never replaced unless ``overwrite`` (checked before any
+    subject is made).
     """
+    check_subject_folders(out_dir, n_subjects, overwrite=overwrite)
     folders = []
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])

@@ -13,9 +13,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..io.errors import InputError
-from ..model.files import recover_folder, write_folder
+from ..io.jsonfile import read_json
+from ..model.files import CHECKPOINT_FILES, recover_folder, write_folder
 
-TENSORS, STATE = "checkpoint.safetensors", "checkpoint.json"
+TENSORS, STATE = CHECKPOINT_FILES
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -52,14 +53,15 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     InputError naming its file."""
     folder = recover_folder(folder)
     try:
-        record = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        record = read_json(folder / STATE)
         if not isinstance(record, dict) or not isinstance(record.get("param_groups"), list):
             raise TypeError("not a checkpoint record")
         wrong = [key for key, value in state.items() if key not in record or not _same_kind(record[key], value)]
         if wrong:
             raise ValueError(f"missing or invalid {', '.join(wrong)}")
-    except (OSError, ValueError, TypeError) as error:
-        raise InputError(folder / STATE, f"corrupt checkpoint ({error}); delete it or start without --resume") from None
+    except (OSError, ValueError, TypeError) as error:  # InputError is a ValueError
+        reason = error.problem if isinstance(error, InputError) else error
+        raise InputError(folder / STATE, f"corrupt checkpoint ({reason}); delete its folder to start afresh") from None
     try:
         tensors = load_file(str(folder / TENSORS))
         model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -74,7 +76,7 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(
             folder / TENSORS,
-            f"corrupt checkpoint, or one of another model ({reason}); delete it or start without --resume",
+            f"corrupt checkpoint, or one of another model ({reason}); delete its folder to start afresh",
         ) from None
     return record
 

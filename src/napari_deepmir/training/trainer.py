@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,12 @@ def load_training_subjects(config: TrainingConfig, card) -> list[AnnotatedSubjec
     subjects += [prepare_annotated(subject, labels, card) for subject, labels in config.samples]
     if not subjects:
         raise ValueError("no annotated subjects: give data folders or samples")
+    if not any(subject.truth.any() for subject in subjects):
+        warnings.warn(
+            f"no lesion in the annotations of any of the {len(subjects)} subject(s) ({subjects[0].name}...): the "
+            "model learns only background and will find nothing; check the *_dseg label maps",
+            stacklevel=2,
+        )
     return subjects
 
 
@@ -317,6 +324,12 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
         )
     checkpoint_dir = config.out.parent / f".{config.out.name}.checkpoint"
     resuming = config.resume and has_checkpoint(checkpoint_dir)
+    if not config.resume and has_checkpoint(checkpoint_dir):  # an interrupted run's work is never deleted silently
+        raise InputError(
+            checkpoint_dir,
+            f"holds the checkpoint of an interrupted run into {config.out.name}; pass --resume to continue it, or "
+            "delete this folder to start afresh",
+        )
     may_replace = config.overwrite or resuming  # a resumed run's model at ``out`` is its own
     check_model_destination(config.out, may_replace)
     torch.manual_seed(config.seed)

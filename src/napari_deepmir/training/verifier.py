@@ -12,8 +12,9 @@ rejected in the labelling tool (:func:`rejected_candidate_seeds`) are "not a les
 import copy
 import dataclasses
 import hashlib
-import json
 import time
+import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import InputError
+from ..io.jsonfile import read_json
 from ..lesions.components import CONNECTIVITY_26
 from ..lesions.patches import PATCH_SHAPE, candidate_patches
 from .trainer import THRESHOLD_SUBJECTS
@@ -82,14 +84,15 @@ def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
     if not records:
         return np.zeros((0, 3), int)
     try:
-        objects = [o for o in json.loads(records[0].read_text())["lesions"] if int(o["label"]) == 0]
+        objects = [o for o in read_json(records[0])["lesions"] if int(o["label"]) == 0]
         veins = [o for o in objects if o["kind"] == "vein"]
         points = [np.asarray(o["centre_mm"], float) for o in objects if o["kind"] != "vein"]
         rng = np.random.default_rng(zlib.crc32(Path(folder).name.encode()))
         for number in rng.permutation(len(veins)):
             vein = veins[number]
             along = rng.uniform(-0.5, 0.5) * float(vein["length_mm"])
-            points.append(np.asarray(vein["centre_mm"], float) + along * np.asarray(vein["direction"], float))
+            direction = np.asarray(vein.get("direction", (0.0, 0.0, 0.0)), float)  # the default world's: the centre
+            points.append(np.asarray(vein["centre_mm"], float) + along * direction)
     except (ValueError, KeyError, TypeError) as error:
         raise InputError(records[0], f"not a synthetic subject's object record ({error})") from error
     if not points:
@@ -296,28 +299,52 @@ def choose_threshold(results: dict, thresholds=VERIFIER_THRESHOLDS) -> tuple[flo
     return best, results[best]
 
 
+def _content_key(annotated, seeds: tuple[np.ndarray, ...], model_sha: str) -> str:
+    """A digest of what a subject's examples are made from: its images, brain mask, affine and annotation, the
+    simulator's mimics and the rater's rejected candidates (``seeds``), the model's weights and the recipe; not
+    its folder's name (an annotation emptied in place changes the key)."""
+    subject = annotated.subject
+    digest = hashlib.sha256(f"{model_sha}|{EXAMPLES_RECIPE}|{','.join(subject.available)}".encode())
+    for array in (subject.affine, subject.mask, annotated.truth, *seeds, *map(subject.modality, subject.available)):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.reshape(-1).view(np.uint8))  # the bytes in place, no copy
+    return digest.hexdigest()[:32]
+
+
+def _read_cached(path: Path) -> VerifierExamples | None:
+    """The examples stored at ``path``, or None (with a warning) when the file is not a readable cache of them."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            patches, targets = stored["patches"], stored["targets"]
+        if patches.ndim != 5 or targets.shape != (len(patches),) or not np.isfinite(patches).all():
+            raise ValueError("unexpected arrays")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        warnings.warn(f"{path}: not a readable examples cache ({error}); it is made again", stacklevel=3)
+        return None
+    return VerifierExamples(patches.astype(np.float32), targets.astype(np.int64))
+
+
 def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
     """:func:`subject_examples` of an annotated subject, read from ``cache`` when an earlier run with the same
-    model (weights' SHA-256), subject folder and rejected candidates stored them there, else made (and stored)."""
+    model and the same subject content (:func:`_content_key`, the rater's rejected candidates included) stored
+    them there, else made (and stored). A corrupt cache file is reported and made again."""
     from ..io.atomic import atomic_path
     from ..model.files import model_sha256
 
     folder = Path(annotated.name)
+    mimics = simulated_mimic_seeds(folder, annotated.subject)
     rejected = rejected_candidate_seeds(folder, annotated.subject)
 
     def make() -> VerifierExamples:
-        mimics = simulated_mimic_seeds(folder, annotated.subject)
         return subject_examples(annotated.subject, annotated.truth, loaded, mimic_seeds=mimics, rejected_seeds=rejected)
 
     if cache is None or loaded.path is None:
         return make()
-    rejected_key = hashlib.sha256(np.ascontiguousarray(rejected, np.int64).tobytes()).hexdigest()[:12]
-    identity = f"{folder.resolve()}|{model_sha256(loaded.path)}|{EXAMPLES_RECIPE}|{rejected_key}"
-    key = hashlib.sha256(identity.encode()).hexdigest()[:20]
-    path = Path(cache) / f"examples-{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return VerifierExamples(stored["patches"].astype(np.float32), stored["targets"].astype(np.int64))
+    path = Path(cache) / f"examples-{_content_key(annotated, (mimics, rejected), model_sha256(loaded.path))}.npz"
+    examples = _read_cached(path) if path.exists() else None
+    if examples is not None:
+        return examples
     examples = make()
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.savez_compressed(handle, patches=examples.patches.astype(np.float16), targets=examples.targets)

@@ -90,9 +90,10 @@ def new_model_name(base_name: str) -> str:
 
 
 def free_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-2`` ... when taken: a fine-tune never overwrites a model."""
+    """``parent/name``, or ``parent/name-2`` ... when taken (by a model, or by the checkpoint a stopped run
+    kept): a fine-tune never overwrites a model or another run's checkpoint."""
     folder, n = parent / name, 2
-    while folder.exists():
+    while folder.exists() or folder.with_name(f".{folder.name}.checkpoint").exists():
         folder, n = parent / f"{name}-{n}", n + 1
     return folder
 
