@@ -40,8 +40,10 @@ def volume_of(layer) -> Volume:
 
 def _subject_name(swi_layer_name: str) -> str:
     """``sub-01`` from an SWI layer named ``sub-01 SWI``, ``sub-01_rec-swi_T2starw`` or ``sub-01_swi``."""
-    name = swi_layer_name.removesuffix(" SWI")
-    return next((name[: -len(s) - 1] for s in suffixes_read("swi") if name.endswith(f"_{s}")), name)
+    name = swi_layer_name.replace(" SWI", "")
+    for suffix in suffixes_read("swi"):
+        name = name.replace(f"_{suffix}", "")
+    return name
 
 
 def subject_from_layers(
