@@ -83,12 +83,13 @@ def calcifications_predicted(
 
     from scipy import ndimage
 
+    from napari_deepmir.io.bids import subject_files_matching
     from napari_deepmir.lesions.components import CONNECTIVITY_26
 
     components, _ = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
     true_ids = set(np.unique(components[truth > 0]).tolist())
 
-    record = json.loads(next(subject_dir.glob("*_lesions.json")).read_text())
+    record = json.loads(subject_files_matching(subject_dir, "*_lesions.json")[0].read_text())
     calcifications = [m for m in record["lesions"] if m["kind"] == "calcification"]
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     hit = 0

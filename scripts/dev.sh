@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 # CPU build that this kind of machine keeps in pip's local wheelhouse; override for your machine,
 # e.g. TORCH_SPEC="torch" (newest, CUDA on Linux).
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+# The official BIDS validator (npm), pinned: the tests check that what deepmir synth, import and cohort write passes it.
+BIDS_VALIDATOR_VERSION="1.15.0"
 
 need_apt() {  # install Debian packages that are missing (X server and Qt's xcb libraries for napari tests)
   local missing=()
@@ -28,6 +30,15 @@ install_into() {  # install_into VENV PIP-ARGS...: a virtual environment with to
   fi
   "$venv/bin/pip" install -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true
   "$venv/bin/python" -c "import napari_deepmir, torch" # fail here, not later, if the install is broken
+}
+
+setup_bids_validator() {  # into .tools/bids-validator (node and npm from apt when missing); exported for the tests
+  local bin=.tools/bids-validator/node_modules/.bin/bids-validator
+  if [ "$("$bin" --version 2>/dev/null)" != "$BIDS_VALIDATOR_VERSION" ]; then
+    command -v npm >/dev/null || need_apt nodejs npm
+    npm install --silent --no-audit --no-fund --prefix .tools/bids-validator "bids-validator@$BIDS_VALIDATOR_VERSION"
+  fi
+  export BIDS_VALIDATOR="$PWD/$bin"  # set, the validator tests fail rather than skip when it does not run
 }
 
 setup_python() {
@@ -59,6 +70,7 @@ case "${1:-}" in
     need_apt xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 \
       libxcb-randr0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
     setup_python
+    setup_bids_validator
     .venv/bin/ruff check .
     check_headless
     QT_QPA_PLATFORM=xcb .venv/bin/python -m pytest tests -p no:cacheprovider

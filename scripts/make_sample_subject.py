@@ -36,7 +36,7 @@ def main() -> None:
         small = nib.Nifti1Image(np.round(data / step).astype(np.int16), image.affine, image.header)
         small.header.set_slope_inter(step, 0.0)
         nib.save(small, str(paths[kind]))
-    total = sum(p.stat().st_size for p in SAMPLE_FOLDER.iterdir())
+    total = sum(p.stat().st_size for p in SAMPLE_FOLDER.rglob("*") if p.is_file())
     print(f"{SAMPLE_FOLDER}: {total / 1e6:.1f} MB")
 
 

@@ -23,9 +23,9 @@ def bids(tmp_path_factory):
     """sub-001, sub-002 complete; sub-003 with a truncated SWI; sub-004 without QSM."""
     root = tmp_path_factory.mktemp("bids")
     generate_cohort(root, 4, seed=5, acquisition=SMALL, fine_voxel_mm=(1.25, 1.25, 3.0))
-    swi = root / "sub-003" / "sub-003_swi.nii.gz"
+    swi = root / "sub-003" / "anat" / "sub-003_rec-swi_T2starw.nii.gz"
     swi.write_bytes(swi.read_bytes()[: swi.stat().st_size // 2])
-    (root / "sub-004" / "sub-004_Chimap.nii.gz").unlink()
+    (root / "sub-004" / "anat" / "sub-004_Chimap.nii.gz").unlink()
     return root
 
 
@@ -49,7 +49,7 @@ def test_a_cohort_runs_reports_failures_and_a_second_run_skips_what_is_done(bids
     result = run_cohort(bids, out, model=model, device="cpu", workers=2, progress=False)
     assert sorted(result.done) == ["sub-001", "sub-002"]
     assert set(result.failed) == {"sub-003", "sub-004"}
-    assert "sub-003_swi.nii.gz" in result.failed["sub-003"]
+    assert "sub-003_rec-swi_T2starw.nii.gz" in result.failed["sub-003"]
 
     failures = read_table(out / "failures.tsv")
     assert list(failures["participant_id"]) == ["sub-003", "sub-004"] and failures["reason"].str.len().min() > 10

@@ -107,21 +107,23 @@ def test_a_consensus_read_by_keys_gives_a_consensus_map_and_its_agreement_with_e
     assert np.array_equal(consensus, expected)
     assert session.labels_path == out / "consensus" / folder.name / f"{folder.name}_dseg.nii.gz"
     # consensus: CMB {agreed, only A}, iron {agreed, class}. Rater A: CMB {agreed, only A, class}, iron {agreed}.
-    # Rater B: CMB {agreed, only B}, iron {agreed, class}. Agreement = 2 matched / (n consensus + n rater).
+    # Rater B: CMB {agreed, only B}, iron {agreed, class}. Agreement = 2 matched / (n consensus + n rater), over
+    # definite lesions only (issue 24): the consensus rated the "class" iron deposit possible, so it leaves out.
     report = widget.consensus_panel.report
     assert report["rater_a"]["cmb"] == {"n_consensus": 2, "n_rater": 3, "n_matched": 2, "lesion_agreement": 0.8}
-    assert report["rater_a"]["iron"]["n_matched"] == 1 and report["rater_a"]["iron"]["lesion_agreement"] == 2 / 3
-    assert report["rater_b"]["cmb"]["lesion_agreement"] == 0.5 and report["rater_b"]["iron"]["lesion_agreement"] == 1
+    assert report["rater_a"]["iron"] == {"n_consensus": 1, "n_rater": 1, "n_matched": 1, "lesion_agreement": 1.0}
+    assert report["rater_b"]["cmb"]["lesion_agreement"] == 0.5
+    assert report["rater_b"]["iron"]["lesion_agreement"] == 2 / 3
     text = widget.consensus_panel.result_label.text()
-    assert "consensus vs rater A: cmb 0.80 (2 matched of 2 / 3), iron 0.67" in text
+    assert "consensus vs rater A: cmb 0.80 (2 matched of 2 / 3), iron 1.00" in text
     assert "consensus vs rater B: cmb 0.50" in text and "undecided" not in text
     saved = json.loads((session.folder / f"{folder.name}_desc-consensus_agreement.json").read_text())
-    assert saved["rater_b"]["iron"]["lesion_agreement"] == 1 and saved["undecided"] == 0
+    assert saved["rater_b"]["iron"]["lesion_agreement"] == 2 / 3 and saved["undecided"] == 0
     table = (session.folder / f"{folder.name}_desc-consensus_decisions.tsv").read_text().splitlines()
     assert len(table) == 4 and {line.split("\t")[5] for line in table[1:]} == {"cmb", "iron", "not a lesion"}
     # the consensus folder is a data folder, and `deepmir agreement` reads it like a rater's
     assert main(["agreement", "--a", str(out / "consensus"), "--b", str(root / "b"), "--out", str(root / "c-b")]) == 0
-    assert json.loads((root / "c-b" / "agreement.json").read_text())["iron"]["lesion_agreement"] == 1
+    assert json.loads((root / "c-b" / "agreement.json").read_text())["iron"]["lesion_agreement"] == 2 / 3
     assert "labels" in find_subject_files(session.folder) and "swi" in find_subject_files(session.folder)
     # the command line exports the same consensus and reports the same agreement
     capsys.readouterr()

@@ -64,18 +64,20 @@ def _anat(bids, subject):
 def test_import_sorts_series_into_bids_with_affines_and_sidecars(bids):
     p01, p02 = _anat(bids, "P01"), _anat(bids, "P02")
     names = sorted(p.name for p in p01.iterdir())
-    suffixes = ("T2w", "swi", "part-mag_T2starw", "part-phase_T2starw")
+    suffixes = ("T2w", "rec-swi_T2starw", "part-mag_T2starw", "part-phase_T2starw")
     assert names == sorted(f"sub-P01_ses-1_{s}{e}" for s in suffixes for e in (".json", ".nii.gz"))
     assert sorted(p.name for p in p02.glob("*.nii.gz")) == [
         "sub-P02_ses-1_T2w.nii.gz",
         "sub-P02_ses-1_part-mag_T2starw.nii.gz",
         "sub-P02_ses-1_part-phase_T2starw.nii.gz",
     ]
-    np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_swi.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3)
+    np.testing.assert_allclose(
+        nib.load(p01 / "sub-P01_ses-1_rec-swi_T2starw.nii.gz").affine, expected_affine(SWI_GRID), atol=1e-3
+    )
     np.testing.assert_allclose(nib.load(p01 / "sub-P01_ses-1_T2w.nii.gz").affine, expected_affine(T2_GRID), atol=1e-3)
     phase = nib.load(p02 / "sub-P02_ses-1_part-phase_T2starw.nii.gz").get_fdata()
     assert phase[DOT] < phase.mean() - 1000  # the dot, where it was written, in scanner units
-    sidecar = json.loads((p01 / "sub-P01_ses-1_swi.json").read_text())
+    sidecar = json.loads((p01 / "sub-P01_ses-1_rec-swi_T2starw.json").read_text())
     assert sidecar["EchoTime"] == pytest.approx(0.020) and sidecar["MagneticFieldStrength"] == 3
     assert "PatientID" not in sidecar and "PatientName" not in sidecar
     assert json.loads((p01 / "sub-P01_ses-1_T2w.json").read_text())["EchoTime"] == pytest.approx(0.095)
@@ -89,7 +91,7 @@ def test_import_lists_what_it_left_out(dicom_dir, tmp_path, capsys):
     left_out = {s.sidecar["SeriesDescription"]: s.reason for s in report.left_out}
     assert left_out.keys() == {"AAHead_Scout", "mIP_Images(SW)"}
     assert "localizer" in left_out["AAHead_Scout"] and "projection" in left_out["mIP_Images(SW)"]
-    assert (tmp_path / "bids" / "sub-P01" / "anat" / "sub-P01_swi.nii.gz").exists()  # no session level
+    assert (tmp_path / "bids" / "sub-P01" / "anat" / "sub-P01_rec-swi_T2starw.nii.gz").exists()  # no session level
 
 
 def test_two_series_of_one_role_are_listed_not_guessed(tmp_path):
@@ -97,7 +99,7 @@ def test_two_series_of_one_role_are_listed_not_guessed(tmp_path):
     for s in (T2, Series(3, "t2_tse_tra_repeat", sequence="SE", echo_time_ms=95), SWI):
         write_series(tmp_path / "dicom", patient, s, T2_GRID if s.sequence == "SE" else SWI_GRID, head(SWI_GRID))
     report = import_dicom(tmp_path / "dicom", tmp_path / "bids", subject="three", session="1")
-    assert [t.name for _, t in report.imported] == ["sub-three_ses-1_swi.nii.gz"]
+    assert [t.name for _, t in report.imported] == ["sub-three_ses-1_rec-swi_T2starw.nii.gz"]
     assert len(report.left_out) == 2 and all("ambiguous: 2 t2 series" in s.reason for s in report.left_out)
     assert not list((tmp_path / "bids").rglob("*T2w*"))
 
@@ -170,4 +172,5 @@ def test_opening_a_dicom_folder_in_napari_imports_it(dicom_dir, make_napari_view
     assert {"sub-P01 SWI", "sub-P01 T2", "sub-P02 SWI", "sub-P02 T2"} <= names
     made = viewer.layers["sub-P02 SWI"]
     assert made.metadata["deepmir"]["made_from"][0].endswith("_part-mag_T2starw.nii.gz")
-    assert viewer.layers["sub-P01 SWI"].metadata["deepmir"]["path"].endswith("sub-P01_ses-1_swi.nii.gz")
+    path = viewer.layers["sub-P01 SWI"].metadata["deepmir"]["path"]
+    assert path.endswith("sub-P01_ses-1_rec-swi_T2starw.nii.gz")

@@ -40,7 +40,7 @@ def test_two_patient_ids_with_one_label_are_not_merged(tmp_path, capsys):
     write_series(tmp_path / "dicom", Patient("P01", name="Other^Person"), SWI, GRID, head(GRID, 500))
     write_series(tmp_path / "dicom", Patient("P02"), SWI, GRID, head(GRID, 500))
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    assert status == 0 and [str(p) for p in written] == ["sub-P02/ses-1/anat/sub-P02_ses-1_swi.nii.gz"]
+    assert status == 0 and [str(p) for p in written] == ["sub-P02/ses-1/anat/sub-P02_ses-1_rec-swi_T2starw.nii.gz"]
     assert "PatientIDs 'P-01' and 'P01' would both become sub-P01" in said
     assert counts(said) == (1, 2)
 
@@ -60,7 +60,8 @@ def test_two_patients_sharing_a_series_uid_stay_two_volumes(tmp_path, capsys):
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
     assert status == 0 and len(written) == 2, said
     for subject, value in (("A", 300), ("B", 900)):
-        image = nib.load(tmp_path / "bids" / f"sub-{subject}" / "ses-1" / "anat" / f"sub-{subject}_ses-1_swi.nii.gz")
+        anat = tmp_path / "bids" / f"sub-{subject}" / "ses-1" / "anat"
+        image = nib.load(anat / f"sub-{subject}_ses-1_rec-swi_T2starw.nii.gz")
         assert image.shape == GRID.shape  # 8 slices each, not one volume of both
         assert np.median(image.get_fdata()[image.get_fdata() > 0]) == pytest.approx(value, rel=0.05)
 
@@ -87,7 +88,7 @@ def test_a_truncated_file_refuses_its_series_and_names_it(tmp_path, capsys):
     write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
     truncate(t2 / "IM0004.dcm")
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_swi.nii.gz"]
+    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_rec-swi_T2starw.nii.gz"]
     left_out = next(line for line in said.splitlines() if line.startswith("left out"))
     assert 'series 2 "t2_tse_tra"' in left_out and "dcm2niix converted" in left_out and "IM0004.dcm" in left_out
     assert counts(said) == (len(written), 1)
@@ -97,7 +98,7 @@ def test_a_missing_middle_slice_is_reported_not_spaced_evenly(tmp_path, capsys):
     t2 = write_series(tmp_path / "dicom", Patient("P01"), T2, GRID, head(GRID), skip_slices=(4,))
     write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_swi.nii.gz"]
+    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_rec-swi_T2starw.nii.gz"]
     assert f"slice gap: about 1 slice(s) missing between {t2 / 'IM0004.dcm'} and IM0006.dcm (6 mm apart" in said
 
 
@@ -114,7 +115,7 @@ def test_control_characters_in_a_description_refuse_that_series_only(tmp_path, c
     bad = write_series(tmp_path / "dicom", Patient("P01"), Series(3, "t2\x1b_tse", sequence="SE"), GRID, head(GRID))
     write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
     status, said, written = run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_swi.nii.gz"]
+    assert status == 0 and [p.name for p in written] == ["sub-P01_ses-1_rec-swi_T2starw.nii.gz"]
     assert f"SeriesDescription of {bad / 'IM0001.dcm'} holds a control character ('\\x1b')" in said
     assert 'left out series 3 "t2?_tse" of P01' in said
     assert counts(said) == (1, 1)
@@ -152,18 +153,18 @@ IDENTIFYING = ("AccessionNumber", "ReferringPhysicianName", "InstitutionName", "
 def test_sidecars_are_de_identified_unless_dates_are_kept(tmp_path, capsys):
     write_series(tmp_path / "dicom", Patient("P01"), SWI, GRID, head(GRID))
     run_import(tmp_path / "dicom", tmp_path / "bids", capsys)
-    (sidecar,) = (tmp_path / "bids").rglob("sub-*_swi.json")
+    (sidecar,) = (tmp_path / "bids").rglob("sub-*_rec-swi_T2starw.json")
     text = sidecar.read_text()
     assert [text.count(field) for field in IDENTIFYING] == [0] * len(IDENTIFYING)
     assert not any(word in text for word in ("UID", "Date", "AcquisitionTime", "PatientID", "2024", "1.2.826"))
     assert json.loads(text)["EchoTime"] == pytest.approx(0.02) and json.loads(text)["SeriesDescription"] == "SWI_Images"
-    (nifti,) = (tmp_path / "bids").rglob("sub-*_swi.nii.gz")
+    (nifti,) = (tmp_path / "bids").rglob("sub-*_rec-swi_T2starw.nii.gz")
     descrip = nib.load(nifti).header["descrip"].tobytes()
     assert b"TE=20" in descrip and b"Time" not in descrip
     with gzip.open(nifti) as written:
         assert b"090700" not in written.read(400)
     run_import(tmp_path / "dicom", tmp_path / "kept", capsys, "--keep-dates")
-    (kept,) = (tmp_path / "kept").rglob("sub-*_swi.json")
+    (kept,) = (tmp_path / "kept").rglob("sub-*_rec-swi_T2starw.json")
     assert json.loads(kept.read_text())["AcquisitionDateTime"].startswith("2024-01-31")
     assert "InstitutionName" not in kept.read_text()
 

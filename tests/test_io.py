@@ -113,7 +113,8 @@ def test_modalities_without_spatial_overlap_are_refused(subject_files, tmp_path)
 def test_missing_modality_in_a_folder_is_named(tmp_path):
     (tmp_path / "sub-02").mkdir()
     with pytest.raises(
-        InputError, match=r"sub-02: no SWI file found \(looked for \*_swi.nii.gz or \*_part-mag_T2starw with"
+        InputError,
+        match=r"sub-02: no SWI file found \(looked for \*_rec-swi_T2starw.nii.gz \(or .*\*_swi\) or \*_part-mag_T2s",
     ):
         load_subject_dir(tmp_path / "sub-02")
 

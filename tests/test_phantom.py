@@ -123,7 +123,7 @@ def test_synth_wide_subjects_have_the_lesion_burden_asked_for(tmp_path, burden, 
     argv += ["--shape", "80", "96", "30", "--voxel-size", "2", "2", "4", "--fine-voxel", "1", "1", "2"]
     assert deepmir(argv) == 0
     for folder in sorted(tmp_path.glob("sub-*")):
-        record = json.loads(next(folder.glob("*_lesions.json")).read_text())
+        record = json.loads(next(folder.glob("anat/*_lesions.json")).read_text())
         assert record["world"]["lesion_burden"] == expected and record["world"]["veins"] == "anatomical"
         microbleeds = [l for l in record["lesions"] if l["label"] == 1]
         labelled = load_label_map(find_subject_files(folder)["labels"]).data.any()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .conventions import BIDS_SUFFIXES
 from .io import InputError, load_subject_dir, load_volume
-from .io.bids import find_subject_files, has_swi, subject_id
+from .io.bids import find_subject_files, has_swi, subject_id, suffixes_read
 from .io.dicom import holds_dicom, import_dicom
 from .io.display import DisplayGeometry
 from .io.nifti import Volume, is_nifti_path
@@ -20,8 +20,14 @@ from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
 from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
 from .lesions.components import load_region_map
 
-#: Name endings (before .nii/.nii.gz) that tell the modality of a single file.
-_MODALITY_ENDINGS = {"_swi": "swi", "_chimap": "qsm", "_qsm": "qsm", "_t2w": "t2", "_t2": "t2"}
+#: Name endings (before .nii/.nii.gz, lower case) that tell the modality of a single file.
+_MODALITY_ENDINGS = {
+    **{f"_{suffix.lower()}": "swi" for suffix in suffixes_read("swi")},
+    "_chimap": "qsm",
+    "_qsm": "qsm",
+    "_t2w": "t2",
+    "_t2": "t2",
+}
 
 
 def get_reader(path):

@@ -506,7 +506,9 @@ def _read_candidates(path: Path) -> pd.DataFrame:
 def _write_modalities(subject: Subject, folder: Path, name: str) -> None:
     """Put the subject's modality (and location map) files in ``folder`` once: hard links, else copies.
 
-    Modalities not read from a file are written from the subject's arrays (SWI grid, QSM in ppb)."""
+    Modalities not read from a file are written from the subject's arrays (SWI grid, QSM in ppb). A kind the
+    folder already holds under another name it reads (``_swi``, from an earlier version) is not added again."""
+    present = find_subject_files(folder)
     sources = dict(subject.paths)
     swi = subject.paths.get("swi")
     if swi is not None:
@@ -516,6 +518,8 @@ def _write_modalities(subject: Subject, folder: Path, name: str) -> None:
             pass
     for kind in ("swi", "qsm", "t2", "locations"):
         source = sources.get(kind)
+        if kind in present:
+            continue
         if source is not None:
             source = Path(source)
             ending = ".nii.gz" if source.name.lower().endswith(".nii.gz") else ".nii"

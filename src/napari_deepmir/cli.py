@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--b0", type=float, nargs=3, default=(0.0, 0.0, 1.0), metavar=("X", "Y", "Z"), help="B0 direction (world)"
     )
-    synth.add_argument("--qsm-units", choices=("ppb", "ppm"), default="ppb", help="units of the written QSM")
+    synth.add_argument(
+        "--qsm-units", choices=("ppm", "ppb"), default="ppm", help="units of the written QSM (default ppm, as in BIDS)"
+    )
     synth.add_argument(
         "--t2-voxel-size", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="T2 on its own grid"
     )
@@ -881,14 +883,14 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 def _cmd_locations(args: argparse.Namespace) -> int:
     from .io import InputError
-    from .io.bids import find_subject_files, subject_id
+    from .io.bids import find_subject_files, names_read, subject_id
     from .io.region_maps import write_region_maps
 
     swi = args.swi
     if args.subject is not None:
         swi = find_subject_files(args.subject).get("swi")
         if swi is None:
-            raise InputError(args.subject, "no *_swi.nii.gz file in this subject folder")
+            raise InputError(args.subject, f"no SWI file in this subject folder (looked for {names_read('swi')})")
     participant = subject_id(swi) or Path(swi).name.split(".")[0].removesuffix("_swi")
     files, notes = write_region_maps(
         args.aseg, swi, args.out or Path(swi).parent, participant=participant, overwrite=args.overwrite

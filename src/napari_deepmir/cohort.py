@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .conventions import BIDS_SUFFIXES, MODALITIES
+from .conventions import MODALITIES
 from .io import InputError
-from .io.bids import find_subject_files, has_swi, subject_id
+from .io.bids import find_subject_files, has_swi, names_read, subject_id
 from .io.destinations import ensure_writable_folder
 from .io.outputs import LOOKUP, dataset_outputs
 
@@ -108,7 +108,7 @@ def find_cohort(bids_root: str | Path, modalities=("swi",)) -> tuple[list[Cohort
         if strangers:
             problems[participant] = f"files named for another subject in {folder}: {', '.join(strangers)}"
         elif missing:
-            wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
+            wanted = ", ".join(names_read(m) for m in missing)
             problems[participant] = f"missing {'/'.join(m.upper() for m in missing)} (no {wanted} in {folder})"
         else:
             ready.append(
@@ -337,6 +337,7 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
             "Name": "napari-deepmir cerebral microbleeds and iron deposits",
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
+            # BIDS requires GeneratedBy (at least one entry) in a derivative dataset, even when no subject ran
             "GeneratedBy": [
                 {
                     "Name": "napari-deepmir",
@@ -344,7 +345,8 @@ def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_table
                     "Description": f"model {m['Model']} (sha256 {m['ModelSha256']})",
                 }
                 for m in models
-            ],
+            ]
+            or [{"Name": "napari-deepmir", "Version": __version__}],
             "Models": models,
         },
     )

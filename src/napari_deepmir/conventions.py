@@ -19,17 +19,24 @@ CLASS_COLORS: dict[int | None, tuple[float, float, float, float]] = {
 
 #: Modalities in their canonical order (model input channels follow this order).
 MODALITIES: tuple[str, ...] = ("swi", "qsm", "t2")
-#: BIDS suffix of each file kind: sub-X_<suffix>.nii.gz. ``magnitude`` and ``phase`` are the parts of a
-#: single-echo gradient echo (BIDS ``part-`` entity of ``T2starw``), from which an SWI is made when none is given.
+#: BIDS suffix (with the entities that tell it apart) of each file kind: sub-X_<suffix>.nii.gz, the name written.
+#: BIDS has no SWI suffix (BEP004 was never merged): an SWI is a ``T2starw`` image reconstructed from the gradient
+#: echo's magnitude and phase, hence ``rec-swi``. ``magnitude`` and ``phase`` are the parts of that gradient echo
+#: (BIDS ``part-`` entity), from which an SWI is made when none is given. QSM is ``Chimap`` (ppm per BIDS).
 BIDS_SUFFIXES: dict[str, str] = {
     "t2": "T2w",
-    "swi": "swi",
+    "swi": "rec-swi_T2starw",
     "qsm": "Chimap",
     "magnitude": "part-mag_T2starw",
     "phase": "part-phase_T2starw",
     "labels": "dseg",
     "locations": "desc-locations_dseg",
     "regions": "desc-regions_dseg",
+}
+#: Names also read as a kind, besides the one written: ``_swi`` (BEP004 drafts, many groups, datasets written
+#: before this project followed the BIDS validator) and an ``acq-swi`` label; upper-case labels too.
+OTHER_SUFFIXES_READ: dict[str, tuple[str, ...]] = {
+    "swi": ("rec-SWI_T2starw", "acq-swi_T2starw", "acq-SWI_T2starw", "swi"),
 }
 MODALITY_TITLES: dict[str, str] = {"swi": "SWI", "qsm": "QSM", "t2": "T2"}
 

@@ -20,11 +20,12 @@ class DemoResult:
 def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", progress=None) -> DemoResult:
     """Make a synthetic subject, detect with the shipped model (the one pipeline, :mod:`..pipeline`), score it.
 
-    Writes ``out_dir/synthetic/sub-001/`` (the subject and its truth) and ``out_dir/prediction/`` (the
+    Writes ``out_dir/synthetic/sub-001/anat/`` (the subject and its truth) and ``out_dir/prediction/`` (the
     output set of ``deepmir predict`` plus ``scores.json``). A re-run replaces its own earlier outputs,
     never files it did not write.
     """
     from .io import load_subject_dir
+    from .io.bids import find_subject_files
     from .io.derivatives import write_json
     from .io.destinations import ensure_writable_folder
     from .lesions.components import load_label_map, load_location_map
@@ -37,12 +38,12 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", pro
     own = out_dir / "synthetic" / "sub-001"
     ours = own.is_dir() and any(own.rglob("sub-001_lesions.json"))  # the demo's own subject (its object record)
     folder = generate_cohort(out_dir / "synthetic", 1, seed, overwrite=ours)[0]
-    subject = load_subject_dir(folder)
-    locations = load_location_map(folder / f"{subject.name}_desc-locations_dseg.nii.gz").data
+    subject, files = load_subject_dir(folder), find_subject_files(folder)
+    locations = load_location_map(files["locations"]).data
     result = detect(subject, None, device=device, locations=locations, progress=progress)
     outputs = OutputSet(result_dir, subject.name)
     write_detection(result, outputs, overwrite=outputs.provenance() is not None)  # replaces only a set of ours
-    truth = load_label_map(folder / f"{subject.name}_dseg.nii.gz").data
+    truth = load_label_map(files["labels"]).data
     scores = score_lesions(truth, result.labels)
     write_json(result_dir / "scores.json", scores)
     return DemoResult(folder, outputs, result.table, scores, f"{subject.name}: {result.summary()}")

@@ -1,9 +1,16 @@
-"""BIDS-like discovery: find a subject's files by their suffixes (sub-X_swi.nii.gz, ...)."""
+"""BIDS names: the raw file names written (one place), and discovery of a subject's files by their suffixes.
 
+What is written passes the official BIDS validator (SWI as ``sub-X_rec-swi_T2starw``, QSM as ``sub-X_Chimap``,
+gradient-echo parts as ``part-mag``/``part-phase``, all in ``sub-X[/ses-Y]/anat/``); what is read also takes the
+names used before (``sub-X_swi``, files directly in ``sub-X/``), see ``conventions.OTHER_SUFFIXES_READ``.
+"""
+
+import json
 import re
 from pathlib import Path
 
-from ..conventions import BIDS_SUFFIXES
+from ..conventions import BIDS_SUFFIXES, OTHER_SUFFIXES_READ
+from .atomic import write_text_atomic
 from .errors import InputError
 from .nifti import NIFTI_SUFFIXES
 
@@ -12,6 +19,55 @@ SUBJECT_PATTERN = re.compile(r"sub-[A-Za-z0-9]+")
 
 #: The BIDS folder of derived data (annotations, predictions) in a dataset.
 DERIVATIVES = "derivatives"
+#: The BIDS version the written dataset_description.json files state.
+BIDS_VERSION = "1.9.0"
+
+
+def suffixes_read(kind: str) -> tuple[str, ...]:
+    """Every suffix read as file kind ``kind``: the one written (``BIDS_SUFFIXES``) first, then the others."""
+    return (BIDS_SUFFIXES[kind], *OTHER_SUFFIXES_READ.get(kind, ()))
+
+
+def names_read(kind: str) -> str:
+    """The names read as ``kind``, for messages: ``*_rec-swi_T2starw.nii.gz (or *_rec-SWI_T2starw, ... *_swi)``."""
+    written, *others = suffixes_read(kind)
+    return f"*_{written}.nii.gz" + (f" (or {', '.join(f'*_{o}' for o in others)})" if others else "")
+
+
+def raw_file_name(subject: str, session: str | None, kind: str, extension: str = ".nii.gz") -> str:
+    """``sub-<subject>[_ses-<session>]_<BIDS suffix of kind><extension>`` (labels without their ``sub-``/``ses-``)."""
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "") + f"_{BIDS_SUFFIXES[kind]}{extension}"
+
+
+def raw_path(root: str | Path, subject: str, session: str | None, kind: str, extension: str = ".nii.gz") -> Path:
+    """``root/sub-<subject>[/ses-<session>]/anat/`` + :func:`raw_file_name`: where a raw image of ``kind`` goes."""
+    folder = Path(root) / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    return folder / raw_file_name(subject, session, kind, extension)
+
+
+def write_dataset_files(root: str | Path, description: dict, readme: str | None = None, ignore=()) -> list[Path]:
+    """A dataset's own files at ``root``, each written only when it is missing (never replaced): its
+    ``dataset_description.json`` (``description`` with ``BIDSVersion``, ``DatasetType`` raw unless it says
+    otherwise), a ``README`` and a ``.bidsignore`` listing ``ignore`` (patterns of files the BIDS validator
+    should skip). Returns the files written."""
+    root = Path(root)
+    description = {"Name": root.name, "BIDSVersion": BIDS_VERSION, "DatasetType": "raw", **description}
+    contents = {
+        "dataset_description.json": json.dumps(description, indent=2) + "\n",
+        "README": readme,
+        ".bidsignore": "".join(f"{pattern}\n" for pattern in ignore) or None,
+    }
+    written = []
+    for name, text in contents.items():
+        if text is not None and not (root / name).exists():
+            written.append(write_text_atomic(root / name, text))
+    return written
+
+
+def subject_files_matching(folder: str | Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` in a subject folder and, BIDS-style, in its ``anat/`` subfolder."""
+    folder = Path(folder)
+    return sorted(folder.glob(pattern)) + sorted(folder.glob(f"anat/{pattern}"))
 
 
 def subject_id(path: str | Path) -> str | None:
@@ -30,7 +86,8 @@ def _strip_nifti(name: str) -> str | None:
 def find_subject_files(folder: str | Path) -> dict[str, Path]:
     """Map file kind (``swi``, ``qsm``, ``t2``, ``labels``, ``locations``) to its file in ``folder``.
 
-    A file matches a kind when its name (without .nii/.nii.gz) ends with ``_<suffix>``; the
+    A file matches a kind when its name (without .nii/.nii.gz) ends with ``_<suffix>`` (any of
+    :func:`suffixes_read`: ``sub-X_swi`` is an SWI as ``sub-X_rec-swi_T2starw`` is); the
     ``labels`` kind (``_dseg``) excludes ``desc-`` variants such as the location map. Files are
     searched in ``folder`` and, BIDS-style, in its ``anat/`` subfolder.
     """
@@ -38,8 +95,9 @@ def find_subject_files(folder: str | Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(folder, "subject folder not found")
     found: dict[str, Path] = {}
-    candidates = sorted(folder.glob("*.nii*")) + sorted(folder.glob("anat/*.nii*"))
-    for kind, suffix in sorted(BIDS_SUFFIXES.items(), key=lambda item: -len(item[1])):
+    candidates = subject_files_matching(folder, "*.nii*")
+    names = [(kind, suffix) for kind in BIDS_SUFFIXES for suffix in suffixes_read(kind)]
+    for kind, suffix in sorted(names, key=lambda item: -len(item[1])):
         for path in candidates:
             stem = _strip_nifti(path.name)
             if stem is None or path in found.values():
@@ -65,7 +123,7 @@ def find_subject_folders(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "folder not found")
-    patterns = (f"*_{BIDS_SUFFIXES[kind]}.nii*" for kind in ("swi", "magnitude"))
+    patterns = (f"*_{suffix}.nii*" for kind in ("swi", "magnitude") for suffix in suffixes_read(kind))
     files = [p for pattern in patterns for p in root.rglob(pattern) if not in_derivatives(p, root)]
     return sorted({p.parent.parent if p.parent.name == "anat" else p.parent for p in files})
 

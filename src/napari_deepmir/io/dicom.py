@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..conventions import BIDS_SUFFIXES
 from .atomic import atomic_path
+from .bids import raw_path
 from .deidentify import copy_nifti_without_time, deidentified
 from .derivatives import write_json
 from .dicom_convert import convert_series
@@ -36,7 +36,7 @@ from .errors import InputError
 
 __all__ = ["ImportReport", "Series", "bids_label", "holds_dicom", "import_dicom", "series_role"]
 
-#: Roles of imported series; each is written as ``<participant>_<BIDS suffix>.nii.gz``.
+#: Roles of imported series; each is written as ``<participant>_<BIDS suffix>.nii.gz`` (SWI: ``_rec-swi_T2starw``).
 ROLES = ("t2", "swi", "magnitude", "phase")
 #: How many files of a folder are looked at to tell whether it holds DICOM.
 _FILES_SAMPLED = 20
@@ -187,11 +187,9 @@ def assign_participants(series: list[Series], *, subject: str | None = None, ses
 
 
 def target_path(bids_root: Path, participant: tuple[str, str | None], role: str) -> Path:
-    """``bids_root/sub-X[/ses-Y]/anat/sub-X[_ses-Y]_<suffix>.nii.gz``."""
+    """``bids_root/sub-X[/ses-Y]/anat/sub-X[_ses-Y]_<suffix>.nii.gz`` (names from :func:`.bids.raw_path`)."""
     subject, session = participant
-    folder = bids_root / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
-    name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-    return folder / f"{name}_{BIDS_SUFFIXES[role]}.nii.gz"
+    return raw_path(bids_root, subject, session, role)
 
 
 def plan_import(series: list[Series], bids_root: Path) -> ImportReport:

@@ -210,12 +210,14 @@ def _finite_range(data: np.ndarray, finite: np.ndarray) -> tuple[float, float]:
 
 
 def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, *, intent: str | None = None) -> Path:
-    """Write ``data`` with ``affine`` to ``path`` atomically; the header's qform and sform are both set."""
+    """Write ``data`` with ``affine`` to ``path`` atomically; the header's qform and sform are both set, and its
+    units (millimetres, seconds) are stated, as the BIDS validator asks."""
     import nibabel as nib
 
     image = nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=np.float64))
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
     if intent:
         image.header.set_intent(intent)
     with atomic_path(path) as tmp:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import BIDS_SUFFIXES, MODALITIES
-from .bids import find_subject_files, has_swi, subject_id
+from .bids import find_subject_files, has_swi, names_read, subject_id
 from .errors import InputError
 from .mask import MIN_COVERAGE, brain_mask, coverage, whole_brain_mask
 from .nifti import Volume, load_volume, voxel_sizes
@@ -243,7 +243,8 @@ def load_subject_dir(
     registration: str = "auto",
     only: tuple[str, ...] = MODALITIES,
 ) -> Subject:
-    """Load a subject from a folder of BIDS-like names (``sub-X_swi.nii.gz``, ``_Chimap``, ``_T2w``); ``only``
+    """Load a subject from a folder of BIDS names (``sub-X_rec-swi_T2starw.nii.gz`` or ``sub-X_swi.nii.gz``,
+    ``_Chimap``, ``_T2w``; in the folder or its ``anat/``, see :mod:`.bids`); ``only``
     these modalities are read (as if the others were missing).
 
     A folder without an SWI but with a gradient-echo magnitude and phase (``_part-mag_T2starw``,
@@ -251,7 +252,7 @@ def load_subject_dir(
     files = {k: v for k, v in find_subject_files(folder).items() if k == "swi" or k in only or k not in MODALITIES}
     missing = [m for m in require if m not in files and not (m == "swi" and has_swi(files))]
     if missing:
-        wanted = ", ".join(f"*_{BIDS_SUFFIXES[m]}.nii.gz" for m in missing)
+        wanted = ", ".join(names_read(m) for m in missing)
         if "swi" in missing:
             wanted += f" or *_{BIDS_SUFFIXES['magnitude']} with *_{BIDS_SUFFIXES['phase']}"
         raise InputError(folder, f"no {'/'.join(m.upper() for m in missing)} file found (looked for {wanted})")

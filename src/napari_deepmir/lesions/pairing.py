@@ -10,16 +10,18 @@ from pathlib import Path
 
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError
-from ..io.bids import in_derivatives, subject_id
+from ..io.bids import in_derivatives, subject_id, suffixes_read
 from ..io.nifti import is_nifti_path
 
 #: File-name endings that are images, place maps or probabilities, never a lesion label map.
 _NOT_LABEL_MAPS = tuple(
     f"_{s}"
     for s in (
-        BIDS_SUFFIXES["swi"],
+        *suffixes_read("swi"),
         BIDS_SUFFIXES["qsm"],
         BIDS_SUFFIXES["t2"],
+        BIDS_SUFFIXES["magnitude"],
+        BIDS_SUFFIXES["phase"],
         BIDS_SUFFIXES["locations"],
         BIDS_SUFFIXES["regions"],
         "probseg",

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .. import __version__
 from ..io import save_labels, save_nifti
 from ..io.atomic import write_text_atomic
+from ..io.bids import raw_path, write_dataset_files
 from ..io.nifti import voxel_sizes
 from ..io.resample import resample_to_grid
 from ..swi import swi_from_signal
@@ -241,20 +243,49 @@ def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarr
     return cg_inversion(local, np.clip(weight, 0, 1).astype(np.float32), voxel_mm, b0_voxel)
 
 
+#: The ground truth a synthetic subject keeps beside its images (read from there, as a hand-annotated
+#: subject's labels are, by train, evaluate and the napari reader); BIDS has no name for it in a raw dataset,
+#: so the dataset's .bidsignore tells the BIDS validator to skip it.
+GROUND_TRUTH_FILES = ("*_dseg.nii.gz", "*_lesions.json")
+DATASET_DESCRIPTION = {
+    "Name": "Synthetic SWI/QSM/T2 subjects with known lesions (deepmir synth)",
+    "GeneratedBy": [
+        {"Name": "napari-deepmir", "Version": __version__, "Description": "deepmir synth: physics-based phantom"}
+    ],
+}
+DATASET_README = """Synthetic subjects made by `deepmir synth` (napari-deepmir): physics-based phantoms with known
+cerebral microbleeds and iron deposits.
+
+Per subject, in sub-X/anat/:
+- sub-X_rec-swi_T2starw.nii.gz  SWI (BIDS has no SWI suffix: a T2*-weighted image reconstructed from the
+                                gradient echo's magnitude and phase)
+- sub-X_Chimap.nii.gz           QSM; sub-X_Chimap.json states its units (ppm as BIDS
+                                defines Chimap, unless --qsm-units ppb or --randomize)
+- sub-X_T2w.nii.gz              T2-weighted
+- sub-X_dseg.nii.gz             ground truth: 0 background, 1 cerebral microbleed, 2 iron deposit
+- sub-X_desc-locations_dseg.nii.gz  location map; sub-X_lesions.json: every object drawn
+The ground-truth files are listed in .bidsignore (BIDS keeps labels in derivatives, not beside raw images).
+"""
+
+
 def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz``, ``_lesions.json`` and the
-    QSM's sidecar ``_Chimap.json`` with its ``Units`` (ppm or ppb as drawn: BIDS expects ppm, so the units are
-    stated rather than left to detection)."""
-    folder = Path(out_dir) / subject.name
-    stem = folder / subject.name
+    """Write ``out_dir/<name>/anat/<name>_{T2w,rec-swi_T2starw,Chimap}.nii.gz`` (BIDS raw names, see ``io.bids``),
+    a ``_Chimap.json`` sidecar stating the QSM's units (ppm or ppb as drawn: BIDS expects ppm, so the units are
+    stated rather than left to detection), and the ground truth beside them: ``_dseg.nii.gz``,
+    ``_desc-locations_dseg.nii.gz`` and ``_lesions.json`` (every object drawn). A name without ``sub-`` gets it."""
+    label = subject.name.removeprefix("sub-")
+
+    def path(kind: str, extension: str = ".nii.gz") -> Path:
+        return raw_path(out_dir, label, None, kind, extension)
+
     paths = {
-        "t2": save_nifti(f"{stem}_T2w.nii.gz", subject.t2, subject.t2_affine),
-        "swi": save_nifti(f"{stem}_swi.nii.gz", subject.swi, subject.affine),
-        "qsm": save_nifti(f"{stem}_Chimap.nii.gz", subject.qsm, subject.affine),
-        "qsm_sidecar": write_text_atomic(f"{stem}_Chimap.json", json.dumps({"Units": subject.acquisition.qsm_units})),
-        "labels": save_labels(f"{stem}_dseg.nii.gz", subject.labels, subject.affine),
-        "locations": save_labels(f"{stem}_desc-locations_dseg.nii.gz", subject.locations, subject.affine),
+        "t2": save_nifti(path("t2"), subject.t2, subject.t2_affine),
+        "swi": save_nifti(path("swi"), subject.swi, subject.affine),
+        "qsm": save_nifti(path("qsm"), subject.qsm, subject.affine),
+        "labels": save_labels(path("labels"), subject.labels, subject.affine),
+        "locations": save_labels(path("locations"), subject.locations, subject.affine),
     }
+    paths["qsm_sidecar"] = write_text_atomic(path("qsm", ".json"), json.dumps({"Units": subject.acquisition.qsm_units}))
     acquisition = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(subject.acquisition).items()}
     record = {
         "subject": subject.name,
@@ -264,7 +295,8 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
         **({} if subject.world == World() else {"world": asdict(subject.world)}),
         "lesions": subject.lesions,
     }
-    paths["lesions"] = write_text_atomic(f"{stem}_lesions.json", json.dumps(record, indent=1))
+    lesions = paths["swi"].with_name(f"sub-{label}_lesions.json")
+    paths["lesions"] = write_text_atomic(lesions, json.dumps(record, indent=1))
     return paths
 
 
@@ -296,9 +328,11 @@ def generate_cohort(
     strength of ``acquisition``). ``world``: one :class:`World` for all, or a function drawing one per
     subject from a generator (e.g. ``World.randomized``). ``progress(done, total)`` is called after each subject.
     A subject folder that already holds anything is never replaced unless ``overwrite`` (checked before any
-    subject is made).
+    subject is made). The folder is a BIDS raw dataset: its dataset_description.json, README and .bidsignore are
+    written when missing.
     """
     check_subject_folders(out_dir, n_subjects, overwrite=overwrite)
+    write_dataset_files(out_dir, DATASET_DESCRIPTION, DATASET_README, ignore=GROUND_TRUTH_FILES)
     folders = []
     for i in range(n_subjects):
         subject_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
@@ -310,7 +344,7 @@ def generate_cohort(
         subject = generate_subject(
             subject_seed, this, name=f"sub-{i + 1:03d}", fine_voxel_mm=fine_voxel_mm, world=this_world
         )
-        folders.append(write_subject(subject, out_dir)["swi"].parent)
+        folders.append(write_subject(subject, out_dir)["swi"].parent.parent)
         if progress is not None:
             progress(i + 1, n_subjects)
     return folders

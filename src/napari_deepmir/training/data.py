@@ -7,7 +7,7 @@ import numpy as np
 
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError, Subject, Volume, load_subject_dir
-from ..io.bids import find_subject_files, find_subject_folders
+from ..io.bids import find_subject_files, find_subject_folders, names_read
 from ..lesions.components import check_same_grid, load_label_map
 
 
@@ -77,6 +77,6 @@ def annotated_folders(paths: list[str | Path]) -> list[Path]:
     for path in paths:
         found = [f for f in find_subject_folders(path) if "labels" in find_subject_files(f)]
         if not found:
-            raise InputError(path, "no annotated subject found (need *_swi.nii.gz and *_dseg.nii.gz)")
+            raise InputError(path, f"no annotated subject found (need {names_read('swi')} and *_dseg.nii.gz)")
         folders.extend(f for f in found if f not in folders)
     return folders

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import InputError
+from ..io.bids import subject_files_matching
 from ..io.jsonfile import read_json
 from ..lesions.components import CONNECTIVITY_26
 from ..lesions.patches import PATCH_SHAPE, candidate_patches
@@ -79,7 +80,7 @@ def simulated_mimic_seeds(folder: Path, subject) -> np.ndarray:
     """SWI-grid voxels (n, 3) inside the brain at the objects that are not lesions in a ``deepmir synth``
     subject's ``*_lesions.json`` (veins, at most :data:`SIMULATED_VEIN_POINTS` points along them, flow voids,
     calcifications, cavernomas...): where a new scanner's U-Net may fire. Empty without such a record."""
-    records = sorted(Path(folder).glob("*_lesions.json")) if Path(folder).is_dir() else []
+    records = subject_files_matching(folder, "*_lesions.json") if Path(folder).is_dir() else []
     records = [r for r in records if "_desc-" not in r.name]  # not the sidecar of an exported lesion table
     if not records:
         return np.zeros((0, 3), int)

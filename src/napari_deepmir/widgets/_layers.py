@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..io import Subject, Volume, assemble_subject
+from ..io.bids import suffixes_read
 from ..io.display import DisplayGeometry
 from ..io.qsm_units import from_ppb
 
@@ -37,6 +38,14 @@ def volume_of(layer) -> Volume:
     return Volume(data=np.asarray(data, dtype=np.float32), affine=geometry.affine, path=path)
 
 
+def _subject_name(swi_layer_name: str) -> str:
+    """``sub-01`` from an SWI layer named ``sub-01 SWI``, ``sub-01_rec-swi_T2starw`` or ``sub-01_swi``."""
+    name = swi_layer_name.replace(" SWI", "")
+    for suffix in suffixes_read("swi"):
+        name = name.replace(f"_{suffix}", "")
+    return name
+
+
 def subject_from_layers(
     swi_layer, qsm_layer=None, t2_layer=None, *, name: str | None = None, qsm_units: str = "auto"
 ) -> Subject:
@@ -58,7 +67,7 @@ def subject_from_layers(
         qsm=qsm,
         t2=None if t2_layer is None else volume_of(t2_layer),
         qsm_units=units,
-        name=name or swi_layer.name.replace(" SWI", "").replace("_swi", ""),
+        name=name or _subject_name(swi_layer.name),
     )
     subject.scan = dict(swi_layer.metadata.get("deepmir", {}).get("scan", {}))
     return subject
