@@ -40,8 +40,8 @@ def test_synth_never_replaces_subjects_already_in_its_folder(tmp_path, capsys):
     assert main(["synth", str(root), *tiny]) == 2
     _one_line_error(capsys, "sub-001", "--overwrite")
     assert truth.read_bytes() == b"a rater's ground truth"
-    assert main(["synth", str(root), *tiny, "--overwrite"]) == 0
-    assert nib.load(str(truth)).shape == (24, 24, 8)
+    assert main(["synth", str(root), *tiny, "--overwrite"]) == 0  # asked: a new subject, written in anat/
+    assert nib.load(str(root / "sub-001" / "anat" / "sub-001_dseg.nii.gz")).shape == (24, 24, 8)
 
 
 def test_cohort_refuses_to_write_into_its_own_input_dataset(tmp_path, capsys):
