@@ -23,8 +23,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -43,6 +41,8 @@ from ..annotations import (
 )
 from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
+from ._blinding import Blinds
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
@@ -73,6 +73,7 @@ KEYS = {
 BLINDED_NOTE = (
     "Blinded session: candidates in a random order, no suggestions, no model probabilities. It stays blinded."
 )
+BLINDED_HIDDEN_NOTE = "Hidden while it runs (shown again when it ends or this panel closes): "
 #: Delay (ms) between the last brush stroke and the autosave; unsignalled edits (undo) are saved every few seconds.
 AUTOSAVE_DELAY_MS = 1500
 AUTOSAVE_POLL_MS = 5000
@@ -126,21 +127,7 @@ def _keys_table() -> str:
     return "<table style='font-size:small'>" + "".join(rows) + "</table>"
 
 
-class VerticalScrollArea(QScrollArea):
-    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
-
-    def __init__(self):
-        super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def minimumSizeHint(self):
-        hint = super().minimumSizeHint()
-        if self.widget() is not None:
-            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
-        return hint
-
-
-class AnnotateWidget(HooksWhileShown, QWidget):
+class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
     def __init__(self, napari_viewer):
@@ -154,6 +141,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.worker = None
         self._fit_zoom = None
         self._display_shape = None
+        self.blinds = Blinds(napari_viewer, on_hidden=self._show_mode)
         self._build()
         self._autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self._autosave_timer.timeout.connect(self.autosave)
@@ -170,25 +158,20 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.inputs.connect_viewer()
         self._on_layer_removed()  # catch up with layers removed while the panel was closed
         self._bind_keys(True)
+        self._blind()
 
     def release_viewer(self) -> None:
         """Save, unbind the keys and stop following the viewer."""
         self.autosave()
         self._bind_keys(False)
+        self.blinds.lift()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.inputs.disconnect_viewer()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        scroll = VerticalScrollArea()
-        self.scroll_area = scroll
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        content = QWidget()
-        scroll.setWidget(content)  # the widget fits any screen height: what does not fit scrolls
-        layout = QVBoxLayout(content)
+        layout = scrolling_layout(self)  # the widget fits any screen height: what does not fit scrolls
         self.inputs = SubjectInputs(self.viewer)
         layout.addWidget(self.inputs.native)
         self.folder_edit = FileEdit(
@@ -291,6 +274,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         if save:
             self.autosave()
         self._bind_keys(False)
+        self.blinds.lift()
         self.layer.events.paint.disconnect(self._on_paint)
         self._poll_timer.stop()
         self.layer = None
@@ -346,6 +330,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.viewer.reset_view()
         self._fit_zoom = camera_of(self.viewer).zoom
         self._activate_layer()
+        self._blind()
         self._poll_timer.start()
         self._update_use_model()
         self._show_candidates()
@@ -357,7 +342,15 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         session = self.session
         self.blinded_check.value = session.blinded
         self.blinded_check.enabled = not session.blinded and session.candidates is None and not session.decisions
-        self.mode_label.setText(BLINDED_NOTE if session.blinded else "")
+        hidden = self.blinds.names()
+        note = BLINDED_NOTE + (f"\n{BLINDED_HIDDEN_NOTE}{', '.join(hidden)}." if hidden else "")
+        self.mode_label.setText(note if session.blinded else "")
+
+    def _blind(self) -> None:
+        """In a blinded session, hide every other layer that could hold a verdict (see :mod:`._blinding`)."""
+        if self.blinded and self.layer is not None and self.layer in self.viewer.layers:
+            self.blinds.lower(self.layer)
+            self._show_mode()
 
     def _locations(self):
         for layer in self.viewer.layers:

@@ -9,17 +9,18 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, Container, PushButton
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QWidget
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
 from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker, select_model
 
 
-class DetectWidget(HooksWhileShown, QWidget):
+class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
     def __init__(self, napari_viewer):
@@ -41,7 +42,7 @@ class DetectWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.inputs = SubjectInputs(self.viewer, mask=True)
         self.inputs.changed.connect(self._check_inputs)
         layout.addWidget(self.inputs.native)

@@ -16,6 +16,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..io import InputError
+from ._docking import TabbedPanel, scrolling_layout
 from ._finetune import (
     FinetuneSettings,
     annotation_layers,
@@ -32,6 +33,8 @@ from ._model_inputs import device_picker, model_picker
 EDIT_DELAY_MS = 300
 #: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
 PLOT_INTERVAL_S = 0.5
+#: The plot's minimum height (px): the panel scrolls rather than squeeze the axes to nothing.
+PLOT_MIN_HEIGHT = 220
 
 
 class LossPlot(QWidget):
@@ -55,6 +58,7 @@ class LossPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self.setMinimumHeight(PLOT_MIN_HEIGHT)
         self.clear()
 
     def set_theme(self, theme_name: str) -> None:
@@ -97,7 +101,7 @@ class LossPlot(QWidget):
         self._drawn_at = time.monotonic()
 
 
-class FinetuneWidget(HooksWhileShown, QWidget):
+class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Choose annotations and a base model, then Start; Stop ends early and keeps the best model."""
 
     def __init__(self, napari_viewer):
@@ -130,7 +134,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.annotations = Select(
             label="Annotations in the viewer",
             choices=self._annotation_choices,

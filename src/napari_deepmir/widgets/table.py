@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -28,6 +27,7 @@ from superqt import QCollapsible
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS, count_summary
 from ..lesions.summary import SUMMARY_COLUMNS, participant_summary, summary_rows
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, kind_of, measure_labels_layer, show_lesion_ids
@@ -115,7 +115,7 @@ class DataFrameModel(QAbstractTableModel):
         return None
 
 
-class LesionTableWidget(HooksWhileShown, QWidget):
+class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Every lesion of a Labels layer in a sortable table; a row click jumps to the lesion, a click on a
     lesion in the viewer selects its row; the table follows edits of the labels and exports to CSV/TSV.
     Its hooks on the viewer and the layer are held while the panel is open (see :mod:`._hooks`)."""
@@ -152,7 +152,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.layer_box = ComboBox(label="Labels", choices=self._choices, nullable=True)
         self.layer_box.changed.connect(self.set_layer)
         self.ids_check = CheckBox(
@@ -179,6 +179,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.clicked.connect(lambda index: self._on_row_chosen(index))
         self.view.selectionModel().currentRowChanged.connect(lambda index, _: self._on_row_chosen(index))
+        self.view.setMinimumHeight(200)  # the panel scrolls rather than squeeze the table to a few rows
         layout.addWidget(self.view, stretch=1)
         self.summary_box = QCollapsible("Participant summary (MARS counts, burden, pattern)")
         self.summary_model = DataFrameModel(self)

@@ -1,0 +1,91 @@
+"""How the plugin's panels share napari's dock area: tabbed together, scrolling up and down, never clipped sideways.
+
+napari stacks dock widgets opened from its menus one under the other, and the main window grows past the
+screen when their minimum heights add up (napari then saves that size for the next start). So each panel
+here scrolls what does not fit its height (its minimum height is a few rows), and the first time its dock
+is shown it joins the other panels of this plugin in its dock area as a tab (napari's own
+``add_dock_widget(..., tabify=True)`` does the same, but its menus never ask for it).
+"""
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+
+
+class VerticalScrollArea(QScrollArea):
+    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
+
+    def __init__(self):
+        super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:
+            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+
+def scrolling_layout(panel: QWidget) -> QVBoxLayout:
+    """Fill ``panel`` with a :class:`VerticalScrollArea` and return the layout of the content it scrolls."""
+    scroll = VerticalScrollArea()
+    panel.scroll_area = scroll
+    outer = QVBoxLayout(panel)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    content = QWidget()
+    scroll.setWidget(content)
+    return QVBoxLayout(content)
+
+
+def dock_of(widget: QWidget) -> QDockWidget | None:
+    """The dock widget holding ``widget`` in a main window, or None (closed, or not docked)."""
+    dock = widget.parent()
+    if isinstance(dock, QDockWidget) and isinstance(dock.parent(), QMainWindow):
+        return dock
+    return None
+
+
+def join_plugin_tabs(panel: QWidget) -> bool:
+    """Tabify ``panel``'s dock with the first other :class:`TabbedPanel` dock shown in the same dock area and
+    bring it to the front; True when it joined one."""
+    dock = dock_of(panel)
+    if dock is None or dock.isFloating():
+        return False
+    window = dock.parent()
+    area = window.dockWidgetArea(dock)
+    others = [
+        other
+        for other in window.findChildren(QDockWidget)
+        if other is not dock
+        and isinstance(other.widget(), TabbedPanel)
+        and other.parent() is window
+        and not other.isFloating()
+        and not other.isHidden()
+        and window.dockWidgetArea(other) == area
+    ]
+    if not others:
+        return False
+    if dock not in window.tabifiedDockWidgets(others[0]):
+        window.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+    return True
+
+
+class TabbedPanel:
+    """Mixin for a plugin dock widget (list it before QWidget): the first time a dock shows it, the panel
+    joins the plugin's other panels as a tab (see :func:`join_plugin_tabs`). A dock the user drags out
+    afterwards stays where it is put."""
+
+    _joined_dock = None
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        dock = dock_of(self)
+        if dock is not None and dock is not self._joined_dock:
+            self._joined_dock = dock
+            QTimer.singleShot(0, self._join_tabs)
+
+    def _join_tabs(self) -> None:
+        if dock_of(self) is self._joined_dock:
+            join_plugin_tabs(self)
