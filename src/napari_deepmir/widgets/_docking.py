@@ -46,8 +46,8 @@ def dock_of(widget: QWidget) -> QDockWidget | None:
 
 
 def join_plugin_tabs(panel: QWidget) -> bool:
-    """Tabify ``panel``'s dock with the first other :class:`TabbedPanel` dock shown in the same dock area and
-    bring it to the front; True when it joined one."""
+    """Tabify ``panel``'s dock with the other :class:`TabbedPanel` docks shown in the same dock area and bring
+    it to the front; True when it joined them."""
     dock = dock_of(panel)
     if dock is None or dock.isFloating():
         return False
@@ -63,10 +63,10 @@ def join_plugin_tabs(panel: QWidget) -> bool:
         and not other.isHidden()
         and window.dockWidgetArea(other) == area
     ]
-    if not others:
-        return False
-    if dock not in window.tabifiedDockWidgets(others[0]):
-        window.tabifyDockWidget(others[0], dock)
+    if not others or set(others) & set(window.tabifiedDockWidgets(dock)):
+        return False  # alone, or in a tab group already (another panel's dock joined this one)
+    others.sort(key=lambda other: not window.tabifiedDockWidgets(other))  # an existing tab group first
+    window.tabifyDockWidget(others[0], dock)
     dock.show()
     dock.raise_()
     return True
@@ -81,11 +81,10 @@ class TabbedPanel:
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        QTimer.singleShot(0, self._join_tabs)  # once napari has put the dock in its place
+
+    def _join_tabs(self) -> None:
         dock = dock_of(self)
         if dock is not None and dock is not self._joined_dock:
             self._joined_dock = dock
-            QTimer.singleShot(0, self._join_tabs)
-
-    def _join_tabs(self) -> None:
-        if dock_of(self) is self._joined_dock:
             join_plugin_tabs(self)
