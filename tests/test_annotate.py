@@ -145,7 +145,8 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
     widget.start_button.click()
     candidates = _find(widget, qtbot)
     marker = viewer.layers["current lesion"]  # a ring on the candidate under review
-    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
+    ringed = lambda: marker.data_to_world(marker.data[0])
+    assert np.allclose(ringed(), [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     assert ((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any()  # the yellow ring is drawn
     swi = viewer.layers[f"{subject_folder.name} SWI"]
@@ -156,7 +157,7 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
     viewer.layers.selection.active = widget.layer
     _press(viewer, qtbot, Qt.Key.Key_C)
     assert len(widget.session.decisions) == 1 and widget.session.position == 1
-    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
+    assert np.allclose(ringed(), [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
 
     layer = widget.layer
     _dock(viewer, widget).title.close_button.click()  # the user closes the panel

@@ -513,7 +513,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         row = table.iloc[index]
         zoom = None if self._fit_zoom is None else self._fit_zoom * CANDIDATE_ZOOM
         centre_on(self.viewer, candidate_centre(row), zoom=zoom)
-        show_marker(self.viewer, candidate_centre(row))
+        show_marker(self.viewer, candidate_centre(row), grid=self.layer, lesion_diameter_mm=row["diameter_mm"])
         self._activate_layer()
         title = f"Candidate #{int(row['rank'])} of {len(table)}"
         self.guidance.setText(guidance_html(row.to_dict(), title=title, blinded=self.blinded))

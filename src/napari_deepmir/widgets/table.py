@@ -318,7 +318,7 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
         zoom = float(min(self.viewer.canvas.size)) / FIELD_OF_VIEW_MM
         centre = (row["x_mm"], row["y_mm"], row["z_mm"])
         centre_on(self.viewer, centre, zoom=zoom)
-        show_marker(self.viewer, centre)
+        show_marker(self.viewer, centre, grid=self.layer, lesion_diameter_mm=row["diameter_mm"])
 
     # ---- viewer -> table ----------------------------------------------------------------------
     def selected_lesion(self) -> int | None:
