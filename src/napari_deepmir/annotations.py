@@ -307,9 +307,20 @@ class AnnotationSession:
         return {value: class_components(self.labels, value)[1] for value in CLASS_NAMES}
 
 
+def user_annotations_dir() -> Path:
+    """The user's own annotation folder (platformdirs' user data folder, e.g. ``~/.local/share/napari-deepmir/``
+    on Linux): where the annotations of a subject shipped inside this package (the sample) go."""
+    import platformdirs
+
+    return platformdirs.user_data_path("napari-deepmir", appauthor=False) / DEFAULT_FOLDER_NAME
+
+
 def default_annotation_root(swi_path: str | Path) -> Path:
     """``<dataset>/derivatives/deepmir-annotations`` for a subject's SWI file
-    (``<dataset>/sub-X[/anat]/...swi.nii.gz``)."""
+    (``<dataset>/sub-X[/anat]/...swi.nii.gz``); :func:`user_annotations_dir` for a subject inside the installed
+    package (the sample), which is never written to."""
+    if Path(__file__).resolve().parent in Path(swi_path).resolve().parents:
+        return user_annotations_dir()
     subject_folder = Path(swi_path).resolve().parent
     if subject_folder.name == "anat":
         subject_folder = subject_folder.parent

@@ -7,6 +7,7 @@ Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.le
 
 import html
 import math
+import time
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
@@ -252,8 +253,10 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.guidance.setMinimumHeight(100)
         layout.addWidget(self.guidance)
-        self.status_label = QLabel(wordWrap=True)
+        self.status_label = QLabel(wordWrap=True)  # the last result; autosaves are noted below it
         layout.addWidget(self.status_label)
+        self.saved_label = QLabel(wordWrap=True, enabled=False)
+        layout.addWidget(self.saved_label)
         keys = QCollapsible("Keys (on the annotation layer)")
         self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
         keys.addWidget(self.keys_label)
@@ -367,7 +370,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         written = self.session.save_labels(labels)
         if written:
             self._update_counts()
-            self._status(f"saved {self.session.labels_path.name}")
+            self.saved_label.setText(f"autosaved {self.session.labels_path.name} at {time.strftime('%H:%M:%S')}")
             if self.session.mark_stale(labels):  # an undo or erase took an accepted candidate's paint
                 self._show_candidates(move=False)
         return written
