@@ -22,8 +22,10 @@ from ._finetune import (
     annotation_layers,
     new_model_name,
     sample_from_layers,
+    stage_after,
+    start_message,
+    stop_message,
     ticked_by_default,
-    waiting_for,
 )
 from ._hooks import HooksWhileShown
 from ._inputs import QSM_UNIT_CHOICES
@@ -279,7 +281,7 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
             self._report(str(error))
             return
         self._stop.clear()
-        self._config, self._last_step = config, None
+        self._config, self._last_step, self._total, self._verifier = config, None, config.steps, False
         self.result = None
         self.plot.clear()
         self.progress.setRange(0, config.steps)
@@ -294,10 +296,7 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         }
         self.worker = create_worker(run_training, config, self._stop.is_set, _connect=handlers, _start_thread=False)
         self.start_button.setText("Stop")
-        n_subjects = len(config.samples) + len(config.data)
-        self.status_label.setText(
-            f"Measuring {self.base_box.value.name} on the validation subjects, then training on {n_subjects} source(s)…"
-        )
+        self.status_label.setText(start_message(config, self.base_box.value.name))
         self.worker.start()
 
     def stop(self) -> None:
@@ -306,19 +305,28 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         if self.worker is None or self._stop.is_set():
             return
         self._stop.set()
-        self.status_label.setText(
-            f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…"
-        )
+        self.status_label.setText(stop_message(self._last_step, self._total, self._config, verifier=self._verifier))
 
     def _on_report(self, report) -> None:
+        if not self._verifier and self._last_step is not None and self._last_step >= self._total:
+            self._verifier, self._total = True, report.total_steps  # the second stage: steps of its own
+            self.progress.setRange(0, report.total_steps)
         self._last_step = report.step
+        if not self._verifier:
+            self.plot.add(report)
+        if report.step >= self._total:  # the stage after the last step has no steps: a busy bar and its name
+            self.progress.setRange(0, 0)
+            stage = stage_after(report.step, self._total, self._config, verifier=self._verifier)
+            self.status_label.setText(f"Step {report.step} of {self._total} done: {stage}…")
+            return
         self.progress.setValue(report.step)
-        self.plot.add(report)
         if report.score is not None:
             self.status_label.setText(
                 f"step {report.step}: validation F1 {report.score:.2f} (best {report.best_score:.2f} at step "
                 f"{report.best_step})"
             )
+        elif self._verifier:
+            self.status_label.setText(stage_after(report.step - 1, self._total, self._config, verifier=True))
 
     def _on_result(self, result) -> None:
         from ..model.registry import register_model
@@ -337,6 +345,8 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if self.result is not None and self.result.model_path is not None else 0)
         self.start_button.setText("Start")
         self.refresh_models()
 
