@@ -6,6 +6,8 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
+from .layers import LABEL_ROLE_STYLES, apply_role_contour
+
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
@@ -19,4 +21,20 @@ def make_synthetic_subject() -> list[tuple]:
         if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
             kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
             kwargs["metadata"]["deepmir"]["origin"] = "truth"
+            kwargs.update(LABEL_ROLE_STYLES["truth"])
+    _outline_the_truth_once_shown()
     return layers
+
+
+def _outline_the_truth_once_shown() -> None:
+    """Draw the true lesions as outlines once napari has added the layers (a layer tuple cannot set ``contour``),
+    so a detection or an annotation over them shows through."""
+    from qtpy.QtCore import QCoreApplication, QTimer
+
+    if QCoreApplication.instance() is None:
+        return
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is not None:
+        QTimer.singleShot(0, lambda: [apply_role_contour(layer) for layer in viewer.layers])

@@ -7,6 +7,7 @@ import numpy as np
 from ..io import Subject, Volume, assemble_subject
 from ..io.display import DisplayGeometry
 from ..io.qsm_units import from_ppb
+from ..layers import apply_role_contour
 
 #: Words in a layer name that tell its modality, when its metadata does not.
 _NAME_HINTS = {"swi": ("swi",), "qsm": ("qsm", "chimap", "chi"), "t2": ("t2",)}
@@ -77,7 +78,9 @@ def add_layer(viewer, layer_data: tuple, *, replace: bool = True):
         if "features" in kwargs:
             layer.features = kwargs["features"]
         return layer
-    return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    apply_role_contour(layer)
+    return layer
 
 
 def camera_of(viewer):

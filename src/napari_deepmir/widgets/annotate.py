@@ -40,7 +40,7 @@ from ..annotations import (
     default_rater,
     export_session,
 )
-from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
+from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
 from ._blinding import Blinds
 from ._docking import TabbedPanel, scrolling_layout
@@ -86,7 +86,7 @@ _WARNING_COLOUR = "#ff9f1a"
 
 
 def _colour(value: int) -> str:
-    return QColor.fromRgbF(*CLASS_COLORS[value]).name()
+    return QColor.fromRgbF(*ANNOTATION_COLORS[value]).name()  # as the annotation layer paints it
 
 
 def _ppb(value: float) -> str:
