@@ -179,7 +179,9 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
             label="Save to", mode="d", nullable=True, tooltip="Empty: <dataset>/derivatives/deepmir-annotations/"
         )
         self.folder_edit.line_edit.native.setPlaceholderText("<dataset>/derivatives/deepmir-annotations/")
-        self.rater_edit = LineEdit(label="Rater", value=default_rater())
+        self.rater_edit = LineEdit(
+            label="Rater", value=default_rater(), tooltip="Your name or initials: recorded with every decision"
+        )
         where = Container(widgets=[self.folder_edit, self.rater_edit], labels=True)
         where.margins = (0, 0, 0, 0)
         layout.addWidget(where.native)
@@ -189,6 +191,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         )
         layout.addWidget(self.blinded_check.native)
         self.start_button = QPushButton("Start / resume")
+        self.start_button.setToolTip("Open the subject's annotation (or resume it where it was left) as a layer")
         self.start_button.clicked.connect(self.start)
         layout.addWidget(self.start_button)
         self.mode_label = QLabel(wordWrap=True)
@@ -200,13 +203,16 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.class_buttons = {}
         for row, value in enumerate((CMB, IRON)):
             button = QRadioButton(CLASS_TITLES[value])
+            button.setToolTip(f"Paint with the brush as {CLASS_TITLES[value]} (Shift+{'C' if value == CMB else 'I'})")
             button.setStyleSheet(f"color: {_colour(value)}")
             self.class_group.addButton(button, value)
             self.class_buttons[value] = button
             class_layout.addWidget(button, row, 0)
         self.class_buttons[CMB].setChecked(True)
         self.class_group.idToggled.connect(lambda value, on: on and self._set_paint_class(value))
-        self.brush_mm = FloatSpinBox(min=0.5, max=20.0, step=0.5, value=2.0)
+        self.brush_mm = FloatSpinBox(
+            min=0.5, max=20.0, step=0.5, value=2.0, tooltip="Brush diameter in millimetres ([ and ] change it too)"
+        )
         self.brush_mm.changed.connect(self._apply_brush_size)
         class_layout.addWidget(QLabel("brush (mm)"), 2, 0)
         class_layout.addWidget(self.brush_mm.native, 2, 1)
@@ -217,7 +223,11 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         find_row = QHBoxLayout()
         self.find_button = QPushButton("Find candidates")
         self.find_button.clicked.connect(self.find_candidates)
-        self.use_model = CheckBox(text="use model probabilities")
+        self.find_button.setToolTip("List dark SWI blobs to review, best first (in a random order when blinded)")
+        self.use_model = CheckBox(
+            text="use model probabilities",
+            tooltip="Rank candidates with the probability layers of a detection (never in a blinded session)",
+        )
         find_row.addWidget(self.find_button)
         find_row.addWidget(self.use_model.native)
         layout.addLayout(find_row)
@@ -228,24 +238,32 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.candidate_list = QListWidget()
         self.candidate_list.currentRowChanged.connect(self._on_row_selected)
         self.candidate_list.setMinimumHeight(150)
+        self.candidate_list.setToolTip("Candidates and your decisions; a click shows one in the viewer")
         layout.addWidget(self.candidate_list, stretch=1)
 
         actions = QGridLayout()
         for column, (label, slot) in enumerate((("◀ Previous", self.previous), ("Next ▶", self.next))):
             button = QPushButton(label)
+            button.setToolTip(f"{'Previous' if slot == self.previous else 'Next'} candidate (Shift+N / N)")
             button.clicked.connect(slot)
             actions.addWidget(button, 0, column * 2, 1, 2 if column == 0 else 1)
         for key, column, row in (("C", 0, 1), ("I", 1, 1), ("R", 2, 1), ("Alt-C", 0, 2), ("Alt-I", 1, 2)):
             text, method, arguments = KEYS[key]
             label = text.split(": ", 1)[1] if key != "R" else "reject"
             button = QPushButton(f"{label} ({key.replace('-', '+')})")
+            button.setToolTip(f"{text[:1].upper()}{text[1:]} and go to the next candidate")
             button.clicked.connect(lambda _=False, m=method, a=arguments: getattr(self, m)(*a))
             actions.addWidget(button, row, column)
-        self.reject_reason = ComboBox(choices=[_REJECT_CHOICE, *REJECTION_REASONS], value=_REJECT_CHOICE)
+        self.reject_reason = ComboBox(
+            choices=[_REJECT_CHOICE, *REJECTION_REASONS],
+            value=_REJECT_CHOICE,
+            tooltip="Reject the candidate for a reason (vein, calcification, ...) and go to the next",
+        )
         self.reject_reason.changed.connect(self._reject_chosen)
         actions.addWidget(self.reject_reason.native, 2, 2)
         layout.addLayout(actions)
         self.export_button = QPushButton("Export lesion table and rejected candidates")
+        self.export_button.setToolTip("Save, then write the lesion table (with certainty) and the rejected candidates")
         self.export_button.clicked.connect(self.export)
         layout.addWidget(self.export_button)
 
@@ -258,6 +276,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.saved_label = QLabel(wordWrap=True, enabled=False)
         layout.addWidget(self.saved_label)
         keys = QCollapsible("Keys (on the annotation layer)")
+        keys.setToolTip("The review keys act while the annotation layer is the selected layer")
         self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
         keys.addWidget(self.keys_label)
         layout.addWidget(keys)

@@ -62,6 +62,7 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.options.margins = (0, 0, 0, 0)
         layout.addWidget(self.options.native)
         self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Detect microbleeds and iron deposits on the chosen layers; while it runs: Cancel")
         self.run_button.clicked.connect(self.run_or_cancel)
         layout.addWidget(self.run_button)
         self.save_button = QPushButton("Save results…", enabled=False)

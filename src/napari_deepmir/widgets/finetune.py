@@ -153,11 +153,20 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         )
         self.base_box = model_picker("Base model")
         self.base_box.changed.connect(lambda entry: setattr(self.name_edit, "value", new_model_name(entry.name)))
-        self.name_edit = LineEdit(label="New model")
+        self.name_edit = LineEdit(
+            label="New model", tooltip="Name of the fine-tuned model (a new folder in the user's model folder)"
+        )
         self.steps_box = SpinBox(
             label="Steps", min=10, max=100_000, step=50, value=300, tooltip="A few hundred steps take minutes on a CPU"
         )
-        self.lr_box = FloatSpinBox(label="Learning rate", min=1e-5, max=1e-2, step=1e-5, value=3e-4)
+        self.lr_box = FloatSpinBox(
+            label="Learning rate",
+            min=1e-5,
+            max=1e-2,
+            step=1e-5,
+            value=3e-4,
+            tooltip="Peak learning rate (warm-up, then cosine decay); small keeps what the base model knows",
+        )
         self.lr_box.step = 1e-4  # the arrows' step; the finest step above set five decimals
         self.val_box = FloatSpinBox(
             label="Validation share",
@@ -193,6 +202,7 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         layout.addWidget(self.form.native)
 
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train a new model from the base on the chosen annotations; while it runs: Stop")
         self.start_button.clicked.connect(self.start_or_stop)
         layout.addWidget(self.start_button)
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)

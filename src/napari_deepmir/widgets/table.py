@@ -153,7 +153,12 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = scrolling_layout(self)
-        self.layer_box = ComboBox(label="Labels", choices=self._choices, nullable=True)
+        self.layer_box = ComboBox(
+            label="Labels",
+            choices=self._choices,
+            nullable=True,
+            tooltip="The Labels layer (0 background, 1 microbleed, 2 iron deposit) whose lesions are listed",
+        )
         self.layer_box.changed.connect(self.set_layer)
         self.ids_check = CheckBox(
             text="lesion-id layer with this table (napari Features table)",
@@ -171,6 +176,7 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.proxy.setSortRole(SORT_ROLE)
         self.view = QTableView()
         self.view.setModel(self.proxy)
+        self.view.setToolTip("One row per lesion: a click shows it in the viewer; a click on a header sorts")
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -185,6 +191,7 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.summary_model = DataFrameModel(self)
         self.summary_view = QTableView()
         self.summary_view.setModel(self.summary_model)
+        self.summary_box.setToolTip("Counts per MARS region and side, burden and pattern of the listed lesions")
         self.summary_view.verticalHeader().setVisible(False)
         self.summary_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.summary_view.setMinimumHeight(160)
@@ -192,6 +199,7 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
         layout.addWidget(self.summary_box)
         buttons = QHBoxLayout()
         self.export_button = QPushButton("Export CSV/TSV…")
+        self.export_button.setToolTip("Write every column of the lesion table, with a JSON sidecar describing them")
         self.export_button.clicked.connect(self._export_clicked)
         buttons.addStretch()
         buttons.addWidget(self.export_button)
