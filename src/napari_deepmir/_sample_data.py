@@ -16,7 +16,7 @@ def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
     from ._reader import read_subject_folder
 
-    layers = read_subject_folder(SAMPLE_FOLDER)
+    layers = _read_showing_busy(read_subject_folder)
     for _, kwargs, _ in layers:
         if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
             kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
@@ -24,6 +24,18 @@ def make_synthetic_subject() -> list[tuple]:
             kwargs.update(LABEL_ROLE_STYLES["truth"])
     _outline_the_truth_once_shown()
     return layers
+
+
+def _read_showing_busy(read) -> list[tuple]:
+    """Read the sample folder, with the wait cursor when a viewer is open (reading takes a second or two)."""
+    from qtpy.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        return read(SAMPLE_FOLDER)
+    from .widgets._busy import busy_cursor
+
+    with busy_cursor():
+        return read(SAMPLE_FOLDER)
 
 
 def _outline_the_truth_once_shown() -> None:

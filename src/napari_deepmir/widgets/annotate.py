@@ -43,6 +43,7 @@ from ..annotations import (
 from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
 from ._blinding import Blinds
+from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
@@ -192,7 +193,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         layout.addWidget(self.blinded_check.native)
         self.start_button = QPushButton("Start / resume")
         self.start_button.setToolTip("Open the subject's annotation (or resume it where it was left) as a layer")
-        self.start_button.clicked.connect(self.start)
+        self.start_button.clicked.connect(lambda: self.start())
         layout.addWidget(self.start_button)
         self.mode_label = QLabel(wordWrap=True)
         layout.addWidget(self.mode_label)
@@ -320,6 +321,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         return found if set(found) == set(CLASS_NAMES) else {}
 
     # ---- session ------------------------------------------------------------------------------
+    @shows_busy
     def start(self) -> None:
         """Open (or resume) the annotation of the chosen subject and show its annotation layer."""
         if self.inputs.problem:

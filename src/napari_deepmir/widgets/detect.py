@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QWidg
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
+from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
@@ -23,6 +24,7 @@ from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker,
 class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
+    @shows_busy  # the first open imports torch and reads the model cards
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer

@@ -16,6 +16,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..io import InputError
+from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._finetune import (
     FinetuneSettings,
@@ -279,8 +280,9 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         else:
             self.start()
 
+    @shows_busy
     def start(self) -> None:
-        """Fine-tune in a thread worker; the viewer stays usable."""
+        """Fine-tune in a thread worker (the annotations are read first, on the GUI thread)."""
         from napari.qt.threading import create_worker
 
         from ..training.trainer import run_training

@@ -27,6 +27,7 @@ from superqt import QCollapsible
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS, count_summary
 from ..lesions.summary import SUMMARY_COLUMNS, participant_summary, summary_rows
+from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._layers import centre_on, show_marker, subject_from_layers
@@ -271,6 +272,7 @@ class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
             self._subject_key, self._subject = key, subject_from_layers(companions.swi, companions.qsm)
         return self._subject
 
+    @shows_busy
     def update_table(self, force: bool = False) -> None:
         """Measure the tracked layer again (skipped when its data did not change, unless ``force``)."""
         if self.layer is None or self.layer not in self.viewer.layers:
