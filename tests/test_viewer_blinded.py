@@ -3,6 +3,8 @@
 import numpy as np
 from napari.layers import Labels
 
+from napari_deepmir.lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE, find_candidates
+
 SAMPLE = "sub-sample"
 
 
@@ -65,6 +67,13 @@ def test_a_blinded_session_hides_every_other_verdict_while_it_runs_and_shows_it_
 
     widget.find_button.click()  # a blinded pass: candidates listed, reviewed, nothing comes back
     qtbot.waitUntil(lambda: widget.session.candidates is not None and widget.find_button.isEnabled(), timeout=60_000)
+    blinded = widget.session.candidates  # the useful list only: capped, without the noise at the ranked list's end
+    ranked = find_candidates(widget.subject, locations=widget.locations)
+    useful = ranked[ranked["score"] >= USEFUL_SCORE_SHARE * ranked["score"].max()]
+    assert len(blinded) == min(len(useful), BLINDED_CAP) < len(ranked)
+    assert np.allclose(np.sort(blinded["x_mm"]), np.sort(useful["x_mm"].head(BLINDED_CAP)))
+    assert f"{len(blinded)} of {len(ranked)} candidates" in widget.status_label.text()
+    assert "useful list" in widget.status_label.text()
     widget.next()
     widget.accept(1)
     assert _visible_verdicts(viewer, annotation) == []

@@ -548,8 +548,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def blinded_candidates(table: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """``table`` for a blinded review: rows in a random order reproducible from ``seed``, ranks renumbered
-    in that order, and without the columns of :data:`BLINDED_HIDDEN_COLUMNS`."""
+    """``table`` for a blinded review: its useful head (:func:`~.lesions.candidates.useful_candidates`), in a random
+    order reproducible from ``seed``, ranks renumbered in that order, without the columns of
+    :data:`BLINDED_HIDDEN_COLUMNS`."""
+    from .lesions.candidates import useful_candidates
+
+    table = useful_candidates(table)
     order = np.random.default_rng(seed).permutation(len(table))
     blinded = table.iloc[order].drop(columns=list(BLINDED_HIDDEN_COLUMNS), errors="ignore").reset_index(drop=True)
     blinded["rank"] = np.arange(1, len(blinded) + 1)

@@ -114,27 +114,18 @@ def marker_diameter_mm(lesion_diameter_mm: float) -> float:
     return lesion + 2 * max(MARKER_GAP_MM, MARKER_GAP_SHARE * lesion)
 
 
-def _in_plane_mm(layer) -> float:
-    """Millimetres per data unit of ``layer`` in the displayed plane (the mean over its last two axes)."""
-    origin = np.asarray(layer.data_to_world(np.zeros(layer.ndim)))
-    steps = [np.linalg.norm(np.asarray(layer.data_to_world(np.eye(layer.ndim)[axis])) - origin) for axis in (-2, -1)]
-    return float(np.mean(steps))
-
-
 def show_marker(viewer, xyz_mm, *, grid, lesion_diameter_mm: float = math.nan) -> None:
     """Ring a scanner RAS point with a thin yellow circle sized to the lesion, on the axial slice shown (call after
-    :func:`centre_on`): a Points layer on the grid of the layer ``grid`` (same transforms, so the slider keeps
-    the grid's slices), added once; the active layer stays active."""
+    :func:`centre_on`): a Points layer whose steps are those of the layer ``grid`` (napari's ``extent.step``), so
+    the slice slider keeps the grid's slices; added once; the active layer stays active."""
     zyx = np.asarray(xyz_mm, dtype=float)[::-1].copy()
     zyx[0] = viewer.dims.point[0]  # on the shown slice (the dims snap to slices), so the ring is drawn
-    point = np.asarray(grid.world_to_data(zyx), dtype=float)[-3:]
-    point[0] = np.round(point[0])
-    size = marker_diameter_mm(lesion_diameter_mm) / _in_plane_mm(grid)
-    transforms = {name: getattr(grid, name) for name in ("scale", "translate", "rotate", "shear", "affine")}
+    step = np.abs(np.asarray(grid.extent.step, dtype=float)[-3:])
+    point = zyx / step  # no rotation: the ring lies exactly where it is asked, on the slice shown
+    size = marker_diameter_mm(lesion_diameter_mm) / float(np.mean(step[-2:]))
     if MARKER_LAYER in viewer.layers:
         marker = viewer.layers[MARKER_LAYER]
-        for name, value in transforms.items():
-            setattr(marker, name, value)
+        marker.scale = step
         marker.data = point[None]
         marker.size = size
         return
@@ -149,8 +140,8 @@ def show_marker(viewer, xyz_mm, *, grid, lesion_diameter_mm: float = math.nan) -
         border_width=MARKER_LINE_SHARE,
         border_width_is_relative=True,
         out_of_slice_display=False,
-        units=grid.units,
-        **transforms,
+        units=grid.units[-3:],
+        scale=step,
     )
     if active is not None:
         viewer.layers.selection.active = active

@@ -473,8 +473,15 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.session.set_position(0)
         self._show_mode()
         self._show_candidates()
-        order = "in a random order (blinded)" if self.blinded else "best first"
-        self._status(f"{len(table)} candidates, {order}")
+        if self.blinded:
+            from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE
+
+            self._status(
+                f"{len(self.session.candidates)} of {len(table)} candidates, in a random order (blinded): the useful "
+                f"list, scoring at least {USEFUL_SCORE_SHARE:.0%} of the best, at most {BLINDED_CAP}"
+            )
+        else:
+            self._status(f"{len(table)} candidates, best first")
 
     def _show_candidates(self, *, move: bool = True) -> None:
         self.candidate_list.blockSignals(True)
