@@ -37,7 +37,7 @@ def _clipped(widget) -> list[str]:
     return clipped
 
 
-def test_the_four_panels_fit_a_1600x1000_screen_as_tabs(make_napari_viewer, qtbot):
+def test_the_four_panels_fit_a_1600x1000_screen_as_tabs(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     assert (window.screen().geometry().width(), window.screen().geometry().height()) == SCREEN
@@ -49,6 +49,10 @@ def test_the_four_panels_fit_a_1600x1000_screen_as_tabs(make_napari_viewer, qtbo
     others = {dock.name for dock in docks.values()} - {docks[PANELS[0]].name}
     in_tabs = lambda: {dock.name for dock in window.tabifiedDockWidgets(docks[PANELS[0]])} == others
     qtbot.waitUntil(in_tabs, timeout=10_000)  # one tab group, once the panels are shown
+    labelling = widgets["Label lesions"]
+    labelling.folder_edit.value = tmp_path / "annotations"
+    labelling.start_button.click()  # a session under way: its status, layer and guidance shown
+    qtbot.wait(100)
 
     assert window.frameGeometry().height() <= SCREEN[1] and window.height() <= SCREEN[1]
     for name, widget in widgets.items():
@@ -60,6 +64,6 @@ def test_the_four_panels_fit_a_1600x1000_screen_as_tabs(make_napari_viewer, qtbo
         assert _clipped(widget) == [], name
         scroll = widget.findChild(QScrollArea)
         assert scroll.horizontalScrollBar().value() == 0  # never scrolled sideways
-        assert scroll.widget().width() >= scroll.widget().minimumSizeHint().width()
+        assert scroll.widget().minimumSizeHint().width() <= scroll.widget().width() <= scroll.viewport().width()
     assert widgets["Fine-tune model"].plot.height() >= PLOT_MIN_HEIGHT  # the loss plot is never a strip
     assert widgets["Label lesions"].candidate_list.height() >= 150

@@ -7,22 +7,34 @@ is shown it joins the other panels of this plugin in its dock area as a tab (nap
 ``add_dock_widget(..., tabify=True)`` does the same, but its menus never ask for it).
 """
 
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QStyle, QVBoxLayout, QWidget
 
 
 class VerticalScrollArea(QScrollArea):
-    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
+    """Scrolls its content up and down only: at least as wide as the content needs (a hard minimum width, kept
+    up to date as the content changes, so no dock squeezes it), as short as one row."""
 
     def __init__(self):
         super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-    def minimumSizeHint(self):
-        hint = super().minimumSizeHint()
-        if self.widget() is not None:
-            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
-        return hint
+    def setWidget(self, widget: QWidget) -> None:
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+        self._fit_content_width()
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit_content_width()
+        return super().eventFilter(watched, event)
+
+    def _fit_content_width(self) -> None:
+        extent = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self.verticalScrollBar())
+        bar = max(self.verticalScrollBar().sizeHint().width(), extent)
+        needed = self.widget().minimumSizeHint().width() + bar + 2 * self.frameWidth()
+        if self.minimumWidth() != needed:
+            self.setMinimumWidth(needed)
 
 
 def scrolling_layout(panel: QWidget) -> QVBoxLayout:
