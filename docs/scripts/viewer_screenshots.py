@@ -58,7 +58,7 @@ def detection_screenshot(out: Path) -> None:
     while detect.worker is not None:
         settle(0.1)
     print(f"detection: {time.monotonic() - started:.1f} s; {detect.status_label.text()}")
-    _, table = viewer.window.add_plugin_dock_widget("napari-deepmir", "Lesion table")  # joins Detect's tab group
+    _, table = viewer.window.add_plugin_dock_widget("napari-deepmir", "Lesion table", tabify=True)
     table.set_layer(viewer.layers["sub-sample lesions"])
     largest = int(table.table.sort_values("volume_mm3")["lesion_id"].iloc[-1])
     table.select_lesion(largest)
