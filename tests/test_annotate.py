@@ -327,10 +327,11 @@ def test_a_blinded_session_is_unranked_without_suggestions_or_model_and_stays_bl
     assert not {"score", "suggested_class", "flags", "reason", "probability_mean"} & set(table.columns)
     assert "suggested" not in widget.guidance.text() and "diameter" in widget.guidance.text()
     assert not any(word in text for text in _texts(widget) for word in ("cmb", "iron", "reject"))
-    from napari_deepmir.lesions.candidates import find_candidates
+    from napari_deepmir.lesions.candidates import find_candidates, useful_candidates
 
-    ranked = find_candidates(widget.subject, locations=widget.locations)
-    assert not np.allclose(table[["x_mm", "y_mm", "z_mm"]], ranked[["x_mm", "y_mm", "z_mm"]])  # not best first
+    useful = useful_candidates(find_candidates(widget.subject, locations=widget.locations))  # the useful list
+    assert len(table) == len(useful)
+    assert not np.allclose(table[["x_mm", "y_mm", "z_mm"]], useful[["x_mm", "y_mm", "z_mm"]])  # not best first
     saved = json.loads(widget.session.decisions_path.read_text())
     assert saved["blinded"] is True and isinstance(saved["order_seed"], int)
     viewer.window.remove_dock_widget("all")
