@@ -14,6 +14,7 @@ import pytest
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     """Models registered or annotations saved by a test never touch the real user folders."""
     monkeypatch.setenv("DEEPMIR_MODELS_DIR", str(tmp_path_factory.mktemp("user-models")))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("user-data")))  # platformdirs' user data
 
 
 def oblique_affine(spacing=(0.8, 0.8, 2.0), degrees=10.0, origin=(-60.0, -70.0, -40.0)) -> np.ndarray:

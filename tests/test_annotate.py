@@ -145,7 +145,8 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
     widget.start_button.click()
     candidates = _find(widget, qtbot)
     marker = viewer.layers["current lesion"]  # a ring on the candidate under review
-    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
+    ringed = lambda: marker.data_to_world(marker.data[0])
+    assert np.allclose(ringed(), [viewer.dims.point[0], *candidates.loc[0, ["y_mm", "x_mm"]]])
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     assert ((shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)).any()  # the yellow ring is drawn
     swi = viewer.layers[f"{subject_folder.name} SWI"]
@@ -156,7 +157,7 @@ def test_review_keys_act_only_on_the_annotation_layer_and_go_with_the_dock(
     viewer.layers.selection.active = widget.layer
     _press(viewer, qtbot, Qt.Key.Key_C)
     assert len(widget.session.decisions) == 1 and widget.session.position == 1
-    assert np.allclose(marker.data[0], [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
+    assert np.allclose(ringed(), [viewer.dims.point[0], *candidates.loc[1, ["y_mm", "x_mm"]]])
 
     layer = widget.layer
     _dock(viewer, widget).title.close_button.click()  # the user closes the panel
@@ -326,10 +327,11 @@ def test_a_blinded_session_is_unranked_without_suggestions_or_model_and_stays_bl
     assert not {"score", "suggested_class", "flags", "reason", "probability_mean"} & set(table.columns)
     assert "suggested" not in widget.guidance.text() and "diameter" in widget.guidance.text()
     assert not any(word in text for text in _texts(widget) for word in ("cmb", "iron", "reject"))
-    from napari_deepmir.lesions.candidates import find_candidates
+    from napari_deepmir.lesions.candidates import find_candidates, useful_candidates
 
-    ranked = find_candidates(widget.subject, locations=widget.locations)
-    assert not np.allclose(table[["x_mm", "y_mm", "z_mm"]], ranked[["x_mm", "y_mm", "z_mm"]])  # not best first
+    useful = useful_candidates(find_candidates(widget.subject, locations=widget.locations))  # the useful list
+    assert len(table) == len(useful)
+    assert not np.allclose(table[["x_mm", "y_mm", "z_mm"]], useful[["x_mm", "y_mm", "z_mm"]])  # not best first
     saved = json.loads(widget.session.decisions_path.read_text())
     assert saved["blinded"] is True and isinstance(saved["order_seed"], int)
     viewer.window.remove_dock_widget("all")

@@ -226,3 +226,21 @@ def test_a_rerun_keeps_corrections_and_finetune_offers_only_corrected_detections
     _run(widget, qtbot)
     assert np.array_equal(layer.data, corrected)  # the correction is still there
     assert "sub-tiny lesions [2]" in viewer.layers and "'sub-tiny lesions [2]'" in widget.status_label.text()
+
+
+def test_the_status_line_keeps_the_last_result(make_napari_viewer, qtbot, tiny_models, synthetic_subject):
+    viewer, widget = _widget(lambda: make_napari_viewer(show=True), tiny_models)
+    _add_subject(viewer, synthetic_subject)
+    widget.device_box.value = "cpu"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_TIMEOUT_MS)
+    result = widget.status_label.text()
+    assert result.startswith("sub-tiny: ")
+    viewer.add_points([[0, 0, 0]], name="a note")  # unrelated events: a layer added, the panel hidden and shown
+    viewer.layers["sub-tiny lesions"].name = "renamed"
+    dock = widget.parentWidget()
+    dock.hide()
+    dock.show()
+    assert widget.status_label.text() == result
+    widget.add_model(tiny_models["tiny-all"])  # a problem replaces the result at once: this model needs a T2
+    assert "needs SWI+QSM+T2" in widget.status_label.text()

@@ -128,3 +128,47 @@ def test_stop_during_a_validation_abandons_it_and_writes_nothing(make_napari_vie
     assert widget.status_label.text().startswith("Stopped before the first step")
     assert not (user_models_dir() / "never-written").exists() and _digest(base_model) == base_before
     assert not widget.plot.losses
+
+
+def test_only_annotations_with_a_lesion_are_offered(make_napari_viewer, qtbot, subjects, tmp_path):
+    viewer = make_napari_viewer()
+    labels = _open_subject(viewer, subjects[0])
+    _, labelling = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
+    labelling.folder_edit.value = tmp_path / "annotations"
+    labelling.start_button.click()  # a new, empty annotation layer
+    annotation = labelling.layer
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    assert widget.annotations.choices == (labels,) and widget.annotations.value == [labels]
+    annotation.paint(tuple(s // 2 for s in annotation.data.shape), 1)  # a first lesion painted: offered, ticked
+    qtbot.waitUntil(lambda: annotation in widget.annotations.choices, timeout=5_000)
+    assert annotation in widget.annotations.value
+
+
+def test_without_validation_subjects_it_says_so_and_names_what_runs_after_the_last_step(
+    make_napari_viewer, qtbot, subjects, base_model
+):
+    viewer = make_napari_viewer()
+    _open_subject(viewer, subjects[0])
+    base = register_model(base_model).path
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")
+    select_model(widget.base_box, base)
+    widget.name_edit.value = "no-validation"
+    widget.steps_box.value = 10
+    widget.val_box.value = 0.0
+    widget.device_box.value = "cpu"
+    widget.start_button.click()
+    assert widget.status_label.text().startswith("No validation subjects")
+    seen = {}
+
+    def on_report(report):
+        if report.step == widget.steps_box.value:  # the last step: what runs now is named, Stop says what it waits for
+            seen["after"], seen["busy"] = widget.status_label.text(), widget.progress.maximum() == 0
+            widget.start_button.click()
+            seen["stop"] = widget.status_label.text()
+
+    widget.worker.yielded.connect(on_report)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert seen["after"] == "Step 10 of 10 done: saving the best model…" and seen["busy"]
+    assert "step 11" not in seen["stop"] and "saving the best model" in seen["stop"]
+    assert widget.result.model_path is not None and widget.result.steps_run == 10
+    assert "no validation subjects" in widget.status_label.text()

@@ -82,7 +82,8 @@ def test_clicking_a_row_moves_the_viewer_to_the_lesion(viewer_and_widget, qtbot)
         index = np.round(labels.world_to_data((viewer.dims.point[0], y, x))).astype(int)
         assert labels.data[tuple(index)] == lesion["label"]  # the shown slice cuts through the lesion
         ring = viewer.layers["current lesion"]  # a ring marks it, drawn on the slice shown
-        assert ring.data[0] == pytest.approx((viewer.dims.point[0], y, x)) and _shows_yellow(viewer)
+        ringed = ring.data_to_world(ring.data[0])
+        assert ringed == pytest.approx((viewer.dims.point[0], y, x)) and _shows_yellow(viewer)
 
 
 def test_clicking_a_lesion_in_the_viewer_selects_its_row(viewer_and_widget, qtbot):

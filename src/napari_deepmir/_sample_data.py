@@ -6,6 +6,8 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
+from .layers import LABEL_ROLE_STYLES, apply_role_contour
+
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
@@ -14,9 +16,37 @@ def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
     from ._reader import read_subject_folder
 
-    layers = read_subject_folder(SAMPLE_FOLDER)
+    layers = _read_showing_busy(read_subject_folder)
     for _, kwargs, _ in layers:
         if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
             kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
             kwargs["metadata"]["deepmir"]["origin"] = "truth"
+            kwargs.update(LABEL_ROLE_STYLES["truth"])
+    _outline_the_truth_once_shown()
     return layers
+
+
+def _read_showing_busy(read) -> list[tuple]:
+    """Read the sample folder, with the wait cursor when a viewer is open (reading takes a second or two)."""
+    from qtpy.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        return read(SAMPLE_FOLDER)
+    from .widgets._busy import busy_cursor
+
+    with busy_cursor():
+        return read(SAMPLE_FOLDER)
+
+
+def _outline_the_truth_once_shown() -> None:
+    """Draw the true lesions as outlines once napari has added the layers (a layer tuple cannot set ``contour``),
+    so a detection or an annotation over them shows through."""
+    from qtpy.QtCore import QCoreApplication, QTimer
+
+    if QCoreApplication.instance() is None:
+        return
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is not None:
+        QTimer.singleShot(0, lambda: [apply_role_contour(layer) for layer in viewer.layers])

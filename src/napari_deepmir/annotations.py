@@ -307,9 +307,20 @@ class AnnotationSession:
         return {value: class_components(self.labels, value)[1] for value in CLASS_NAMES}
 
 
+def user_annotations_dir() -> Path:
+    """The user's own annotation folder (platformdirs' user data folder, e.g. ``~/.local/share/napari-deepmir/``
+    on Linux): where the annotations of a subject shipped inside this package (the sample) go."""
+    import platformdirs
+
+    return platformdirs.user_data_path("napari-deepmir", appauthor=False) / DEFAULT_FOLDER_NAME
+
+
 def default_annotation_root(swi_path: str | Path) -> Path:
     """``<dataset>/derivatives/deepmir-annotations`` for a subject's SWI file
-    (``<dataset>/sub-X[/anat]/...swi.nii.gz``)."""
+    (``<dataset>/sub-X[/anat]/...swi.nii.gz``); :func:`user_annotations_dir` for a subject inside the installed
+    package (the sample), which is never written to."""
+    if Path(__file__).resolve().parent in Path(swi_path).resolve().parents:
+        return user_annotations_dir()
     subject_folder = Path(swi_path).resolve().parent
     if subject_folder.name == "anat":
         subject_folder = subject_folder.parent
@@ -541,8 +552,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def blinded_candidates(table: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """``table`` for a blinded review: rows in a random order reproducible from ``seed``, ranks renumbered
-    in that order, and without the columns of :data:`BLINDED_HIDDEN_COLUMNS`."""
+    """``table`` for a blinded review: its useful head (:func:`~.lesions.candidates.useful_candidates`), in a random
+    order reproducible from ``seed``, ranks renumbered in that order, without the columns of
+    :data:`BLINDED_HIDDEN_COLUMNS`."""
+    from .lesions.candidates import useful_candidates
+
+    table = useful_candidates(table)
     order = np.random.default_rng(seed).permutation(len(table))
     blinded = table.iloc[order].drop(columns=list(BLINDED_HIDDEN_COLUMNS), errors="ignore").reset_index(drop=True)
     blinded["rank"] = np.arange(1, len(blinded) + 1)

@@ -17,6 +17,15 @@ CLASS_COLORS: dict[int | None, tuple[float, float, float, float]] = {
     None: (1.0, 1.0, 0.0, 1.0),
 }
 
+#: Colours of the rater's own annotation in the viewer: lighter tints of the class colours (pink, pale cyan), so an
+#: annotation never looks like a detection or the truth painted over the same lesion (see LABEL_ROLE_STYLES).
+ANNOTATION_COLORS: dict[int | None, tuple[float, float, float, float]] = {
+    BACKGROUND: (0.0, 0.0, 0.0, 0.0),
+    CMB: (1.0, 0.55, 0.8, 1.0),
+    IRON: (0.6, 1.0, 0.95, 1.0),
+    None: (1.0, 1.0, 0.0, 1.0),
+}
+
 #: Modalities in their canonical order (model input channels follow this order).
 MODALITIES: tuple[str, ...] = ("swi", "qsm", "t2")
 #: BIDS suffix (with the entities that tell it apart) of each file kind: sub-X_<suffix>.nii.gz, the name written.

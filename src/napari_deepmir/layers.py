@@ -7,6 +7,7 @@ the same geometry (see :mod:`napari_deepmir.io.display`), display presets and me
 import numpy as np
 
 from .conventions import (
+    ANNOTATION_COLORS,
     CLASS_COLORS,
     CLASS_TITLES,
     LOCATION_NAMES,
@@ -17,6 +18,23 @@ from .io.display import DisplayGeometry
 AXIS_LABELS = ("z (S)", "y (A)", "x (R)")
 #: Probability maps take the hue of their class colour (CLASS_COLORS): red for CMB, cyan-blue for iron.
 _PROBABILITY_COLORMAPS = {1: "red", 2: "cyan"}
+#: How a class Labels layer looks by its role (``metadata['deepmir']['origin']``), so layers over the same lesion
+#: stay apart: the truth as outlines, a detection filled and see-through, the rater's annotation filled in its own
+#: tints; label files opened from disk look like a detection.
+LABEL_ROLE_STYLES = {
+    "truth": {"opacity": 1.0},
+    "detection": {"opacity": 0.5},
+    "annotation": {"opacity": 0.8, "colormap": dict(ANNOTATION_COLORS)},
+}
+#: Outline width (pixels; napari's Labels ``contour``, which a layer tuple cannot carry) of each role; 0: filled.
+LABEL_ROLE_CONTOURS = {"truth": 1}
+
+
+def apply_role_contour(layer) -> None:
+    """Set a class Labels layer's ``contour`` from its role (:data:`LABEL_ROLE_CONTOURS`), once it is in a viewer."""
+    info = layer.metadata.get("deepmir", {})
+    if info.get("kind") == "lesions" and hasattr(layer, "contour"):
+        layer.contour = LABEL_ROLE_CONTOURS.get(info.get("origin"), 0)
 
 
 def _base_kwargs(name: str, geometry: DisplayGeometry, extra_metadata: dict | None = None) -> dict:
@@ -63,9 +81,11 @@ def image_layer_data(
 def labels_layer_data(
     labels: np.ndarray, geometry: DisplayGeometry, *, name: str = "lesions", metadata: dict | None = None
 ) -> tuple:
-    """Labels layer (0 background, 1 CMB, 2 iron deposit) with the fixed class colours."""
+    """Labels layer (0 background, 1 CMB, 2 iron deposit) with the fixed class colours, styled by its role
+    (``metadata['origin']``, see :data:`LABEL_ROLE_STYLES`)."""
     kwargs = _base_kwargs(name, geometry, {"kind": "lesions", **(metadata or {})})
-    kwargs.update(colormap=dict(CLASS_COLORS), opacity=0.7)
+    origin = kwargs["metadata"]["deepmir"].get("origin")
+    kwargs.update({"colormap": dict(CLASS_COLORS), **LABEL_ROLE_STYLES.get(origin, LABEL_ROLE_STYLES["detection"])})
     kwargs["metadata"]["deepmir"]["classes"] = {str(k): v for k, v in CLASS_TITLES.items()}
     return geometry.to_display(np.asarray(labels, dtype=np.uint8)), kwargs, "labels"
 

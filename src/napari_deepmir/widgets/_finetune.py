@@ -23,8 +23,8 @@ _NOT_ANNOTATIONS = ("lesion_ids", "locations", "regions")
 
 def annotation_layers(layers) -> list[Labels]:
     """3D Labels layers holding class labels (0 background, 1 CMB, 2 iron deposit) that can teach a model:
-    annotations, label files, the truth of the sample, and detections the rater corrected (an unedited
-    detection would only teach the model what it already says)."""
+    annotations with a lesion painted, label files, the truth of the sample, and detections the rater
+    corrected (an unedited detection would only teach the model what it already says; an empty layer, nothing)."""
     return [
         layer
         for layer in layers
@@ -32,6 +32,7 @@ def annotation_layers(layers) -> list[Labels]:
         and layer.data.ndim == 3
         and kind_of(layer) not in _NOT_ANNOTATIONS
         and not (layer.metadata.get("deepmir", {}).get("origin") == "detection" and not edited_since_detection(layer))
+        and np.any(layer.data)
     ]
 
 
@@ -81,6 +82,42 @@ def waiting_for(last_step: int | None, config) -> str:
     if validating and (last_step is None or step % config.eval_every == 0 or step == config.steps):
         return f"training step {step} or the batch of validation slices under way"
     return f"training step {step}"
+
+
+def start_message(config, base_name: str) -> str:
+    """What a run does first, in words; without validation subjects it says so plainly."""
+    from ..training.data import annotated_folders
+    from ..training.trainer import split_subjects
+
+    n_subjects = len(config.samples) + len(annotated_folders(config.data))
+    n_val = len(split_subjects(list(range(n_subjects)), config.val_share, config.seed)[1])
+    if not n_val:
+        return (
+            f"No validation subjects (validation share {config.val_share:g}, {n_subjects} subject(s)): nothing is "
+            f"measured and the model after the last step is kept. Training {base_name} on {n_subjects} subject(s)…"
+        )
+    return f"Measuring {base_name} on {n_val} validation subject(s), then training on {n_subjects - n_val}…"
+
+
+def stage_after(last_step: int | None, total: int, config, *, verifier: bool = False) -> str:
+    """What a run is busy with after the report of ``last_step`` of ``total`` (None: no report yet), in words:
+    a step, a validation, or the stages after the last step (saving, the second stage, its validation)."""
+    if verifier:
+        if last_step is not None and last_step >= total:
+            return "the second stage's validation and saving the model"
+        return f"second stage (verifier) step {1 if last_step is None else last_step + 1} of {total}"
+    if last_step is not None and last_step >= total:
+        then = f", then the second stage (verifier): its examples and {config.second_stage_steps} steps"
+        return "saving the best model" + (then if config.second_stage_steps else "")
+    return waiting_for(last_step, config)
+
+
+def stop_message(last_step: int | None, total: int, config, *, verifier: bool = False) -> str:
+    """What Stop waits for (a validation predicts whole volumes: it can take a while)."""
+    if last_step is not None and last_step >= total and not verifier:
+        return "Stopping: the last step is done; saving the best model (the second stage is skipped)…"
+    stage = stage_after(last_step, total, config, verifier=verifier)
+    return f"Stopping: waiting for {stage} to end; the best model is kept…"
 
 
 def new_model_name(base_name: str) -> str:

@@ -20,6 +20,12 @@ QSM_UNIT_CHOICES = [
     ("ppb", "ppb"),
     ("SI (1e-6 ppm)", "si"),
 ]
+#: What each modality picker is for (its tooltip).
+_PICKER_TIPS = {
+    "swi": "The subject's SWI layer: lesions are found, painted and saved on its grid",
+    "qsm": "The same subject's QSM layer (chosen with the SWI); empty: none",
+    "t2": "The same subject's T2-weighted layer (chosen with the SWI); empty: none",
+}
 #: Layer-list events after which the choices are listed again (a layer's own ``name`` event included).
 _LIST_EVENTS = {"inserted", "removed", "moved", "reordered", "name"}
 #: Last words of a layer name that tell a modality or a kind of labels, dropped to leave the subject's name.
@@ -86,7 +92,9 @@ class SubjectInputs(Container):
     def __init__(self, viewer, modalities=("swi", "qsm", "t2"), *, mask: bool = False):
         self.viewer = viewer
         self.pickers = {
-            m: ComboBox(label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m)
+            m: ComboBox(
+                label=MODALITY_TITLES[m], choices=self._choices, nullable=m != "swi", name=m, tooltip=_PICKER_TIPS[m]
+            )
             for m in modalities
         }
         self.units_picker = ComboBox(label="QSM units", choices=QSM_UNIT_CHOICES, value="auto", name="qsm_units")

@@ -1,11 +1,14 @@
 """Between napari layers and the core: geometry, subjects from layers, adding layers, moving the camera."""
 
+import math
+
 import numpy as np
 
 from ..io import Subject, Volume, assemble_subject
 from ..io.bids import suffixes_read
 from ..io.display import DisplayGeometry
 from ..io.qsm_units import from_ppb
+from ..layers import apply_role_contour
 
 #: Words in a layer name that tell its modality, when its metadata does not.
 _NAME_HINTS = {"swi": ("swi",), "qsm": ("qsm", "chimap", "chi"), "t2": ("t2",)}
@@ -84,7 +87,9 @@ def add_layer(viewer, layer_data: tuple, *, replace: bool = True):
         if "features" in kwargs:
             layer.features = kwargs["features"]
         return layer
-    return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    apply_role_contour(layer)
+    return layer
 
 
 def camera_of(viewer):
@@ -105,28 +110,47 @@ def centre_on(viewer, xyz_mm, *, zoom: float | None = 4.0) -> None:
 
 #: Name of the Points layer that rings the lesion or candidate under review.
 MARKER_LAYER = "current lesion"
-#: Diameter (mm) of the ring drawn around it.
-MARKER_SIZE_MM = 12.0
+#: The ring leaves this gap around the lesion on each side: MARKER_GAP_SHARE of its diameter, at least
+#: MARKER_GAP_MM; its line is MARKER_LINE_SHARE of the ring's diameter (thin: the lesion's rim stays in view).
+MARKER_GAP_MM = 1.5
+MARKER_GAP_SHARE = 0.3
+MARKER_LINE_SHARE = 0.06
 
 
-def show_marker(viewer, xyz_mm) -> None:
-    """Ring a scanner RAS point with a yellow circle on the axial slice shown (call after :func:`centre_on`):
-    a Points layer, added once; the active layer stays active."""
-    zyx = np.asarray(xyz_mm, dtype=float)[None, ::-1].copy()
-    zyx[0, 0] = viewer.dims.point[0]  # on the shown slice (the dims snap to slices), so the ring is drawn
+def marker_diameter_mm(lesion_diameter_mm: float) -> float:
+    """The ring's outer diameter (mm) around a lesion of this diameter (NaN: a point)."""
+    lesion = float(lesion_diameter_mm) if math.isfinite(lesion_diameter_mm) else 0.0
+    return lesion + 2 * max(MARKER_GAP_MM, MARKER_GAP_SHARE * lesion)
+
+
+def show_marker(viewer, xyz_mm, *, grid, lesion_diameter_mm: float = math.nan) -> None:
+    """Ring a scanner RAS point with a thin yellow circle sized to the lesion, on the axial slice shown (call after
+    :func:`centre_on`): a Points layer whose steps are those of the layer ``grid`` (napari's ``extent.step``), so
+    the slice slider keeps the grid's slices; added once; the active layer stays active."""
+    zyx = np.asarray(xyz_mm, dtype=float)[::-1].copy()
+    zyx[0] = viewer.dims.point[0]  # on the shown slice (the dims snap to slices), so the ring is drawn
+    step = np.abs(np.asarray(grid.extent.step, dtype=float)[-3:])
+    point = zyx / step  # no rotation: the ring lies exactly where it is asked, on the slice shown
+    size = marker_diameter_mm(lesion_diameter_mm) / float(np.mean(step[-2:]))
     if MARKER_LAYER in viewer.layers:
-        viewer.layers[MARKER_LAYER].data = zyx
+        marker = viewer.layers[MARKER_LAYER]
+        marker.scale = step
+        marker.data = point[None]
+        marker.size = size
         return
     active = viewer.layers.selection.active
     viewer.add_points(
-        zyx,
+        point[None],
         name=MARKER_LAYER,
-        symbol="ring",
-        size=MARKER_SIZE_MM,
-        face_color="yellow",
-        border_width=0,
+        symbol="disc",
+        size=size,
+        face_color="transparent",
+        border_color="yellow",
+        border_width=MARKER_LINE_SHARE,
+        border_width_is_relative=True,
         out_of_slice_display=False,
-        units=("mm", "mm", "mm"),
+        units=grid.units[-3:],
+        scale=step,
     )
     if active is not None:
         viewer.layers.selection.active = active

@@ -49,7 +49,7 @@ def model_picker(label: str, automatic: bool = False) -> ComboBox:
         if entry == AUTOMATIC:
             picker.tooltip = "The shipped model for the chosen layers: SWI+QSM+T2, SWI+QSM or SWI"
         else:
-            picker.tooltip = None if entry is None else f"{entry.path}\ninputs: {model_inputs(entry)}"
+            picker.tooltip = "No model registered" if entry is None else f"{entry.path}\ninputs: {model_inputs(entry)}"
 
     picker.changed.connect(describe)
     describe(picker.value)
@@ -64,4 +64,8 @@ def select_model(picker: ComboBox, path: str | Path) -> None:
 
 
 def device_picker() -> ComboBox:
-    return ComboBox(label="Device", choices=available_devices)
+    return ComboBox(
+        label="Device",
+        choices=available_devices,
+        tooltip="auto: a GPU when there is one (CUDA or Apple MPS), else the CPU",
+    )

@@ -7,6 +7,7 @@ Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.le
 
 import html
 import math
+import time
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
@@ -23,8 +24,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QScrollArea,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -42,9 +41,12 @@ from ..annotations import (
     export_session,
 )
 from ..consensus import consensus_region, is_consensus_candidate
-from ..conventions import CLASS_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
+from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layers import labels_layer_data
+from ._blinding import Blinds
+from ._busy import shows_busy
 from ._consensus import ConsensusPanel
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
@@ -75,6 +77,7 @@ KEYS = {
 BLINDED_NOTE = (
     "Blinded session: candidates in a random order, no suggestions, no model probabilities. It stays blinded."
 )
+BLINDED_HIDDEN_NOTE = "Hidden while it runs (shown again when it ends or this panel closes): "
 #: Delay (ms) between the last brush stroke and the autosave; unsignalled edits (undo) are saved every few seconds.
 AUTOSAVE_DELAY_MS = 1500
 AUTOSAVE_POLL_MS = 5000
@@ -86,7 +89,7 @@ _WARNING_COLOUR = "#ff9f1a"
 
 
 def _colour(value: int) -> str:
-    return QColor.fromRgbF(*CLASS_COLORS[value]).name()
+    return QColor.fromRgbF(*ANNOTATION_COLORS[value]).name()  # as the annotation layer paints it
 
 
 def _ppb(value: float) -> str:
@@ -132,21 +135,7 @@ def _keys_table() -> str:
     return "<table style='font-size:small'>" + "".join(rows) + "</table>"
 
 
-class VerticalScrollArea(QScrollArea):
-    """Scrolls its content up and down only: at least as wide as the content needs, as short as one row."""
-
-    def __init__(self):
-        super().__init__(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def minimumSizeHint(self):
-        hint = super().minimumSizeHint()
-        if self.widget() is not None:
-            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
-        return hint
-
-
-class AnnotateWidget(HooksWhileShown, QWidget):
+class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
     def __init__(self, napari_viewer):
@@ -160,6 +149,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.worker = None
         self._fit_zoom = None
         self._display_shape = None
+        self.blinds = Blinds(napari_viewer, on_hidden=self._show_mode)
         self._build()
         self._autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self._autosave_timer.timeout.connect(self.autosave)
@@ -176,32 +166,29 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.inputs.connect_viewer()
         self._on_layer_removed()  # catch up with layers removed while the panel was closed
         self._bind_keys(True)
+        self._blind()
 
     def release_viewer(self) -> None:
         """Save, unbind the keys and stop following the viewer."""
         self.autosave()
         self._bind_keys(False)
+        self.blinds.lift()
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.inputs.disconnect_viewer()
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        scroll = VerticalScrollArea()
-        self.scroll_area = scroll
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        content = QWidget()
-        scroll.setWidget(content)  # the widget fits any screen height: what does not fit scrolls
-        layout = QVBoxLayout(content)
+        layout = scrolling_layout(self)  # the widget fits any screen height: what does not fit scrolls
         self.inputs = SubjectInputs(self.viewer)
         layout.addWidget(self.inputs.native)
         self.folder_edit = FileEdit(
             label="Save to", mode="d", nullable=True, tooltip="Empty: <dataset>/derivatives/deepmir-annotations/"
         )
         self.folder_edit.line_edit.native.setPlaceholderText("<dataset>/derivatives/deepmir-annotations/")
-        self.rater_edit = LineEdit(label="Rater", value=default_rater())
+        self.rater_edit = LineEdit(
+            label="Rater", value=default_rater(), tooltip="Your name or initials: recorded with every decision"
+        )
         where = Container(widgets=[self.folder_edit, self.rater_edit], labels=True)
         where.margins = (0, 0, 0, 0)
         layout.addWidget(where.native)
@@ -211,7 +198,8 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         )
         layout.addWidget(self.blinded_check.native)
         self.start_button = QPushButton("Start / resume")
-        self.start_button.clicked.connect(self.start)
+        self.start_button.setToolTip("Open the subject's annotation (or resume it where it was left) as a layer")
+        self.start_button.clicked.connect(lambda: self.start())
         layout.addWidget(self.start_button)
         self.mode_label = QLabel(wordWrap=True)
         layout.addWidget(self.mode_label)
@@ -222,13 +210,16 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.class_buttons = {}
         for row, value in enumerate((CMB, IRON)):
             button = QRadioButton(CLASS_TITLES[value])
+            button.setToolTip(f"Paint with the brush as {CLASS_TITLES[value]} (Shift+{'C' if value == CMB else 'I'})")
             button.setStyleSheet(f"color: {_colour(value)}")
             self.class_group.addButton(button, value)
             self.class_buttons[value] = button
             class_layout.addWidget(button, row, 0)
         self.class_buttons[CMB].setChecked(True)
         self.class_group.idToggled.connect(lambda value, on: on and self._set_paint_class(value))
-        self.brush_mm = FloatSpinBox(min=0.5, max=20.0, step=0.5, value=2.0)
+        self.brush_mm = FloatSpinBox(
+            min=0.5, max=20.0, step=0.5, value=2.0, tooltip="Brush diameter in millimetres ([ and ] change it too)"
+        )
         self.brush_mm.changed.connect(self._apply_brush_size)
         class_layout.addWidget(QLabel("brush (mm)"), 2, 0)
         class_layout.addWidget(self.brush_mm.native, 2, 1)
@@ -239,7 +230,11 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         find_row = QHBoxLayout()
         self.find_button = QPushButton("Find candidates")
         self.find_button.clicked.connect(self.find_candidates)
-        self.use_model = CheckBox(text="use model probabilities")
+        self.find_button.setToolTip("List dark SWI blobs to review, best first (in a random order when blinded)")
+        self.use_model = CheckBox(
+            text="use model probabilities",
+            tooltip="Rank candidates with the probability layers of a detection (never in a blinded session)",
+        )
         find_row.addWidget(self.find_button)
         find_row.addWidget(self.use_model.native)
         layout.addLayout(find_row)
@@ -250,24 +245,32 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.candidate_list = QListWidget()
         self.candidate_list.currentRowChanged.connect(self._on_row_selected)
         self.candidate_list.setMinimumHeight(150)
+        self.candidate_list.setToolTip("Candidates and your decisions; a click shows one in the viewer")
         layout.addWidget(self.candidate_list, stretch=1)
 
         actions = QGridLayout()
         for column, (label, slot) in enumerate((("◀ Previous", self.previous), ("Next ▶", self.next))):
             button = QPushButton(label)
+            button.setToolTip(f"{'Previous' if slot == self.previous else 'Next'} candidate (Shift+N / N)")
             button.clicked.connect(slot)
             actions.addWidget(button, 0, column * 2, 1, 2 if column == 0 else 1)
         for key, column, row in (("C", 0, 1), ("I", 1, 1), ("R", 2, 1), ("Alt-C", 0, 2), ("Alt-I", 1, 2)):
             text, method, arguments = KEYS[key]
             label = text.split(": ", 1)[1] if key != "R" else "reject"
             button = QPushButton(f"{label} ({key.replace('-', '+')})")
+            button.setToolTip(f"{text[:1].upper()}{text[1:]} and go to the next candidate")
             button.clicked.connect(lambda _=False, m=method, a=arguments: getattr(self, m)(*a))
             actions.addWidget(button, row, column)
-        self.reject_reason = ComboBox(choices=[_REJECT_CHOICE, *REJECTION_REASONS], value=_REJECT_CHOICE)
+        self.reject_reason = ComboBox(
+            choices=[_REJECT_CHOICE, *REJECTION_REASONS],
+            value=_REJECT_CHOICE,
+            tooltip="Reject the candidate for a reason (vein, calcification, ...) and go to the next",
+        )
         self.reject_reason.changed.connect(self._reject_chosen)
         actions.addWidget(self.reject_reason.native, 2, 2)
         layout.addLayout(actions)
         self.export_button = QPushButton("Export lesion table and rejected candidates")
+        self.export_button.setToolTip("Save, then write the lesion table (with certainty) and the rejected candidates")
         self.export_button.clicked.connect(self.export)
         layout.addWidget(self.export_button)
         self.consensus_panel = ConsensusPanel(self)
@@ -277,9 +280,12 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.guidance.setMinimumHeight(100)
         layout.addWidget(self.guidance)
-        self.status_label = QLabel(wordWrap=True)
+        self.status_label = QLabel(wordWrap=True)  # the last result; autosaves are noted below it
         layout.addWidget(self.status_label)
+        self.saved_label = QLabel(wordWrap=True, enabled=False)
+        layout.addWidget(self.saved_label)
         keys = QCollapsible("Keys (on the annotation layer)")
+        keys.setToolTip("The review keys act while the annotation layer is the selected layer")
         self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
         keys.addWidget(self.keys_label)
         layout.addWidget(keys)
@@ -299,6 +305,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         if save:
             self.autosave()
         self._bind_keys(False)
+        self.blinds.lift()
         self.layer.events.paint.disconnect(self._on_paint)
         self._poll_timer.stop()
         self.layer = None
@@ -322,6 +329,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         return found if set(found) == set(CLASS_NAMES) else {}
 
     # ---- session ------------------------------------------------------------------------------
+    @shows_busy
     def start(self) -> None:
         """Open (or resume) the annotation of the chosen subject and show its annotation layer."""
         if self.inputs.problem:
@@ -354,6 +362,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.viewer.reset_view()
         self._fit_zoom = camera_of(self.viewer).zoom
         self._activate_layer()
+        self._blind()
         self._poll_timer.start()
         self._update_use_model()
         self._show_candidates()
@@ -365,7 +374,15 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         session = self.session
         self.blinded_check.value = session.blinded
         self.blinded_check.enabled = not session.blinded and session.candidates is None and not session.decisions
-        self.mode_label.setText(BLINDED_NOTE if session.blinded else "")
+        hidden = self.blinds.names()
+        note = BLINDED_NOTE + (f"\n{BLINDED_HIDDEN_NOTE}{', '.join(hidden)}." if hidden else "")
+        self.mode_label.setText(note if session.blinded else "")
+
+    def _blind(self) -> None:
+        """In a blinded session, hide every other layer that could hold a verdict (see :mod:`._blinding`)."""
+        if self.blinded and self.layer is not None and self.layer in self.viewer.layers:
+            self.blinds.lower(self.layer)
+            self._show_mode()
 
     def _locations(self):
         for layer in self.viewer.layers:
@@ -382,7 +399,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         written = self.session.save_labels(labels)
         if written:
             self._update_counts()
-            self._status(f"saved {self.session.labels_path.name}")
+            self.saved_label.setText(f"autosaved {self.session.labels_path.name} at {time.strftime('%H:%M:%S')}")
             if self.session.mark_stale(labels):  # an undo or erase took an accepted candidate's paint
                 self._show_candidates(move=False)
         return written
@@ -464,8 +481,15 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         self.session.set_position(0)
         self._show_mode()
         self._show_candidates()
-        order = "in a random order (blinded)" if self.blinded else "best first"
-        self._status(f"{len(table)} candidates, {order}")
+        if self.blinded:
+            from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE
+
+            self._status(
+                f"{len(self.session.candidates)} of {len(table)} candidates, in a random order (blinded): the useful "
+                f"list, scoring at least {USEFUL_SCORE_SHARE:.0%} of the best, at most {BLINDED_CAP}"
+            )
+        else:
+            self._status(f"{len(table)} candidates, best first")
 
     def _show_candidates(self, *, move: bool = True) -> None:
         self.candidate_list.blockSignals(True)
@@ -529,7 +553,7 @@ class AnnotateWidget(HooksWhileShown, QWidget):
         row = table.iloc[index]
         zoom = None if self._fit_zoom is None else self._fit_zoom * CANDIDATE_ZOOM
         centre_on(self.viewer, candidate_centre(row), zoom=zoom)
-        show_marker(self.viewer, candidate_centre(row))
+        show_marker(self.viewer, candidate_centre(row), grid=self.layer, lesion_diameter_mm=row["diameter_mm"])
         self._activate_layer()
         title = f"Candidate #{int(row['rank'])} of {len(table)}"
         self.guidance.setText(guidance_html(row.to_dict(), title=title, blinded=self.blinded))

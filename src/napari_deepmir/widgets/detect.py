@@ -9,26 +9,30 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, Container, PushButton
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QWidget
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..lesions.measure import count_summary
 from ..lesions.rules import rejections_summary
+from ._busy import shows_busy
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
 from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker, select_model
 
 
-class DetectWidget(HooksWhileShown, QWidget):
+class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Pick the subject's layers, a model and a device; Run predicts in a thread (Cancel stops it)."""
 
+    @shows_busy  # the first open imports torch and reads the model cards
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
         self.result_layer = None
         self.detection = None
+        self._result_shown = False  # the status line holds the last result: readiness notes do not replace it
         self._build()
         self.refresh_models()
         self.hold_hooks(True)
@@ -42,7 +46,7 @@ class DetectWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.inputs = SubjectInputs(self.viewer, mask=True)
         self.inputs.changed.connect(self._check_inputs)
         layout.addWidget(self.inputs.native)
@@ -62,6 +66,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         self.options.margins = (0, 0, 0, 0)
         layout.addWidget(self.options.native)
         self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Detect microbleeds and iron deposits on the chosen layers; while it runs: Cancel")
         self.run_button.clicked.connect(self.run_or_cancel)
         layout.addWidget(self.run_button)
         self.save_button = QPushButton("Save results…", enabled=False)
@@ -149,8 +154,9 @@ class DetectWidget(HooksWhileShown, QWidget):
                 message, ready = f"{described[:1].upper()}{described[1:]}.", True
             except ValueError as error:  # InputError: the shipped models are missing
                 message = str(error)
-        if self.worker is None:
+        if self.worker is None and not (ready and self._result_shown):
             self.status_label.setText(message)
+            self._result_shown = False
         return ready
 
     # ---- running ------------------------------------------------------------------------------
@@ -231,6 +237,7 @@ class DetectWidget(HooksWhileShown, QWidget):
         for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
             message += f"\nWarning: {warning}"
         self.status_label.setText(message)
+        self._result_shown = True
 
     def _registration_notes(self, detection) -> list[str]:
         """What was registered to the SWI: by this detection, or by the reader when it opened the layers."""

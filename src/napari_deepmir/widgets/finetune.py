@@ -16,13 +16,17 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..io import InputError
+from ._busy import shows_busy
+from ._docking import TabbedPanel, scrolling_layout
 from ._finetune import (
     FinetuneSettings,
     annotation_layers,
     new_model_name,
     sample_from_layers,
+    stage_after,
+    start_message,
+    stop_message,
     ticked_by_default,
-    waiting_for,
 )
 from ._hooks import HooksWhileShown
 from ._inputs import QSM_UNIT_CHOICES
@@ -32,6 +36,8 @@ from ._model_inputs import device_picker, model_picker
 EDIT_DELAY_MS = 300
 #: Seconds between redraws of the loss plot (drawing every step would slow the viewer).
 PLOT_INTERVAL_S = 0.5
+#: The plot's minimum height (px): the panel scrolls rather than squeeze the axes to nothing.
+PLOT_MIN_HEIGHT = 220
 
 
 class LossPlot(QWidget):
@@ -55,6 +61,7 @@ class LossPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self.setMinimumHeight(PLOT_MIN_HEIGHT)
         self.clear()
 
     def set_theme(self, theme_name: str) -> None:
@@ -97,7 +104,7 @@ class LossPlot(QWidget):
         self._drawn_at = time.monotonic()
 
 
-class FinetuneWidget(HooksWhileShown, QWidget):
+class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Choose annotations and a base model, then Start; Stop ends early and keeps the best model."""
 
     def __init__(self, napari_viewer):
@@ -130,7 +137,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.annotations = Select(
             label="Annotations in the viewer",
             choices=self._annotation_choices,
@@ -147,11 +154,20 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         )
         self.base_box = model_picker("Base model")
         self.base_box.changed.connect(lambda entry: setattr(self.name_edit, "value", new_model_name(entry.name)))
-        self.name_edit = LineEdit(label="New model")
+        self.name_edit = LineEdit(
+            label="New model", tooltip="Name of the fine-tuned model (a new folder in the user's model folder)"
+        )
         self.steps_box = SpinBox(
             label="Steps", min=10, max=100_000, step=50, value=300, tooltip="A few hundred steps take minutes on a CPU"
         )
-        self.lr_box = FloatSpinBox(label="Learning rate", min=1e-5, max=1e-2, step=1e-5, value=3e-4)
+        self.lr_box = FloatSpinBox(
+            label="Learning rate",
+            min=1e-5,
+            max=1e-2,
+            step=1e-5,
+            value=3e-4,
+            tooltip="Peak learning rate (warm-up, then cosine decay); small keeps what the base model knows",
+        )
         self.lr_box.step = 1e-4  # the arrows' step; the finest step above set five decimals
         self.val_box = FloatSpinBox(
             label="Validation share",
@@ -187,6 +203,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         layout.addWidget(self.form.native)
 
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train a new model from the base on the chosen annotations; while it runs: Stop")
         self.start_button.clicked.connect(self.start_or_stop)
         layout.addWidget(self.start_button)
         self.progress = QProgressBar(minimum=0, maximum=1, value=0)
@@ -263,8 +280,9 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         else:
             self.start()
 
+    @shows_busy
     def start(self) -> None:
-        """Fine-tune in a thread worker; the viewer stays usable."""
+        """Fine-tune in a thread worker (the annotations are read first, on the GUI thread)."""
         from napari.qt.threading import create_worker
 
         from ..training.trainer import run_training
@@ -275,7 +293,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
             self._report(str(error))
             return
         self._stop.clear()
-        self._config, self._last_step = config, None
+        self._config, self._last_step, self._total, self._verifier = config, None, config.steps, False
         self.result = None
         self.plot.clear()
         self.progress.setRange(0, config.steps)
@@ -290,10 +308,7 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         }
         self.worker = create_worker(run_training, config, self._stop.is_set, _connect=handlers, _start_thread=False)
         self.start_button.setText("Stop")
-        n_subjects = len(config.samples) + len(config.data)
-        self.status_label.setText(
-            f"Measuring {self.base_box.value.name} on the validation subjects, then training on {n_subjects} source(s)…"
-        )
+        self.status_label.setText(start_message(config, self.base_box.value.name))
         self.worker.start()
 
     def stop(self) -> None:
@@ -302,19 +317,28 @@ class FinetuneWidget(HooksWhileShown, QWidget):
         if self.worker is None or self._stop.is_set():
             return
         self._stop.set()
-        self.status_label.setText(
-            f"Stopping: waiting for {waiting_for(self._last_step, self._config)} to end, then the best model is saved…"
-        )
+        self.status_label.setText(stop_message(self._last_step, self._total, self._config, verifier=self._verifier))
 
     def _on_report(self, report) -> None:
+        if not self._verifier and self._last_step is not None and self._last_step >= self._total:
+            self._verifier, self._total = True, report.total_steps  # the second stage: steps of its own
+            self.progress.setRange(0, report.total_steps)
         self._last_step = report.step
+        if not self._verifier:
+            self.plot.add(report)
+        if report.step >= self._total:  # the stage after the last step has no steps: a busy bar and its name
+            self.progress.setRange(0, 0)
+            stage = stage_after(report.step, self._total, self._config, verifier=self._verifier)
+            self.status_label.setText(f"Step {report.step} of {self._total} done: {stage}…")
+            return
         self.progress.setValue(report.step)
-        self.plot.add(report)
         if report.score is not None:
             self.status_label.setText(
                 f"step {report.step}: validation F1 {report.score:.2f} (best {report.best_score:.2f} at step "
                 f"{report.best_step})"
             )
+        elif self._verifier:
+            self.status_label.setText(stage_after(report.step - 1, self._total, self._config, verifier=True))
 
     def _on_result(self, result) -> None:
         from ..model.registry import register_model
@@ -333,6 +357,8 @@ class FinetuneWidget(HooksWhileShown, QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if self.result is not None and self.result.model_path is not None else 0)
         self.start_button.setText("Start")
         self.refresh_models()
 

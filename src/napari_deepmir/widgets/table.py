@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -28,6 +27,8 @@ from superqt import QCollapsible
 from ..io.derivatives import write_table_with_sidecar
 from ..lesions.measure import COLUMNS, count_summary
 from ..lesions.summary import SUMMARY_COLUMNS, participant_summary, summary_rows
+from ._busy import shows_busy
+from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._layers import centre_on, show_marker, subject_from_layers
 from ._lesions import companion_layers, kind_of, measure_labels_layer, show_lesion_ids
@@ -117,7 +118,7 @@ class DataFrameModel(QAbstractTableModel):
         return None
 
 
-class LesionTableWidget(HooksWhileShown, QWidget):
+class LesionTableWidget(HooksWhileShown, TabbedPanel, QWidget):
     """Every lesion of a Labels layer in a sortable table; a row click jumps to the lesion, a click on a
     lesion in the viewer selects its row; the table follows edits of the labels and exports to CSV/TSV.
     Its hooks on the viewer and the layer are held while the panel is open (see :mod:`._hooks`)."""
@@ -154,8 +155,13 @@ class LesionTableWidget(HooksWhileShown, QWidget):
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        self.layer_box = ComboBox(label="Labels", choices=self._choices, nullable=True)
+        layout = scrolling_layout(self)
+        self.layer_box = ComboBox(
+            label="Labels",
+            choices=self._choices,
+            nullable=True,
+            tooltip="The Labels layer (0 background, 1 microbleed, 2 iron deposit) whose lesions are listed",
+        )
         self.layer_box.changed.connect(self.set_layer)
         self.ids_check = CheckBox(
             text="lesion-id layer with this table (napari Features table)",
@@ -173,6 +179,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         self.proxy.setSortRole(SORT_ROLE)
         self.view = QTableView()
         self.view.setModel(self.proxy)
+        self.view.setToolTip("One row per lesion: a click shows it in the viewer; a click on a header sorts")
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -181,11 +188,13 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.clicked.connect(lambda index: self._on_row_chosen(index))
         self.view.selectionModel().currentRowChanged.connect(lambda index, _: self._on_row_chosen(index))
+        self.view.setMinimumHeight(200)  # the panel scrolls rather than squeeze the table to a few rows
         layout.addWidget(self.view, stretch=1)
         self.summary_box = QCollapsible("Participant summary (MARS counts, burden, pattern)")
         self.summary_model = DataFrameModel(self)
         self.summary_view = QTableView()
         self.summary_view.setModel(self.summary_model)
+        self.summary_box.setToolTip("Counts per MARS region and side, burden and pattern of the listed lesions")
         self.summary_view.verticalHeader().setVisible(False)
         self.summary_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.summary_view.setMinimumHeight(160)
@@ -193,6 +202,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         layout.addWidget(self.summary_box)
         buttons = QHBoxLayout()
         self.export_button = QPushButton("Export CSV/TSV…")
+        self.export_button.setToolTip("Write every column of the lesion table, with a JSON sidecar describing them")
         self.export_button.clicked.connect(self._export_clicked)
         buttons.addStretch()
         buttons.addWidget(self.export_button)
@@ -264,6 +274,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
             self._subject_key, self._subject = key, subject_from_layers(companions.swi, companions.qsm)
         return self._subject
 
+    @shows_busy
     def update_table(self, force: bool = False) -> None:
         """Measure the tracked layer again (skipped when its data did not change, unless ``force``)."""
         if self.layer is None or self.layer not in self.viewer.layers:
@@ -319,7 +330,7 @@ class LesionTableWidget(HooksWhileShown, QWidget):
         zoom = float(min(self.viewer.canvas.size)) / FIELD_OF_VIEW_MM
         centre = (row["x_mm"], row["y_mm"], row["z_mm"])
         centre_on(self.viewer, centre, zoom=zoom)
-        show_marker(self.viewer, centre)
+        show_marker(self.viewer, centre, grid=self.layer, lesion_diameter_mm=row["diameter_mm"])
 
     # ---- viewer -> table ----------------------------------------------------------------------
     def selected_lesion(self) -> int | None:
