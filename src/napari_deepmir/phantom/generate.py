@@ -94,22 +94,23 @@ def _smooth_residual(shape, rng: np.random.Generator, std_ppb: float) -> np.ndar
     return (std_ppb * field / (field.std() + 1e-6)).astype(np.float32)
 
 
-def generate_subject(
-    seed: int = 0,
-    acquisition: Acquisition | None = None,
-    *,
-    name: str | None = None,
-    fine_voxel_mm=FINE_VOXEL_MM,
-    world: World | None = None,
-) -> SyntheticSubject:
-    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
+@dataclass
+class Scene:
+    """A drawn head on the fine grid, before imaging: property maps, lesion list and the random streams
+    that go on into the imaging (``rng`` for the physics draws, ``world_rng`` for the world's)."""
 
-    The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
-    field variation); coarser values are faster and bloom less. ``world`` (default ``World()``, the
-    training world of the shipped model) sets anatomy, vessels, lesion burden, mimics and the QSM pipeline;
-    its extra draws come from a stream of their own, so the default world is unchanged.
-    """
-    acquisition = acquisition or Acquisition()
+    maps: Maps
+    inside: np.ndarray  # the brain on the fine grid
+    lesions: list[dict]
+    factors: tuple[int, ...]
+    rng: np.random.Generator
+    world_rng: np.random.Generator
+    world: World
+    seed: int
+
+
+def draw_scene(seed: int, acquisition: Acquisition, fine_voxel_mm=FINE_VOXEL_MM, world: World | None = None) -> Scene:
+    """Draw a subject's head, physiological iron, lesions and mimics on the fine grid (no imaging yet)."""
     world = world or World()
     rng = np.random.default_rng(seed)
     world_rng = np.random.default_rng([seed, 11])
@@ -117,6 +118,7 @@ def generate_subject(
     fine_voxel = voxel_sizes(fine_affine)
     xyz = _world_coordinates(fine_shape, fine_affine)
     head = draw_head(xyz, rng, fine_voxel, world, world_rng)
+    del xyz
     tissue = head.tissue
     inside = brain_mask(tissue)
     maps = Maps(
@@ -135,7 +137,47 @@ def generate_subject(
     if world.iron_texture:
         physiological_iron(maps, head, world_rng)
     lesions = place_all(maps, rng, world, head, world_rng)
+    return Scene(maps, inside, lesions, factors, rng, world_rng, world, seed)
 
+
+def generate_subject(
+    seed: int = 0,
+    acquisition: Acquisition | None = None,
+    *,
+    name: str | None = None,
+    fine_voxel_mm=FINE_VOXEL_MM,
+    world: World | None = None,
+) -> SyntheticSubject:
+    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
+
+    The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
+    field variation); coarser values are faster and bloom less. ``world`` (default ``World()``, the
+    training world of the shipped model) sets anatomy, vessels, lesion burden, mimics and the QSM pipeline;
+    its extra draws come from a stream of their own, so the default world is unchanged.
+    """
+    acquisition = acquisition or Acquisition()
+    scene = draw_scene(seed, acquisition, fine_voxel_mm, world)
+    return image_scene(scene, acquisition, name=name or f"sub-{seed:03d}")
+
+
+def image_scene(
+    scene: Scene,
+    acquisition: Acquisition,
+    *,
+    name: str,
+    rng: np.random.Generator | None = None,
+    world_rng: np.random.Generator | None = None,
+) -> SyntheticSubject:
+    """Image a drawn :class:`Scene` with ``acquisition``: field, complex signal with blooming, noise, SWI,
+    QSM, T2 and the truth labels. ``rng`` / ``world_rng`` (default: the scene's own streams) draw the
+    background field, noise, artefacts and pipeline choices, so another pair gives another scan of one head.
+    The lesion list's ``centre_mm`` must be in the world of the maps' affine."""
+    maps, lesions, factors, world = scene.maps, scene.lesions, scene.factors, scene.world
+    rng = scene.rng if rng is None else rng
+    world_rng = scene.world_rng if world_rng is None else world_rng
+    fine_affine, fine_voxel, tissue = maps.affine, maps.voxel_mm, maps.tissue
+    fine_shape, inside = tissue.shape, scene.inside
+    xyz = _world_coordinates(fine_shape, fine_affine)
     rotation = acquisition.affine[:3, :3] / voxel_sizes(acquisition.affine)
     b0_voxel = rotation.T @ acquisition.b0_unit
     field = dipole_field(maps.chi, fine_voxel, b0_voxel)
@@ -215,7 +257,7 @@ def generate_subject(
     centres = tuple(slice(f // 2, None, f) for f in factors)
     locations = maps.location[centres][tuple(slice(0, n) for n in acquisition.shape)]
     return SyntheticSubject(
-        name=name or f"sub-{seed:03d}",
+        name=name,
         swi=(swi * 1000).astype(np.float32),
         qsm=qsm,
         t2=t2,
@@ -225,7 +267,7 @@ def generate_subject(
         locations=np.ascontiguousarray(locations),
         lesions=lesions,
         acquisition=acquisition,
-        seed=seed,
+        seed=scene.seed,
         magnitude=(magnitude * 1000).astype(np.float32),
         world=world,
     )
@@ -241,9 +283,10 @@ def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarr
     return cg_inversion(local, np.clip(weight, 0, 1).astype(np.float32), voxel_mm, b0_voxel)
 
 
-def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz`` and ``_lesions.json``."""
-    folder = Path(out_dir) / subject.name
+def write_subject(subject: SyntheticSubject, out_dir: str | Path, *, folder_name: str | None = None) -> dict[str, Path]:
+    """Write ``out_dir/<name>/<name>_{T2w,swi,Chimap,dseg,desc-locations_dseg}.nii.gz`` and ``_lesions.json``
+    (in ``out_dir/<folder_name>`` when given: a session folder ``ses-1`` for ``sub-001_ses-1``)."""
+    folder = Path(out_dir) / (folder_name or subject.name)
     stem = folder / subject.name
     paths = {
         "t2": save_nifti(f"{stem}_T2w.nii.gz", subject.t2, subject.t2_affine),
