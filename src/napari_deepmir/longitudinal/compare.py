@@ -40,6 +40,7 @@ class SessionComparison:
     registration: SessionRegistration
     changes: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    score: dict | None = None  # against a synthetic pair's truth (:func:`.evaluate.score_pair`), when given
 
     @property
     def grade(self) -> AriaGrade:
@@ -77,20 +78,20 @@ def labels_on_grid(path: str | Path, subject: Subject) -> np.ndarray:
 
 def load_session(
     folder: str | Path,
-    default_label: str,
+    label: str,
     *,
     labels: str | Path | None = None,
     model=None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> Session:
-    """Load a session folder and find its lesions: from ``labels`` when given, else by the detection pipeline."""
+    """Load session ``label``'s folder and find its lesions: from ``labels`` when given, else by the detection
+    pipeline."""
     from ..io.subject import load_subject_dir
     from ..lesions.measure import measure_lesions
     from ..pipeline import detect
 
     subject = load_subject_dir(folder)
-    label = session_label(folder, default_label)
     if labels is not None:
         found = labels_on_grid(labels, subject)
         return Session(label, subject, found, measure_lesions(found, subject), {"Labels": str(Path(labels))})

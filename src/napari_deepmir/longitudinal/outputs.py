@@ -62,6 +62,7 @@ def comparison_record(comparison: SessionComparison) -> dict:
         "Sessions": sessions,
         "Registration": comparison.registration.provenance(),
         "Warnings": list(dict.fromkeys(comparison.warnings)),
+        **({} if comparison.score is None else {"TruthScore": comparison.score}),
         "GeneratedBy": {"Name": "napari-deepmir", "Version": __version__},
         "Date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -13,6 +13,7 @@ The truth table (:data:`CHANGE_COLUMNS`) lists every microbleed and iron deposit
 
 import copy
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,14 +211,17 @@ def generate_pairs(
     acquisition: Acquisition | None = None,
     *,
     progress=None,
+    world: World | Callable[[np.random.Generator], World] | None = None,
     **options,
 ) -> list[Path]:
-    """Write ``n_subjects`` pairs ``sub-001``...; pair i depends only on (seed, i). ``options`` go to
-    :func:`generate_pair`; ``progress(done, total)`` is called after each pair."""
+    """Write ``n_subjects`` pairs ``sub-001``...; pair i depends only on (seed, i). ``world``: one
+    :class:`World` or a function drawing one per pair; ``options`` go to :func:`generate_pair`;
+    ``progress(done, total)`` is called after each pair."""
     folders = []
     for i in range(n_subjects):
         pair_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        pair = generate_pair(pair_seed, acquisition, name=f"sub-{i + 1:03d}", **options)
+        this_world = world(np.random.default_rng(pair_seed + 2)) if callable(world) else world
+        pair = generate_pair(pair_seed, acquisition, name=f"sub-{i + 1:03d}", world=this_world, **options)
         folders.append(write_pair(pair, out_dir))
         if progress is not None:
             progress(i + 1, n_subjects)
