@@ -101,10 +101,14 @@ def load_session(
 
 def compare_sessions(baseline: Session, followup: Session) -> SessionComparison:
     """Register the follow-up to the baseline, match their lesions and grade the follow-up."""
+    base, follow = baseline.subject, followup.subject
+    both_t2 = base.t2 is not None and follow.t2 is not None
     registration = register_sessions(
-        Volume(baseline.subject.swi, baseline.subject.affine),
-        Volume(followup.subject.swi, followup.subject.affine),
-        baseline.subject.mask,
+        Volume(base.swi, base.affine),
+        Volume(follow.swi, follow.affine),
+        base.mask,
+        baseline_t2=Volume(base.t2, base.affine) if both_t2 else None,
+        followup_t2=Volume(follow.t2, follow.affine) if both_t2 else None,
     )
     changes = compare_lesions(baseline.table, followup.table, registration.followup_to_baseline)
     warnings = [*baseline.subject.warnings, *followup.subject.warnings]

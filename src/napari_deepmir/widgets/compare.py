@@ -191,6 +191,7 @@ class CompareWidget(HooksWhileShown, QWidget):
                 self.viewer.layers.remove(title)
             self.viewer.add_labels(data, **kwargs)
         self.viewer.layers.selection.active = self.viewer.layers[CHANGES_LAYER]
+        self.viewer.reset_view()  # both sessions in sight
         self._bind_keys(True)
 
     def _refresh_status(self) -> None:
