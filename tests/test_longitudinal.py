@@ -134,3 +134,14 @@ def test_labels_off_the_session_grid_are_refused_with_the_file_named(pair, tmp_p
     err = capsys.readouterr().err
     assert str(wrong) in err and "not on the SWI grid" in err
     assert not (tmp_path / "out" / "sub-003_desc-longitudinal_grade.json").exists()
+
+
+def test_a_session_without_lesions_is_read_and_every_follow_up_lesion_is_new(pair, tmp_path):
+    """An all-zero label map (no lesion at baseline) is a valid session, not a constant-image error."""
+    pair, folder = pair
+    empty = save_labels(tmp_path / "none_dseg.nii.gz", np.zeros_like(pair.baseline.labels), pair.baseline.affine)
+    args = _truth_args(folder)
+    args[args.index("--baseline-labels") + 1] = str(empty)
+    assert main(["longitudinal", *args, "--out", str(tmp_path / "out")]) == 0
+    changes = read_table(tmp_path / "out" / "sub-003_desc-longitudinal_changes.tsv")
+    assert set(changes["status"]) == {"new"} and len(changes) == (pair.changes["status"] != "resolved").sum()

@@ -966,7 +966,26 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary_line())
+    _cohort_follow_ups(args)
     return 1 if result.failed else 0
+
+
+def _cohort_follow_ups(args: argparse.Namespace) -> None:
+    """Participants with two or more sessions: each session against the one before (docs/follow-up.md)."""
+    from .longitudinal.cohort import compare_cohort_sessions
+
+    pairs = compare_cohort_sessions(args.bids_root, args.out, overwrite=args.overwrite)
+    if not len(pairs):
+        return
+    done = pairs[pairs["status"] == "done"]
+    for row in pairs[pairs["status"] != "done"].itertuples():
+        print(f"follow-up failed: {row.participant_id} {row.followup_session}: {row.status}", file=sys.stderr)
+    per_year = done["new_cmb_per_year"].dropna()
+    rate = f", {per_year.mean():.2f} new microbleeds per year on average" if len(per_year) else ""
+    print(
+        f"{len(done)} follow-up(s) compared: {int(done['new_cmb'].sum())} new microbleeds{rate}; "
+        f"ARIA-H {dict(done['aria_h'].value_counts())} -> {args.out / 'longitudinal.tsv'}"
+    )
 
 
 def _cmd_longitudinal(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import InputError, Subject
-from ..io.nifti import Volume, load_volume
+from ..io.nifti import Volume
 from .changes import compare_lesions, new_microbleeds
 from .grading import AriaGrade
 from .register import SessionRegistration, register_sessions
@@ -62,18 +62,18 @@ def session_label(folder: str | Path, default: str) -> str:
 
 
 def labels_on_grid(path: str | Path, subject: Subject) -> np.ndarray:
-    """A label map (0/1/2) that must lie on ``subject``'s SWI grid; an InputError names the file otherwise."""
-    volume = load_volume(path)
+    """A label map (0/1/2; all 0 is a session without lesions) that must lie on ``subject``'s SWI grid; an
+    InputError names the file otherwise."""
+    from ..lesions.components import load_label_map
+
+    volume = load_label_map(path)
     if volume.data.shape != subject.shape or not np.allclose(volume.affine, subject.affine, atol=1e-3):
         raise InputError(
             path,
             f"is not on the SWI grid of {subject.name} ({subject.paths.get('swi')}): "
             "labels must have the SWI's shape and affine",
         )
-    labels = np.rint(volume.data).astype(np.uint8)
-    if not np.isin(np.unique(labels), (0, 1, 2)).all():
-        raise InputError(path, "holds values other than 0, 1 (microbleed) and 2 (iron deposit)")
-    return labels
+    return volume.data.astype(np.uint8)
 
 
 def load_session(

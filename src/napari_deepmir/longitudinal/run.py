@@ -23,16 +23,18 @@ def run_comparison(
     device: str = "auto",
     overwrite: bool = False,
     truth: pd.DataFrame | None = None,
+    participant: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[SessionComparison, ChangeSet]:
     """Compare two session folders and write the result to ``out`` (see :mod:`.outputs`); nothing is
     computed before every output is known to be writable. ``truth``: a synthetic pair's truth change table,
-    scored into the record. ``progress(message)`` hears each stage."""
+    scored into the record. ``participant`` names the outputs (default: the ``sub-`` id of the baseline folder).
+    ``progress(message)`` hears each stage."""
     from ..io.bids import subject_id
     from ..pipeline import write_detection
 
     say = progress or (lambda message: None)
-    participant = subject_id(baseline) or Path(baseline).name
+    participant = participant or subject_id(baseline) or Path(baseline).name
     outputs = ChangeSet(ensure_writable_folder(out), participant)
     check_can_write(outputs, overwrite=overwrite)
     labels = {"baseline": session_label(baseline, "baseline"), "followup": session_label(followup, "followup")}
