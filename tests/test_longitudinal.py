@@ -145,3 +145,16 @@ def test_a_session_without_lesions_is_read_and_every_follow_up_lesion_is_new(pai
     assert main(["longitudinal", *args, "--out", str(tmp_path / "out")]) == 0
     changes = read_table(tmp_path / "out" / "sub-003_desc-longitudinal_changes.tsv")
     assert set(changes["status"]) == {"new"} and len(changes) == (pair.changes["status"] != "resolved").sum()
+
+
+def test_deepmir_synth_sessions_writes_two_sessions_per_participant_with_the_truth(tmp_path, capsys):
+    shape, voxel, fine = ["64", "72", "20"], ["2.5", "2.5", "6"], ["1.25", "1.25", "3"]
+    argv = ["synth", str(tmp_path), "--sessions", "2", "--subjects", "1", "--max-rotation", "3", "--max-shift", "2"]
+    assert main([*argv, "--shape", *shape, "--voxel-size", *voxel, "--fine-voxel", *fine]) == 0
+    assert "1 synthetic pair" in capsys.readouterr().out
+    folder = tmp_path / "sub-001"
+    for session in ("ses-1", "ses-2"):
+        assert (folder / session / f"sub-001_{session}_swi.nii.gz").exists()
+    motion = json.loads((folder / "sub-001_desc-truth_changes.json").read_text())["HeadMotion"]
+    assert motion["RotationDeg"] <= 3 and motion["ShiftMm"] <= 2
+    assert set(read_table(folder / "sub-001_desc-truth_changes.tsv")["status"]) <= {"new", "persisting", "resolved"}
