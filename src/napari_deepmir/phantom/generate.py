@@ -195,11 +195,7 @@ def image_scene(
     if world.swi_artefacts:
         signal = imaging_artefacts(signal, world_rng)
     brain = block_mean(inside.astype(np.float32), factors) > 0.5
-    white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
-    sigma = float(np.median(np.abs(signal[white]))) / acquisition.snr
-    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(
-        np.complex64
-    )
+    sigma = _add_noise(signal, tissue, factors, acquisition.snr, rng)
     magnitude = np.abs(signal)
 
     filter_px = max(16, round(64 * acquisition.shape[0] / 176))
@@ -223,37 +219,10 @@ def image_scene(
     if world.residual_background_ppb:
         local += _smooth_residual(local.shape, world_rng, world.residual_background_ppb)
     qsm = _invert(local * qsm_mask, qsm_mask, magnitude, acquisition.voxel_mm, b0_voxel, world.inversion) * qsm_mask
-    csf = qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)
-    if world.qsm_reference == "csf" and csf.any():
-        qsm -= np.median(qsm[csf])
-    elif world.qsm_reference == "brain" and qsm_mask.any():
-        qsm -= qsm[qsm_mask].mean()
-    qsm = (qsm * qsm_mask).astype(np.float32)
-    if acquisition.qsm_units == "ppm":
-        qsm = qsm / np.float32(1000.0)
+    qsm = _referenced(qsm, qsm_mask, tissue, factors, world.qsm_reference, acquisition.qsm_units)
 
-    bias = 1 + 0.15 * np.sin(np.linspace(0, np.pi, fine_shape[1]))[None, :, None] * rng.uniform(0.5, 1)
-    t2_fine = (maps.t2w * bias).astype(np.float32)
-    if acquisition.t2_voxel_mm is None:
-        t2_affine = acquisition.affine
-        t2 = block_mean(t2_fine, factors)
-    else:
-        extent = np.array(acquisition.shape) * np.array(acquisition.voxel_mm)
-        t2_shape = tuple(int(np.ceil(e / v)) for e, v in zip(extent, acquisition.t2_voxel_mm))
-        t2_affine = grid_affine(t2_shape, acquisition.t2_voxel_mm, rng.uniform(-4, 4), rng.uniform(-3, 3, 3))
-        smoothing = np.array(acquisition.t2_voxel_mm) / fine_voxel / 2.355
-        t2 = resample_to_grid(ndimage.gaussian_filter(t2_fine, smoothing), fine_affine, t2_shape, t2_affine, order=1)
-    t2 = (t2 + rng.normal(0, 0.6 / acquisition.snr, t2.shape)).astype(np.float32) * 1000
-
-    labels = np.zeros(acquisition.shape, np.uint8)
-    for value in (1, 2):
-        labels[block_mean((maps.truth == value).astype(np.float32), factors) >= 0.5] = value
-    for lesion in lesions:  # no lesion vanishes: the voxel holding its centre is always labelled
-        if lesion["label"]:
-            index = np.round(np.linalg.inv(acquisition.affine) @ np.append(lesion["centre_mm"], 1))[:3].astype(int)
-            if np.all(index >= 0) and np.all(index < acquisition.shape):
-                labels[tuple(index)] = lesion["label"]
-                lesion["centre_voxel"] = index.tolist()
+    t2, t2_affine = _t2_image(maps, factors, acquisition, rng)
+    labels = _truth_labels(maps, factors, acquisition, lesions)
     centres = tuple(slice(f // 2, None, f) for f in factors)
     locations = maps.location[centres][tuple(slice(0, n) for n in acquisition.shape)]
     return SyntheticSubject(
@@ -271,6 +240,60 @@ def image_scene(
         magnitude=(magnitude * 1000).astype(np.float32),
         world=world,
     )
+
+
+def _t2_image(maps: Maps, factors, acquisition: Acquisition, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(T2-weighted image, its affine): on the SWI grid, or on a grid of its own (``acquisition.t2_voxel_mm``)."""
+    fine_affine, fine_voxel, fine_shape = maps.affine, maps.voxel_mm, maps.tissue.shape
+    bias = 1 + 0.15 * np.sin(np.linspace(0, np.pi, fine_shape[1]))[None, :, None] * rng.uniform(0.5, 1)
+    t2_fine = (maps.t2w * bias).astype(np.float32)
+    if acquisition.t2_voxel_mm is None:
+        t2_affine = acquisition.affine
+        t2 = block_mean(t2_fine, factors)
+    else:
+        extent = np.array(acquisition.shape) * np.array(acquisition.voxel_mm)
+        t2_shape = tuple(int(np.ceil(e / v)) for e, v in zip(extent, acquisition.t2_voxel_mm))
+        t2_affine = grid_affine(t2_shape, acquisition.t2_voxel_mm, rng.uniform(-4, 4), rng.uniform(-3, 3, 3))
+        smoothing = np.array(acquisition.t2_voxel_mm) / fine_voxel / 2.355
+        t2 = resample_to_grid(ndimage.gaussian_filter(t2_fine, smoothing), fine_affine, t2_shape, t2_affine, order=1)
+    t2 = (t2 + rng.normal(0, 0.6 / acquisition.snr, t2.shape)).astype(np.float32) * 1000
+
+    return t2, t2_affine
+
+
+def _truth_labels(maps: Maps, factors, acquisition: Acquisition, lesions: list[dict]) -> np.ndarray:
+    """The truth label map on the acquisition grid; each lesion's ``centre_voxel`` is recorded."""
+    labels = np.zeros(acquisition.shape, np.uint8)
+    for value in (1, 2):
+        labels[block_mean((maps.truth == value).astype(np.float32), factors) >= 0.5] = value
+    for lesion in lesions:  # no lesion vanishes: the voxel holding its centre is always labelled
+        if lesion["label"]:
+            index = np.round(np.linalg.inv(acquisition.affine) @ np.append(lesion["centre_mm"], 1))[:3].astype(int)
+            if np.all(index >= 0) and np.all(index < acquisition.shape):
+                labels[tuple(index)] = lesion["label"]
+                lesion["centre_voxel"] = index.tolist()
+    return labels
+
+
+def _add_noise(signal: np.ndarray, tissue: np.ndarray, factors, snr: float, rng: np.random.Generator) -> float:
+    """Add complex Gaussian noise to ``signal`` (in place) at ``snr`` in white matter; returns its sigma."""
+    white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
+    sigma = float(np.median(np.abs(signal[white]))) / snr
+    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(
+        np.complex64
+    )
+    return sigma
+
+
+def _referenced(qsm, qsm_mask, tissue, factors, reference: str, units: str) -> np.ndarray:
+    """The QSM referenced to CSF, the whole brain or nothing, masked, in ``units``."""
+    csf = qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)
+    if reference == "csf" and csf.any():
+        qsm -= np.median(qsm[csf])
+    elif reference == "brain" and qsm_mask.any():
+        qsm -= qsm[qsm_mask].mean()
+    qsm = (qsm * qsm_mask).astype(np.float32)
+    return qsm / np.float32(1000.0) if units == "ppm" else qsm
 
 
 def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarray:
