@@ -21,7 +21,7 @@ from napari_deepmir.widgets.compare import CompareWidget
 
 def main(path: Path) -> None:
     with tempfile.TemporaryDirectory() as root:
-        acquisition = Acquisition(shape=(160, 192, 48), voxel_mm=(1.0, 1.0, 2.5))
+        acquisition = Acquisition(shape=(128, 150, 40), voxel_mm=(1.25, 1.25, 3.0))
         pair = generate_pair(2026, acquisition, name="sub-demo", new_cmbs=6, resolved=True, max_rotation_deg=4)
         folder = write_pair(pair, Path(root))
         viewer = napari.Viewer(show=True)
