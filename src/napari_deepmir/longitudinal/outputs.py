@@ -45,6 +45,12 @@ def session_outputs(folder: str | Path, participant: str, session: str) -> Outpu
     return OutputSet(Path(folder), f"{participant}_{session}")
 
 
+def _lesion_source(comparison: SessionComparison) -> str:
+    """The model that found the sessions' lesions, or that label maps were given (what an overwrite refusal names)."""
+    models = {s.source.get("Model", "given label maps") for s in (comparison.baseline, comparison.followup)}
+    return " + ".join(sorted(models))
+
+
 def comparison_record(comparison: SessionComparison) -> dict:
     """What the marker holds (without the completion flag)."""
     sessions = {}
@@ -63,7 +69,7 @@ def comparison_record(comparison: SessionComparison) -> dict:
         "Registration": comparison.registration.provenance(),
         "Warnings": list(dict.fromkeys(comparison.warnings)),
         **({} if comparison.score is None else {"TruthScore": comparison.score}),
-        "GeneratedBy": {"Name": "napari-deepmir", "Version": __version__},
+        "GeneratedBy": {"Name": "napari-deepmir", "Version": __version__, "Model": _lesion_source(comparison)},
         "Date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
