@@ -107,6 +107,7 @@ def test_deepmir_longitudinal_grades_a_moved_follow_up_and_never_overwrites(pair
     record = json.loads((out / "sub-003_desc-longitudinal_grade.json").read_text())
     assert record["Complete"] is True and record["ARIA-H"]["Grade"] == "moderate"
     assert record["ARIA-H"]["NewMicrobleeds"] == 5 and record["Registration"]["ResidualMm"] < 2
+    assert record["Registration"]["ResidualCheckedOn"] == "T2"  # both sessions have a T2
     score = record["TruthScore"]
     assert score["found"] == 5 and score["false_new"] == 0 and score["persisting_called_new"] == 0
     assert (changes["status"] == "resolved").sum() == 1

@@ -5,9 +5,11 @@ the native grids in three levels (shrunk 4, 2 and 1 times, smoothed 2, 1 and 0 m
 alignment and from other starts (:func:`register_sessions`): a single-level pass on a resampled grid stops a
 few millimetres short on two SWIs of a moved head.
 The **residual** is the T2/QSM check (:func:`..io.registration.check_alignment`) run on the registered
-follow-up: how far (mm) its own coarse registration would still move a brain voxel. It is an upper estimate
-(the coarse check's own scatter is 1-2 mm: on synthetic pairs it read up to 2.3 mm where the true error was
-0.4 mm). Above :data:`..changes.MATCH_TOLERANCE_MM`, the fixed part of the distance that matches lesions across
+follow-up's T2 against the baseline's T2 (both sessions' T2s, each on its SWI grid), else on the SWIs: how far
+(mm) its own coarse registration would still move a brain voxel. It is an upper estimate; on the SWIs of a
+turned head it scatters by 1-2 mm by itself (veins and phase change with the angle to B0: on synthetic pairs it
+read up to 3.9 mm where the true error was 0.25 mm), on T2s far less (0.2-0.5 mm for true errors of 0.25-0.7 mm).
+Above :data:`..changes.MATCH_TOLERANCE_MM`, the fixed part of the distance that matches lesions across
 time, the matches are not to be trusted, and a warning says so.
 """
 
@@ -39,6 +41,7 @@ class SessionRegistration:
     residual_mm: float
     nmi_header: float
     nmi_registered: float
+    residual_modality: str = "swi"
 
     @property
     def followup_to_baseline(self) -> np.ndarray:
@@ -52,7 +55,7 @@ class SessionRegistration:
         line = (
             f"follow-up registered to the baseline: the head moved brain voxels up to {self.motion_mm:.1f} mm; "
             f"NMI in the brain {self.nmi_header:.3f} as the headers say, {self.nmi_registered:.3f} registered; "
-            f"residual {self.residual_mm:.1f} mm"
+            f"residual {self.residual_mm:.1f} mm (checked on the {self.residual_modality.upper()})"
         )
         if not self.reliable:
             line += f" (over {MATCH_TOLERANCE_MM:g} mm: lesions may be matched wrongly; check the registration)"
@@ -62,6 +65,7 @@ class SessionRegistration:
         return {
             "MotionMm": round(self.motion_mm, 3),
             "ResidualMm": round(self.residual_mm, 3),
+            "ResidualCheckedOn": self.residual_modality.upper(),
             "NmiHeader": round(self.nmi_header, 4),
             "NmiRegistered": round(self.nmi_registered, 4),
             "TransformBaselineToFollowupRasMm": np.round(self.transform, 6).tolist(),
@@ -121,14 +125,16 @@ def register_sessions(
     scores = [brain_nmi(followup, baseline, brain, transform) for transform in found]
     best = int(np.argmax(scores))
     transform = found[best]
-    registered = Volume(followup.data, np.linalg.solve(transform, followup.affine))
-    residual = check_alignment("swi", registered, baseline, brain).misalignment_mm
+    checked = ("t2", followup_t2, baseline_t2) if len(starts) == 3 else ("swi", followup, baseline)
+    registered = Volume(checked[1].data, np.linalg.solve(transform, checked[1].affine))
+    residual = check_alignment(checked[0], registered, checked[2], brain).misalignment_mm
     return SessionRegistration(
         transform,
         max_displacement_mm(transform, brain, baseline.affine),
         residual,
         brain_nmi(followup, baseline, brain),
         scores[best],
+        checked[0],
     )
 
 
