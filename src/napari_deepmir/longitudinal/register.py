@@ -6,7 +6,7 @@ alignment and from other starts (:func:`register_sessions`): a single-level pass
 few millimetres short on two SWIs of a moved head.
 The **residual** is the T2/QSM check (:func:`..io.registration.check_alignment`) run on the registered
 follow-up's T2 against the baseline's T2 (both sessions' T2s, each on its SWI grid), else on the SWIs: how far
-(mm) its own coarse registration would still move a brain voxel. It is an upper estimate; on the SWIs of a
+(mm) its own coarse registration would still move a brain voxel. It is an estimate, not a bound; on the SWIs of a
 turned head it scatters by 1-2 mm by itself (veins and phase change with the angle to B0: on synthetic pairs it
 read up to 3.9 mm where the true error was 0.25 mm), on T2s far less (0.2-0.5 mm for true errors of 0.25-0.7 mm).
 Above :data:`..changes.MATCH_TOLERANCE_MM`, the fixed part of the distance that matches lesions across
