@@ -20,6 +20,7 @@ def test_manifest_declares_reader_writer_sample_and_widgets():
         "Label lesions",
         "Fine-tune model",
         "Lesion table",
+        "Compare sessions",
     }
     assert contributions.readers and contributions.writers and contributions.sample_data
     for command in contributions.commands:  # every command points at an importable object
@@ -34,6 +35,7 @@ def test_manifest_declares_reader_writer_sample_and_widgets():
         ("napari/layers/segment", "napari-deepmir.detect", "Detect lesions"),
         ("napari/layers/annotate", "napari-deepmir.annotate", "Label lesions"),
         ("napari/layers/measure", "napari-deepmir.lesion_table", "Lesion table"),
+        ("napari/layers/measure", "napari-deepmir.compare", "Compare sessions"),
     ],
 )
 def test_napari_layers_menus_open_the_plugin_widgets(make_napari_viewer, menu, command, title):

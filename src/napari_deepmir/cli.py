@@ -234,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X", "Y", "Z"),
         help="finest simulation voxel in mm (default 0.55 0.55 0.8; coarser is faster, blooms less)",
     )
+    sessions = synth.add_argument_group("follow-up pairs (docs/follow-up.md)")
+    sessions.add_argument(
+        "--sessions",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: each subject scanned twice (sub-X/ses-1, ses-2) with head motion, 0-12 new microbleeds, maybe one "
+        "resolved, and the truth table sub-X_desc-truth_changes.tsv",
+    )
+    sessions.add_argument("--max-rotation", type=float, default=5.0, help="most head rotation at follow-up (degrees)")
+    sessions.add_argument("--max-shift", type=float, default=5.0, help="most head shift at follow-up (mm)")
     world = synth.add_argument_group("world (docs/synthetic-data.md)")
     world.add_argument(
         "--world",
@@ -480,6 +491,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="redo subjects that already have outputs, and replace files at --out that deepmir did not write",
     )
     cohort.set_defaults(handler=_cmd_cohort)
+    longitudinal = commands.add_parser(
+        "longitudinal",
+        help="compare a follow-up with its baseline: new/persisting/grown/resolved lesions and the ARIA-H grade",
+        description="Register the follow-up SWI to the baseline, find the lesions of both (the model, or given label "
+        "maps), match them across time and write the change table and the ARIA-H grade (docs/follow-up.md).",
+    )
+    longitudinal.add_argument("--baseline", type=Path, required=True, help="baseline session folder")
+    longitudinal.add_argument("--followup", type=Path, required=True, help="follow-up session folder")
+    longitudinal.add_argument("--out", type=Path, required=True, help="output folder")
+    longitudinal.add_argument("--baseline-labels", type=Path, default=None, help="baseline lesions (no detection)")
+    longitudinal.add_argument("--followup-labels", type=Path, default=None, help="follow-up lesions (no detection)")
+    longitudinal.add_argument(
+        "--truth", type=Path, default=None, help="truth change table of a synthetic pair: score the comparison"
+    )
+    _add_model_args(longitudinal)
+    longitudinal.add_argument("--overwrite", action="store_true", help="replace this participant's earlier outputs")
+    longitudinal.set_defaults(handler=_cmd_longitudinal)
     demo = commands.add_parser("demo", help="the shipped model on a synthetic subject, ending in a lesion table")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
     demo.add_argument("--seed", type=int, default=2026, help="seed of the synthetic subject")
@@ -598,6 +626,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         field_t=args.field_strength,
     )
     check_subject_folders(args.out_dir, args.subjects, overwrite=args.overwrite)  # before the work starts
+    if args.sessions == 2:
+        return _synth_pairs(args, acquisition, world)
     with progress_bar("synth", total=args.subjects, unit="subject") as bar:
         folders = generate_cohort(
             args.out_dir,
@@ -611,6 +641,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)}),
         )
     print(f"{len(folders)} synthetic subject{'s' if len(folders) != 1 else ''} -> {args.out_dir}")
+    return 0
+
+
+def _synth_pairs(args: argparse.Namespace, acquisition, world) -> int:
+    from .io import InputError
+    from .phantom.sessions import generate_pairs
+
+    if args.randomize:
+        raise InputError(args.out_dir, "--randomize is not available with --sessions 2 (one acquisition for both)")
+    with progress_bar("synth", total=args.subjects, unit="pair") as bar:
+        folders = generate_pairs(
+            args.out_dir,
+            args.subjects,
+            args.seed,
+            acquisition,
+            progress=lambda done, total: bar.update(1),
+            world=world,
+            max_rotation_deg=args.max_rotation,
+            max_shift_mm=args.max_shift,
+            **({} if args.fine_voxel is None else {"fine_voxel_mm": tuple(args.fine_voxel)}),
+        )
+    print(f"{len(folders)} synthetic pair{'s' if len(folders) != 1 else ''} (ses-1, ses-2) -> {args.out_dir}")
     return 0
 
 
@@ -1010,7 +1062,56 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary_line())
+    _cohort_follow_ups(args)
     return 1 if result.failed else 0
+
+
+def _cohort_follow_ups(args: argparse.Namespace) -> None:
+    """Participants with two or more sessions: each session against the one before (docs/follow-up.md)."""
+    from .longitudinal.cohort import compare_cohort_sessions
+
+    pairs = compare_cohort_sessions(args.bids_root, args.out, overwrite=args.overwrite)
+    if not len(pairs):
+        return
+    done = pairs[pairs["status"] == "done"]
+    for row in pairs[pairs["status"] != "done"].itertuples():
+        print(f"follow-up failed: {row.participant_id} {row.followup_session}: {row.status}", file=sys.stderr)
+    per_year = done["new_cmb_per_year"].dropna()
+    rate = f", {per_year.mean():.2f} new microbleeds per year on average" if len(per_year) else ""
+    print(
+        f"{len(done)} follow-up(s) compared: {int(done['new_cmb'].sum())} new microbleeds{rate}; "
+        f"ARIA-H {dict(done['aria_h'].value_counts())} -> {args.out / 'longitudinal.tsv'}"
+    )
+
+
+def _cmd_longitudinal(args: argparse.Namespace) -> int:
+    from .io.derivatives import read_table
+    from .longitudinal.run import run_comparison
+
+    comparison, outputs = run_comparison(
+        args.baseline,
+        args.followup,
+        args.out,
+        baseline_labels=args.baseline_labels,
+        followup_labels=args.followup_labels,
+        model=args.model,
+        device=args.device,
+        overwrite=args.overwrite,
+        truth=None if args.truth is None else read_table(args.truth),
+        progress=lambda message: print(message, file=sys.stderr),
+    )
+    for warning in comparison.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(comparison.registration.describe())
+    print(f"{comparison.summary()} -> {outputs.changes}")
+    score = comparison.score
+    if score is not None:
+        print(
+            f"against the truth: {score['found']} of {score['truth_new']} new microbleeds found, "
+            f"{score['false_new']} false new, {score['persisting_called_new']} persisting called new; "
+            f"grade {score['grade']} (truth {score['truth_grade']})"
+        )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,22 +96,23 @@ def _smooth_residual(shape, rng: np.random.Generator, std_ppb: float) -> np.ndar
     return (std_ppb * field / (field.std() + 1e-6)).astype(np.float32)
 
 
-def generate_subject(
-    seed: int = 0,
-    acquisition: Acquisition | None = None,
-    *,
-    name: str | None = None,
-    fine_voxel_mm=FINE_VOXEL_MM,
-    world: World | None = None,
-) -> SyntheticSubject:
-    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
+@dataclass
+class Scene:
+    """A drawn head on the fine grid, before imaging: property maps, lesion list and the random streams
+    that go on into the imaging (``rng`` for the physics draws, ``world_rng`` for the world's)."""
 
-    The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
-    field variation); coarser values are faster and bloom less. ``world`` (default ``World()``, the
-    training world of the shipped model) sets anatomy, vessels, lesion burden, mimics and the QSM pipeline;
-    its extra draws come from a stream of their own, so the default world is unchanged.
-    """
-    acquisition = acquisition or Acquisition()
+    maps: Maps
+    inside: np.ndarray  # the brain on the fine grid
+    lesions: list[dict]
+    factors: tuple[int, ...]
+    rng: np.random.Generator
+    world_rng: np.random.Generator
+    world: World
+    seed: int
+
+
+def draw_scene(seed: int, acquisition: Acquisition, fine_voxel_mm=FINE_VOXEL_MM, world: World | None = None) -> Scene:
+    """Draw a subject's head, physiological iron, lesions and mimics on the fine grid (no imaging yet)."""
     world = world or World()
     rng = np.random.default_rng(seed)
     world_rng = np.random.default_rng([seed, 11])
@@ -119,6 +120,7 @@ def generate_subject(
     fine_voxel = voxel_sizes(fine_affine)
     xyz = _world_coordinates(fine_shape, fine_affine)
     head = draw_head(xyz, rng, fine_voxel, world, world_rng)
+    del xyz
     tissue = head.tissue
     inside = brain_mask(tissue)
     maps = Maps(
@@ -137,7 +139,47 @@ def generate_subject(
     if world.iron_texture:
         physiological_iron(maps, head, world_rng)
     lesions = place_all(maps, rng, world, head, world_rng)
+    return Scene(maps, inside, lesions, factors, rng, world_rng, world, seed)
 
+
+def generate_subject(
+    seed: int = 0,
+    acquisition: Acquisition | None = None,
+    *,
+    name: str | None = None,
+    fine_voxel_mm=FINE_VOXEL_MM,
+    world: World | None = None,
+) -> SyntheticSubject:
+    """Simulate one subject: a varied head with lesions and mimics, imaged by ``acquisition``.
+
+    The physics runs on a grid subdivided to at most ``fine_voxel_mm`` (blooming needs sub-voxel
+    field variation); coarser values are faster and bloom less. ``world`` (default ``World()``, the
+    training world of the shipped model) sets anatomy, vessels, lesion burden, mimics and the QSM pipeline;
+    its extra draws come from a stream of their own, so the default world is unchanged.
+    """
+    acquisition = acquisition or Acquisition()
+    scene = draw_scene(seed, acquisition, fine_voxel_mm, world)
+    return image_scene(scene, acquisition, name=name or f"sub-{seed:03d}")
+
+
+def image_scene(
+    scene: Scene,
+    acquisition: Acquisition,
+    *,
+    name: str,
+    rng: np.random.Generator | None = None,
+    world_rng: np.random.Generator | None = None,
+) -> SyntheticSubject:
+    """Image a drawn :class:`Scene` with ``acquisition``: field, complex signal with blooming, noise, SWI,
+    QSM, T2 and the truth labels. ``rng`` / ``world_rng`` (default: the scene's own streams) draw the
+    background field, noise, artefacts and pipeline choices, so another pair gives another scan of one head.
+    The lesion list's ``centre_mm`` must be in the world of the maps' affine."""
+    maps, lesions, factors, world = scene.maps, scene.lesions, scene.factors, scene.world
+    rng = scene.rng if rng is None else rng
+    world_rng = scene.world_rng if world_rng is None else world_rng
+    fine_affine, fine_voxel, tissue = maps.affine, maps.voxel_mm, maps.tissue
+    fine_shape, inside = tissue.shape, scene.inside
+    xyz = _world_coordinates(fine_shape, fine_affine)
     rotation = acquisition.affine[:3, :3] / voxel_sizes(acquisition.affine)
     b0_voxel = rotation.T @ acquisition.b0_unit
     field = dipole_field(maps.chi, fine_voxel, b0_voxel)
@@ -155,11 +197,7 @@ def generate_subject(
     if world.swi_artefacts:
         signal = imaging_artefacts(signal, world_rng)
     brain = block_mean(inside.astype(np.float32), factors) > 0.5
-    white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
-    sigma = float(np.median(np.abs(signal[white]))) / acquisition.snr
-    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(
-        np.complex64
-    )
+    sigma = _add_noise(signal, tissue, factors, acquisition.snr, rng)
     magnitude = np.abs(signal)
 
     filter_px = max(16, round(64 * acquisition.shape[0] / 176))
@@ -183,15 +221,32 @@ def generate_subject(
     if world.residual_background_ppb:
         local += _smooth_residual(local.shape, world_rng, world.residual_background_ppb)
     qsm = _invert(local * qsm_mask, qsm_mask, magnitude, acquisition.voxel_mm, b0_voxel, world.inversion) * qsm_mask
-    csf = qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)
-    if world.qsm_reference == "csf" and csf.any():
-        qsm -= np.median(qsm[csf])
-    elif world.qsm_reference == "brain" and qsm_mask.any():
-        qsm -= qsm[qsm_mask].mean()
-    qsm = (qsm * qsm_mask).astype(np.float32)
-    if acquisition.qsm_units == "ppm":
-        qsm = qsm / np.float32(1000.0)
+    qsm = _referenced(qsm, qsm_mask, tissue, factors, world.qsm_reference, acquisition.qsm_units)
 
+    t2, t2_affine = _t2_image(maps, factors, acquisition, rng)
+    labels = _truth_labels(maps, factors, acquisition, lesions)
+    centres = tuple(slice(f // 2, None, f) for f in factors)
+    locations = maps.location[centres][tuple(slice(0, n) for n in acquisition.shape)]
+    return SyntheticSubject(
+        name=name,
+        swi=(swi * 1000).astype(np.float32),
+        qsm=qsm,
+        t2=t2,
+        t2_affine=t2_affine,
+        affine=acquisition.affine,
+        labels=labels,
+        locations=np.ascontiguousarray(locations),
+        lesions=lesions,
+        acquisition=acquisition,
+        seed=scene.seed,
+        magnitude=(magnitude * 1000).astype(np.float32),
+        world=world,
+    )
+
+
+def _t2_image(maps: Maps, factors, acquisition: Acquisition, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(T2-weighted image, its affine): on the SWI grid, or on a grid of its own (``acquisition.t2_voxel_mm``)."""
+    fine_affine, fine_voxel, fine_shape = maps.affine, maps.voxel_mm, maps.tissue.shape
     bias = 1 + 0.15 * np.sin(np.linspace(0, np.pi, fine_shape[1]))[None, :, None] * rng.uniform(0.5, 1)
     t2_fine = (maps.t2w * bias).astype(np.float32)
     if acquisition.t2_voxel_mm is None:
@@ -205,6 +260,11 @@ def generate_subject(
         t2 = resample_to_grid(ndimage.gaussian_filter(t2_fine, smoothing), fine_affine, t2_shape, t2_affine, order=1)
     t2 = (t2 + rng.normal(0, 0.6 / acquisition.snr, t2.shape)).astype(np.float32) * 1000
 
+    return t2, t2_affine
+
+
+def _truth_labels(maps: Maps, factors, acquisition: Acquisition, lesions: list[dict]) -> np.ndarray:
+    """The truth label map on the acquisition grid; each lesion's ``centre_voxel`` is recorded."""
     labels = np.zeros(acquisition.shape, np.uint8)
     for value in (1, 2):
         labels[block_mean((maps.truth == value).astype(np.float32), factors) >= 0.5] = value
@@ -214,23 +274,28 @@ def generate_subject(
             if np.all(index >= 0) and np.all(index < acquisition.shape):
                 labels[tuple(index)] = lesion["label"]
                 lesion["centre_voxel"] = index.tolist()
-    centres = tuple(slice(f // 2, None, f) for f in factors)
-    locations = maps.location[centres][tuple(slice(0, n) for n in acquisition.shape)]
-    return SyntheticSubject(
-        name=name or f"sub-{seed:03d}",
-        swi=(swi * 1000).astype(np.float32),
-        qsm=qsm,
-        t2=t2,
-        t2_affine=t2_affine,
-        affine=acquisition.affine,
-        labels=labels,
-        locations=np.ascontiguousarray(locations),
-        lesions=lesions,
-        acquisition=acquisition,
-        seed=seed,
-        magnitude=(magnitude * 1000).astype(np.float32),
-        world=world,
+    return labels
+
+
+def _add_noise(signal: np.ndarray, tissue: np.ndarray, factors, snr: float, rng: np.random.Generator) -> float:
+    """Add complex Gaussian noise to ``signal`` (in place) at ``snr`` in white matter; returns its sigma."""
+    white = block_mean((tissue == 5).astype(np.float32), factors) > 0.9
+    sigma = float(np.median(np.abs(signal[white]))) / snr
+    signal += (sigma * (rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape))).astype(
+        np.complex64
     )
+    return sigma
+
+
+def _referenced(qsm, qsm_mask, tissue, factors, reference: str, units: str) -> np.ndarray:
+    """The QSM referenced to CSF, the whole brain or nothing, masked, in ``units``."""
+    csf = qsm_mask & (block_mean((tissue == 3) | (tissue == 15), factors) > 0.5)
+    if reference == "csf" and csf.any():
+        qsm -= np.median(qsm[csf])
+    elif reference == "brain" and qsm_mask.any():
+        qsm -= qsm[qsm_mask].mean()
+    qsm = (qsm * qsm_mask).astype(np.float32)
+    return qsm / np.float32(1000.0) if units == "ppm" else qsm
 
 
 def _invert(local, mask, magnitude, voxel_mm, b0_voxel, method: str) -> np.ndarray:
@@ -268,15 +333,16 @@ The ground-truth files are listed in .bidsignore (BIDS keeps labels in derivativ
 """
 
 
-def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, Path]:
+def write_subject(subject: SyntheticSubject, out_dir: str | Path, *, session: str | None = None) -> dict[str, Path]:
     """Write ``out_dir/<name>/anat/<name>_{T2w,rec-swi_T2starw,Chimap}.nii.gz`` (BIDS raw names, see ``io.bids``),
     a ``_Chimap.json`` sidecar stating the QSM's units (ppm or ppb as drawn: BIDS expects ppm, so the units are
     stated rather than left to detection), and the ground truth beside them: ``_dseg.nii.gz``,
-    ``_desc-locations_dseg.nii.gz`` and ``_lesions.json`` (every object drawn). A name without ``sub-`` gets it."""
-    label = subject.name.removeprefix("sub-")
+    ``_desc-locations_dseg.nii.gz`` and ``_lesions.json`` (every object drawn). A name without ``sub-`` gets it.
+    ``session`` (e.g. ``1`` for a subject named ``sub-001_ses-1``): in ``out_dir/sub-001/ses-1/anat/``."""
+    label = subject.name.split("_ses-")[0].removeprefix("sub-")
 
     def path(kind: str, extension: str = ".nii.gz") -> Path:
-        return raw_path(out_dir, label, None, kind, extension)
+        return raw_path(out_dir, label, session, kind, extension)
 
     paths = {
         "t2": save_nifti(path("t2"), subject.t2, subject.t2_affine),
@@ -295,7 +361,7 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path) -> dict[str, P
         **({} if subject.world == World() else {"world": asdict(subject.world)}),
         "lesions": subject.lesions,
     }
-    lesions = paths["swi"].with_name(f"sub-{label}_lesions.json")
+    lesions = paths["swi"].with_name(f"sub-{label}{f'_ses-{session}' if session else ''}_lesions.json")
     paths["lesions"] = write_text_atomic(lesions, json.dumps(record, indent=1))
     return paths
 

@@ -69,10 +69,11 @@ class Maps:
 class Placer:
     """Draws objects into :class:`Maps`, keeping them apart, and records them."""
 
-    def __init__(self, maps: Maps, rng: np.random.Generator):
+    def __init__(self, maps: Maps, rng: np.random.Generator, objects: list[dict] | None = None):
+        """``objects``: those already in the maps (a lesion list), kept apart from and numbered after."""
         self.maps, self.rng = maps, rng
-        self.objects: list[dict] = []
-        self._centres: list[np.ndarray] = []
+        self.objects: list[dict] = [dict(o) for o in objects or ()]
+        self._centres: list[np.ndarray] = [np.asarray(o["centre_mm"], float) for o in self.objects]
         self._voxels_of: dict[tuple[str, ...], np.ndarray] = {}
 
     def random_point(self, tissues: tuple[str, ...], tries: int = 200) -> np.ndarray | None:

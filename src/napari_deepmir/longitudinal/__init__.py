@@ -1,0 +1,1 @@
+"""Follow-up scans: new, persisting, grown and resolved lesions between two sessions, and the ARIA-H grade."""
