@@ -30,8 +30,8 @@ def pair(tmp_path_factory):
 def _truth_args(folder, name="sub-003"):
     return [
         "--baseline", str(folder / "ses-1"), "--followup", str(folder / "ses-2"),
-        "--baseline-labels", str(folder / "ses-1" / f"{name}_ses-1_dseg.nii.gz"),
-        "--followup-labels", str(folder / "ses-2" / f"{name}_ses-2_dseg.nii.gz"),
+        "--baseline-labels", str(folder / "ses-1" / "anat" / f"{name}_ses-1_dseg.nii.gz"),
+        "--followup-labels", str(folder / "ses-2" / "anat" / f"{name}_ses-2_dseg.nii.gz"),
     ]  # fmt: skip
 
 
@@ -155,7 +155,7 @@ def test_deepmir_synth_sessions_writes_two_sessions_per_participant_with_the_tru
     assert "1 synthetic pair" in capsys.readouterr().out
     folder = tmp_path / "sub-001"
     for session in ("ses-1", "ses-2"):
-        assert (folder / session / f"sub-001_{session}_swi.nii.gz").exists()
+        assert (folder / session / "anat" / f"sub-001_{session}_rec-swi_T2starw.nii.gz").exists()
     motion = json.loads((folder / "sub-001_desc-truth_changes.json").read_text())["HeadMotion"]
     assert motion["RotationDeg"] <= 3 and motion["ShiftMm"] <= 2
     assert set(read_table(folder / "sub-001_desc-truth_changes.tsv")["status"]) <= {"new", "persisting", "resolved"}

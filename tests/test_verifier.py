@@ -91,8 +91,9 @@ def test_the_verifier_decides_which_lesions_stay_and_they_keep_the_unets_class(t
     card = loaded.card
     card.verifier = None
     save_model(unet_only, loaded.module, card)
-    before = predict_subject(subject, unet_only, device="cpu").labels
-    after = predict_subject(subject, folder, device="cpu").labels
+    # the protocol's rules (tests/test_rule_consistency.py) would drop the tiny U-Net's weak spots: the verifier alone
+    before = predict_subject(subject, unet_only, device="cpu", rules=False).labels
+    after = predict_subject(subject, folder, device="cpu", rules=False).labels
     assert before.any()  # the U-Net alone finds candidates
     if verdict == 0:  # "not a lesion" for every candidate: all dropped
         assert not after.any()

@@ -31,8 +31,8 @@ def _compare(viewer, qtbot, folder, out):
     name = folder.name
     widget.baseline_edit.value = folder / "ses-1"
     widget.followup_edit.value = folder / "ses-2"
-    widget.baseline_labels_edit.value = folder / "ses-1" / f"{name}_ses-1_dseg.nii.gz"
-    widget.followup_labels_edit.value = folder / "ses-2" / f"{name}_ses-2_dseg.nii.gz"
+    widget.baseline_labels_edit.value = folder / "ses-1" / "anat" / f"{name}_ses-1_dseg.nii.gz"
+    widget.followup_labels_edit.value = folder / "ses-2" / "anat" / f"{name}_ses-2_dseg.nii.gz"
     widget.out_edit.value = out
     widget.rater_edit.value = "rater-a"
     widget.compare_button.click()

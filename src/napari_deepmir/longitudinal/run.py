@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io.outputs import check_can_write, ensure_writable_folder
+from ..io.destinations import ensure_writable_folder
+from ..io.outputs import check_can_write
 from .compare import SessionComparison, compare_sessions, load_session, session_label
 from .evaluate import score_pair
 from .outputs import ChangeSet, session_outputs, write_comparison

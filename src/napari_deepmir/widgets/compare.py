@@ -218,9 +218,9 @@ class CompareWidget(HooksWhileShown, QWidget):
         self.viewer.dims.set_point(0, xyz[2])
         camera = camera_of(self.viewer)
         camera.center = (xyz[1], xyz[0] + self._offset / 2)
-        show_marker(self.viewer, xyz)
-        marker = self.viewer.layers["current lesion"]
-        marker.data = np.vstack([marker.data[:1], marker.data[:1] + [0, 0, self._offset]])
+        show_marker(self.viewer, xyz, grid=self.viewer.layers["baseline changes"])
+        marker = self.viewer.layers["current lesion"]  # in the baseline grid's steps: the offset, in those steps too
+        marker.data = np.vstack([marker.data[:1], marker.data[:1] + [0, 0, self._offset / marker.scale[-1]]])
         index = int(np.flatnonzero(self.review.changes["change_id"] == change_id)[0])
         self.table.selectRow(index)
         self.viewer.layers.selection.active = self.viewer.layers[CHANGES_LAYER]

@@ -32,7 +32,9 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.worker = None
         self.result_layer = None
         self.detection = None
-        self._result_shown = False  # the status line holds the last result: readiness notes do not replace it
+        # the status line holds the last result: the same readiness note does not replace it, a changed one does
+        self._ready_note: str | None = None
+        self._result_for: str | None = None
         self._build()
         self.refresh_models()
         self.hold_hooks(True)
@@ -154,9 +156,10 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
                 message, ready = f"{described[:1].upper()}{described[1:]}.", True
             except ValueError as error:  # InputError: the shipped models are missing
                 message = str(error)
-        if self.worker is None and not (ready and self._result_shown):
+        self._ready_note = message if ready else None
+        if self.worker is None and not (ready and message == self._result_for):
             self.status_label.setText(message)
-            self._result_shown = False
+            self._result_for = None
         return ready
 
     # ---- running ------------------------------------------------------------------------------
@@ -237,7 +240,7 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
         for warning in detection.result.warnings:  # the subject's, and an acquisition outside the model's training
             message += f"\nWarning: {warning}"
         self.status_label.setText(message)
-        self._result_shown = True
+        self._result_for = self._ready_note
 
     def _registration_notes(self, detection) -> list[str]:
         """What was registered to the SWI: by this detection, or by the reader when it opened the layers."""
