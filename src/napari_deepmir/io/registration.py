@@ -157,6 +157,19 @@ def rigid_registration(
     mask_data, _ = _coarse(brain.astype(np.float32), reference.affine, voxel_mm)
     fixed = _sitk_image(fixed_data, fixed_affine)
     mask = sitk.Cast(_sitk_image(mask_data > 0.5, fixed_affine), sitk.sitkUInt8)
+    method, transform = rigid_mi_method(
+        fixed, mask, initial, min_step=precision_mm, iterations=200, relaxation=relaxation
+    )
+    method.Execute(fixed, _sitk_image(moving_data, moving_affine))
+    return _as_matrix(transform)
+
+
+def rigid_mi_method(fixed, mask, initial: np.ndarray | None, *, min_step: float, iterations: int, relaxation: float):
+    """(SimpleITK registration method, its rigid transform, updated in place): Mattes mutual information inside
+    ``mask``, every voxel sampled, regular-step gradient descent in physical units, started from ``initial``
+    (4 x 4, fixed world -> moving world; None: the headers' alignment)."""
+    import SimpleITK as sitk
+
     transform = sitk.Euler3DTransform()
     transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
     if initial is not None:
@@ -170,15 +183,14 @@ def rigid_registration(
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0,
-        minStep=precision_mm,
-        numberOfIterations=200,
+        minStep=min_step,
+        numberOfIterations=iterations,
         relaxationFactor=relaxation,
         gradientMagnitudeTolerance=1e-8,
     )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(fixed, _sitk_image(moving_data, moving_affine))
-    return _as_matrix(transform)
+    return method, transform
 
 
 def max_displacement_mm(transform: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> float:

@@ -20,12 +20,12 @@ import numpy as np
 from ..io.nifti import Volume
 from ..io.registration import (
     COARSE_MM,
-    NMI_BINS,
     _as_matrix,
     _sitk_image,
     brain_nmi,
     check_alignment,
     max_displacement_mm,
+    rigid_mi_method,
     rigid_registration,
 )
 from .changes import MATCH_TOLERANCE_MM
@@ -81,25 +81,10 @@ def _multilevel_registration(
 
     fixed = _sitk_image(reference.data, reference.affine)
     mask = sitk.Cast(_sitk_image(brain.astype(np.float32), reference.affine) > 0.5, sitk.sitkUInt8)
-    transform = sitk.Euler3DTransform()
-    transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
-    if initial is not None:
-        centre = np.array(transform.GetCenter())
-        transform.SetMatrix(initial[:3, :3].flatten().tolist())
-        transform.SetTranslation((initial[:3, 3] - centre + initial[:3, :3] @ centre).tolist())
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=NMI_BINS)
-    method.SetMetricFixedMask(mask)
-    method.SetMetricSamplingStrategy(method.NONE)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-3, numberOfIterations=300, relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
+    method, transform = rigid_mi_method(fixed, mask, initial, min_step=1e-3, iterations=300, relaxation=0.5)
     method.SetShrinkFactorsPerLevel([4, 2, 1])
     method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(transform, inPlace=True)
     method.Execute(fixed, _sitk_image(moving.data, moving.affine))
     return _as_matrix(transform)
 
