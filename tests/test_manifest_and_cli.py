@@ -61,7 +61,10 @@ def test_the_napari_hub_finds_urls_licence_os_and_a_readme_picture():
     assert any(c.startswith("License ::") for c in classifiers)
     assert any(c.startswith("Operating System ::") for c in classifiers)
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (root / "README.md").read_text())
-    assert pictures and all((root / picture).is_file() for picture in pictures)
+    # absolute, so the picture shows on PyPI and the hub, and of a file in this repository's main branch
+    raw = f"{project['urls']['Source Code'].replace('github.com', 'raw.githubusercontent.com')}/main/"
+    assert pictures and all(picture.startswith(raw) for picture in pictures)
+    assert all((root / picture.removeprefix(raw)).is_file() for picture in pictures)
 
 
 def test_cli_help_does_not_import_torch_or_napari():

@@ -236,10 +236,12 @@ BLINDED_CAP = 100
 
 def useful_candidates(table: pd.DataFrame) -> pd.DataFrame:
     """The head of a ranked candidate table (best first) worth a blinded rater's time: score at least
-    :data:`USEFUL_SCORE_SHARE` of the best, at most :data:`BLINDED_CAP` rows."""
-    if not len(table) or "score" not in table.columns:
+    :data:`USEFUL_SCORE_SHARE` of the best, at most :data:`BLINDED_CAP` rows. A list without scores (the
+    disagreements of a consensus read) is kept whole, up to the cap."""
+    scores = pd.to_numeric(table["score"], errors="coerce") if "score" in table.columns else pd.Series(dtype=float)
+    if not scores.notna().any():
         return table.head(BLINDED_CAP)
-    useful = table[table["score"] >= USEFUL_SCORE_SHARE * float(table["score"].max())]
+    useful = table[scores >= USEFUL_SCORE_SHARE * float(scores.max())]
     return useful.head(BLINDED_CAP)
 
 

@@ -36,6 +36,9 @@ class ConsensusPanel(QGroupBox):
         self.open_button.clicked.connect(self.open)
         layout.addWidget(self.open_button)
         self.export_button = QPushButton("Export consensus")
+        self.export_button.setToolTip(
+            "Write the consensus label map, lesion table and decisions, and report its agreement with each rater"
+        )
         self.export_button.clicked.connect(self.export)
         layout.addWidget(self.export_button)
         self.result_label = QLabel(wordWrap=True)
