@@ -67,17 +67,22 @@ def detection_screenshot(out: Path) -> None:
     viewer.close()
 
 
+def _review_first_candidate(widget, folder: str) -> None:
+    """Start a labelling session saved in ``folder``, find the candidates and step to the first one."""
+    widget.folder_edit.value = folder
+    widget.start_button.click()
+    widget.find_button.click()
+    while widget.session.candidates is None or not widget.find_button.isEnabled():
+        settle(0.1)
+    widget.next()
+
+
 def labelling_screenshot(out: Path) -> None:
     viewer = _viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")
     viewer.layers["sub-sample true lesions"].visible = False
     with tempfile.TemporaryDirectory() as folder:
-        widget.folder_edit.value = folder
-        widget.start_button.click()
-        widget.find_button.click()
-        while widget.session.candidates is None or not widget.find_button.isEnabled():
-            settle(0.1)
-        widget.next()
+        _review_first_candidate(widget, folder)
         _shot(viewer, out / "labelling-1600x1000.png")
         print(f"labelling panel: minimum height {widget.minimumSizeHint().height()} px, shown {widget.height()} px")
         viewer.close()
@@ -93,12 +98,7 @@ def four_panels_screenshot(out: Path) -> None:
     dock, widget = panels["Label lesions"]
     viewer.layers["sub-sample true lesions"].visible = False
     with tempfile.TemporaryDirectory() as folder:
-        widget.folder_edit.value = folder
-        widget.start_button.click()
-        widget.find_button.click()
-        while widget.session.candidates is None or not widget.find_button.isEnabled():
-            settle(0.1)
-        widget.next()
+        _review_first_candidate(widget, folder)
         dock.raise_()
         window = viewer.window._qt_window
         _shot(viewer, out / "four-panels-1600x1000.png")
