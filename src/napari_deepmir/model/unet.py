@@ -3,17 +3,7 @@
 import torch
 from torch import nn
 
-
-def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two 3x3 convolutions, each followed by BatchNorm and ReLU (the paper's encoder/decoder block)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from .blocks import double_conv
 
 
 class DeepmirUNet(nn.Module):
@@ -34,14 +24,14 @@ class DeepmirUNet(nn.Module):
         self.encoders = nn.ModuleList()
         channels = in_channels
         for width in widths:
-            self.encoders.append(_conv_block(channels, width))
+            self.encoders.append(double_conv(channels, width, dims=2))
             channels = width
         self.pool = nn.MaxPool2d(2)
         self.upsamplers = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for width in reversed(widths[:-1]):
             self.upsamplers.append(nn.ConvTranspose2d(channels, width, kernel_size=2, stride=2))
-            self.decoders.append(_conv_block(2 * width, width))
+            self.decoders.append(double_conv(2 * width, width, dims=2))
             channels = width
         self.head = nn.Conv2d(channels, n_classes, kernel_size=1)
         self.size_multiple = 2 ** (depth - 1)

@@ -9,16 +9,7 @@ candidate's own mask, a patch of :data:`..lesions.patches.PATCH_SHAPE` working v
 import torch
 from torch import nn
 
-
-def _block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm3d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm3d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from .blocks import double_conv
 
 
 class CandidateVerifier(nn.Module):
@@ -36,9 +27,9 @@ class CandidateVerifier(nn.Module):
             nn.BatchNorm3d(widths[0]),
             nn.ReLU(inplace=True),
             nn.MaxPool3d((2, 2, 1)),
-            _block(widths[0], widths[1]),
+            double_conv(widths[0], widths[1], dims=3),
             nn.MaxPool3d(2),
-            _block(widths[1], widths[2]),
+            double_conv(widths[1], widths[2], dims=3),
             nn.AdaptiveAvgPool3d(1),
             nn.Flatten(),
         )
