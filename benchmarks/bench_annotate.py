@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from napari_deepmir.annotations import AnnotationStore
+from napari_deepmir.rating.store import AnnotationStore
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.candidates import find_candidates, grow_region
 from napari_deepmir.phantom import Acquisition, generate_subject

@@ -6,7 +6,7 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
-from .layers import LABEL_ROLE_STYLES, apply_role_contour
+from .layer_data import LABEL_ROLE_STYLES, apply_role_contour
 
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT

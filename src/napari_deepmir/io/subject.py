@@ -129,7 +129,7 @@ def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int | None = 
 
     The phase's range (:func:`..swi.phase_range`) and, when ``phase_sign`` is None, its sign
     (:func:`..swi.phase_sign_for`) come from the phase's sidecar (else the magnitude's) Manufacturer."""
-    from ..swi import gre_signal, phase_range, phase_sign_for, swi_from_signal, vein_check
+    from .swi import gre_signal, phase_range, phase_sign_for, swi_from_signal, vein_check
 
     magnitude_volume = load_volume(magnitude, complex_to_magnitude=True)
     phase_volume = load_volume(phase, check_values=False)

@@ -61,6 +61,6 @@ def lesion_place(
     if regions is None or not location:
         return LOCATION_NAMES.get(location, "unknown"), None
     same_place = anchors[locations[tuple(anchors.T)] == location]
-    from ..regions import region_name
+    from ..regions.segmentation import region_name
 
     return LOCATION_NAMES[location], region_name(_majority(regions[tuple(same_place.T)]))

@@ -14,7 +14,7 @@ from ..io.atomic import write_text_atomic
 from ..io.bids import raw_path, write_dataset_files
 from ..io.nifti import voxel_sizes
 from ..io.resample import resample_to_grid
-from ..swi import swi_from_signal
+from ..io.swi import swi_from_signal
 from .acquisition import Acquisition, grid_affine
 from .anatomy import brain_mask, draw_head, property_map
 from .lesions import Maps, place_all

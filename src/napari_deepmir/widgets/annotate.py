@@ -1,7 +1,7 @@
 """Guided two-class labelling: review candidates by key (definite / possible, a reason for each rejection),
 paint what the detector missed, autosave, export; optionally blinded (unranked, no suggestions).
 
-Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.lesions.candidates`
+Thin over :mod:`napari_deepmir.rating` (the store), :mod:`napari_deepmir.lesions.candidates`
 (candidates, grown regions) and :mod:`napari_deepmir.lesions.guidance` (the protocol's evidence).
 """
 
@@ -28,21 +28,21 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..annotations import (
+from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
+from ..layer_data import labels_layer_data
+from ..rating.consensus import consensus_region, is_consensus_candidate
+from ..rating.decisions import (
     ACCEPTED,
     DEFINITE,
     POSSIBLE,
     REJECTED,
     REJECTION_REASONS,
-    AnnotationStore,
     candidate_centre,
     candidate_seed,
     default_rater,
-    export_session,
 )
-from ..consensus import consensus_region, is_consensus_candidate
-from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
-from ..layers import labels_layer_data
+from ..rating.session import export_session
+from ..rating.store import AnnotationStore
 from ._blinding import Blinds
 from ._busy import shows_busy
 from ._consensus import ConsensusPanel
@@ -575,7 +575,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self._decide(value, certainty=certainty)
 
     def reject(self, reason: str = "other") -> None:
-        """Reject the candidate for ``reason`` (:data:`~napari_deepmir.annotations.REJECTION_REASONS`), move on."""
+        """Reject the candidate for ``reason`` (:data:`~napari_deepmir.rating.decisions.REJECTION_REASONS`), move on."""
         self._decide(None, reason=reason)
 
     def _reject_chosen(self, reason: str) -> None:

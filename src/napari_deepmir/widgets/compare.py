@@ -23,11 +23,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..annotations import default_rater
 from ..io.display import DisplayGeometry
-from ..layers import image_layer_data, labels_layer_data
+from ..layer_data import image_layer_data, labels_layer_data
 from ..longitudinal.review import CONFIRMED, REJECTED, ChangeReview
 from ..longitudinal.views import STATUS_COLORS, ComparisonViews
+from ..rating.decisions import default_rater
 from ._hooks import HooksWhileShown
 from ._layers import add_layer, camera_of, show_marker
 

@@ -102,7 +102,7 @@ def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, na
 def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: str = "regions") -> tuple:
     """Labels layer of MARS regions (code left, code + RIGHT_OFFSET right), hidden by default; its ``features``
     table (index, region, hemisphere, location) makes napari show the region's name under the cursor."""
-    from .io.region_maps import region_lookup
+    from .regions.maps import region_lookup
 
     lookup = region_lookup().rename(columns={"name": "region"})
     kwargs = _base_kwargs(name, geometry, {"kind": "regions"})
