@@ -16,6 +16,7 @@ from napari.layers import Image
 from ..conventions import CLASS_NAMES, CMB, IRON
 from ..io import InputError, Subject
 from ..io.display import DisplayGeometry
+from ..io.mask import use_brain_mask
 from ..layer_data import labels_layer_data, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
 from ..pipeline import DetectionResult, iter_detect
@@ -144,8 +145,6 @@ def detect_in_layers(
     and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model;
     ``qsm_units``: see :func:`._layers.subject_from_layers`; ``mask_layer``: the user's brain mask on the
     SWI layer's grid (:func:`...io.mask.use_brain_mask`), None to estimate it."""
-    from ..io.mask import use_brain_mask
-
     subject = subject_from_layers(swi_layer, qsm_layer, t2_layer, qsm_units=qsm_units)
     geometry = geometry_of(swi_layer)
     if mask_layer is not None:

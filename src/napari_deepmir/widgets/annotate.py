@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
+from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
@@ -26,10 +27,14 @@ from qtpy.QtWidgets import (
     QRadioButton,
     QWidget,
 )
+from scipy import ndimage
 from superqt import QCollapsible
 
 from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
 from ..layer_data import labels_layer_data
+from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE, find_candidates, grow_region
+from ..lesions.components import CONNECTIVITY_26, class_components
+from ..lesions.guidance import assess_region
 from ..rating.consensus import consensus_region, is_consensus_candidate
 from ..rating.decisions import (
     ACCEPTED,
@@ -437,7 +442,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         if self.layer is None:
             self.counts_label.setText("")
             return
-        from ..lesions.components import class_components
 
         data = np.asarray(self.layer.data)
         counts = {value: class_components(data, value)[1] for value in (CMB, IRON)}
@@ -456,9 +460,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
             self.start()
             if self.session is None:
                 return
-        from napari.qt.threading import create_worker
-
-        from ..lesions.candidates import find_candidates
 
         probabilities = None
         layers = self._probability_layers()
@@ -482,8 +483,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self._show_mode()
         self._show_candidates()
         if self.blinded:
-            from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE
-
             self._status(
                 f"{len(self.session.candidates)} of {len(table)} candidates, in a random order (blinded): the useful "
                 f"list, scoring at least {USEFUL_SCORE_SHARE:.0%} of the best, at most {BLINDED_CAP}"
@@ -609,8 +608,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def _region_of(self, row) -> np.ndarray:
         """What a decision on ``row`` paints: the raters' lesion of a disagreement, else the grown candidate."""
-        from ..lesions.candidates import grow_region
-
         return consensus_region(row) if is_consensus_candidate(row) else grow_region(self.subject, candidate_seed(row))
 
     # ---- guidance for painted lesions ---------------------------------------------------------
@@ -618,11 +615,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         """Show the guidance for the painted lesion (or the SWI blob) under the mouse cursor."""
         if self.layer is None:
             return
-        from scipy import ndimage
-
-        from ..lesions.candidates import grow_region
-        from ..lesions.components import CONNECTIVITY_26
-        from ..lesions.guidance import assess_region
 
         index = np.round(self.layer.world_to_data(self.viewer.cursor.position)).astype(int)[-3:]
         data = np.asarray(self.layer.data)
