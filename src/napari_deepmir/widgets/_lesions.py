@@ -68,6 +68,15 @@ def companion_layers(layers, labels_layer) -> CompanionLayers:
     return found
 
 
+def class_probabilities(layers: dict | None, geometry: DisplayGeometry) -> np.ndarray | None:
+    """The (background, CMB, iron) probabilities on the source grid from the two class probability layers
+    (``{class value: layer}``, see :class:`CompanionLayers`), background the rest; None without them."""
+    if not layers:
+        return None
+    maps = [geometry.from_display(np.asarray(layers[value].data)) for value in sorted(CLASS_NAMES)]
+    return np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
+
+
 @dataclass
 class LesionMeasurement:
     """A label map's lesion table and lesion-id map (on the source grid)."""
@@ -88,10 +97,7 @@ def measure_labels_layer(
     labels = geometry.from_display(np.asarray(labels_layer.data))
     if subject is None and companions.swi is not None:
         subject = subject_from_layers(companions.swi, companions.qsm)
-    probabilities = None
-    if companions.probabilities:
-        maps = [geometry.from_display(np.asarray(companions.probabilities[v].data)) for v in (CMB, IRON)]
-        probabilities = np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
+    probabilities = class_probabilities(companions.probabilities, geometry)
     locations, regions = (_source_data(layer, geometry) for layer in (companions.locations, companions.regions))
     table = measure_lesions(
         labels, subject, affine=geometry.affine, probabilities=probabilities, locations=locations, regions=regions
