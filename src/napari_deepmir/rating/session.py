@@ -218,8 +218,8 @@ class AnnotationSession:
 
 
 def blinded_candidates(table: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """``table`` for a blinded review: its useful head (:func:`~..lesions.candidates.useful_candidates`), in a random
-    order reproducible from ``seed``, ranks renumbered in that order, without the columns of
+    """``table`` for a blinded review: its useful head (:func:`~napari_deepmir.lesions.candidates.useful_candidates`),
+    in a random order reproducible from ``seed``, ranks renumbered in that order, without the columns of
     :data:`BLINDED_HIDDEN_COLUMNS`."""
     table = useful_candidates(table)
     order = np.random.default_rng(seed).permutation(len(table))
