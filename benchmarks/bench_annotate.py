@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.candidates import find_candidates, grow_region
 from napari_deepmir.phantom import Acquisition, generate_subject
+from napari_deepmir.rating.store import AnnotationStore
 
 SHAPE, VOXEL_MM = (160, 192, 48), (1.0, 1.0, 2.5)  # the plugin's sample subject
 

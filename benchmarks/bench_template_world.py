@@ -6,7 +6,7 @@ the noise and the k-space cropping (1 mm simulation -> 1 x 1 x 2 mm acquisition)
 after the QSM reconstruction challenge 2.0 forward model, Marques et al., MRM 2021); the QSM pipeline (Laplacian
 unwrapping, V-SHARP, TV-ADMM inversion) is written here and is none of the phantom's (anatomy, lesions and veins in
 ``template_world_anatomy.py``, physics and reconstruction in ``template_world_physics.py``). SWI is
-``napari_deepmir.swi``. Lesions: microbleeds (lobar, deep, infratentorial), iron deposits in putamen and
+``napari_deepmir.io.swi``. Lesions: microbleeds (lobar, deep, infratentorial), iron deposits in putamen and
 pallidum, and as mimics calcifications, medullary and cortical veins. Subjects are cached in ``--cache``.
 
 Benchmark-only packages (not project dependencies): ``pip install nilearn qsm-forward``.

@@ -167,7 +167,7 @@ def tv_admm(local_field, mask, voxel_mm, alpha=4e-4, rho=None, iterations=30):
 
 def reconstruct(signal, brain_coarse):
     """(SWI, QSM ppm, QSM mask) from the complex signal on the 1 x 1 x 2 mm grid."""
-    from napari_deepmir.swi import swi_from_signal
+    from napari_deepmir.io.swi import swi_from_signal
 
     swi = swi_from_signal(signal, phase_sign=-1)  # qsm-forward: positive field -> positive phase (left-handed)
     phase = np.angle(signal) * brain_coarse

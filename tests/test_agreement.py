@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import write_nifti
 
-from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.cli import main
 from napari_deepmir.io import InputError, Subject
 from napari_deepmir.lesions.agreement import consensus_candidates, icc_2_1, read_disagreements
+from napari_deepmir.rating.store import AnnotationStore
 
 SHAPE = (20, 20, 10)
 

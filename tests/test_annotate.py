@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_files, find_subject_folders
+from napari_deepmir.rating.store import AnnotationStore
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_unreadable_sidecar_is_kept_aside_not_overwritten(subject_folder, tmp_pa
 
 
 def test_model_probabilities_raise_candidates_when_asked(make_napari_viewer, qtbot, subject_folder, tmp_path):
-    from napari_deepmir.layers import probability_layer_data
+    from napari_deepmir.layer_data import probability_layer_data
     from napari_deepmir.widgets._layers import add_layer
 
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)
@@ -310,7 +310,7 @@ def test_certainty_and_reasons_by_keys_survive_a_restart_and_are_exported(
 def test_a_blinded_session_is_unranked_without_suggestions_or_model_and_stays_blinded(
     make_napari_viewer, qtbot, subject_folder, tmp_path
 ):
-    from napari_deepmir.layers import probability_layer_data
+    from napari_deepmir.layer_data import probability_layer_data
     from napari_deepmir.widgets._layers import add_layer
 
     viewer, widget = _open(make_napari_viewer, subject_folder, qtbot)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import sphere_world, write_nifti
 
-from napari_deepmir.annotations import AnnotationStore
 from napari_deepmir.io import InputError, load_subject
+from napari_deepmir.rating.store import AnnotationStore
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 SECRET = "rank,x_mm,y_mm,z_mm,secret\n0,1,2,3,outside-the-folder\n"

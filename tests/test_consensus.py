@@ -149,9 +149,9 @@ def test_a_blinded_consensus_read_does_not_say_which_rater_made_which_call(make_
 
 
 def test_a_subject_missing_from_the_table_or_a_map_on_another_grid_is_refused_naming_the_file(readers, tmp_path):
-    from napari_deepmir.annotations import AnnotationStore
-    from napari_deepmir.consensus import consensus_root, start_consensus, subject_disagreements
     from napari_deepmir.io import InputError, load_subject_dir
+    from napari_deepmir.rating.consensus import consensus_root, start_consensus, subject_disagreements
+    from napari_deepmir.rating.store import AnnotationStore
 
     root, folder = readers
     maps = {side: nib.load(str(root / side / f"{folder.name}_dseg.nii.gz")) for side in "ab"}

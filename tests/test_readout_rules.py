@@ -6,11 +6,11 @@ import pytest
 from conftest import write_nifti
 
 from napari_deepmir.io import InputError, Subject
-from napari_deepmir.io.region_maps import load_segmentation
 from napari_deepmir.lesions.guidance import FLAG_TOO_LARGE
 from napari_deepmir.lesions.measure import measure_lesions
 from napari_deepmir.lesions.summary import cmb_pattern, participant_summary
-from napari_deepmir.regions import region_name, regions_from_segmentation
+from napari_deepmir.regions.maps import load_segmentation
+from napari_deepmir.regions.segmentation import region_name, regions_from_segmentation
 
 #: The segmentation grid: 1 mm voxels, world x = i - 30 (i < 30 is the left hemisphere).
 SHAPE = (60, 60, 60)

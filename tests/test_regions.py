@@ -8,7 +8,7 @@ from conftest import oblique_affine, write_nifti
 from napari_deepmir.cli import main
 from napari_deepmir.conventions import LOCATION_NAMES, REGION_NAMES, RIGHT_OFFSET
 from napari_deepmir.io import InputError
-from napari_deepmir.regions import region_name
+from napari_deepmir.regions.segmentation import region_name
 
 #: The segmentation grid: 1 mm voxels, world x = i - 40 (left below 0), y = j - 48 (anterior up), z = k - 35.
 SHAPE = (80, 96, 70)
@@ -126,7 +126,7 @@ def test_locations_refuses_to_replace_maps_and_non_segmentations(tmp_path):
     assert main(["locations", "--aseg", aseg, "--swi", swi]) == 0
     assert main(["locations", "--aseg", aseg, "--swi", swi]) == 2  # exists: --overwrite needed
     assert main(["locations", "--aseg", aseg, "--swi", swi, "--overwrite"]) == 0
-    from napari_deepmir.io.region_maps import load_segmentation
+    from napari_deepmir.regions.maps import load_segmentation
 
     with pytest.raises(InputError, match="no FreeSurfer/SynthSeg cerebral labels"):
         load_segmentation(write_nifti(tmp_path / "not_aseg.nii.gz", np.ones((8, 8, 8), np.int16) * 7, affine))

@@ -5,12 +5,14 @@ import numpy as np
 from test_verifier import with_verifier
 from training_scenes import write_blob_subject
 
-from napari_deepmir.annotations import REJECTED, AnnotationStore, export_session
 from napari_deepmir.inference import prepare_input
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.lesions.candidates import grown_components
 from napari_deepmir.lesions.patches import candidate_patches
 from napari_deepmir.model.files import load_model
+from napari_deepmir.rating.decisions import REJECTED
+from napari_deepmir.rating.session import export_session
+from napari_deepmir.rating.store import AnnotationStore
 from napari_deepmir.training.data import load_annotated_subject
 from napari_deepmir.training.verifier import cached_examples, subject_examples
 

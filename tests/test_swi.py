@@ -10,8 +10,8 @@ from conftest import write_nifti
 from napari_deepmir.cli import main
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_folders
+from napari_deepmir.io.swi import swi_from_magnitude_phase
 from napari_deepmir.phantom.physics import dipole_field, rad_per_ppb
-from napari_deepmir.swi import swi_from_magnitude_phase
 
 SHAPE = (64, 64, 6)
 DOT = (30, 34, 3)

@@ -28,7 +28,7 @@ def _dock(viewer, widget):
 
 def _sample_with_a_detection(viewer):
     """The sample opened as a user does, plus a detection's labels and probability maps on its SWI grid."""
-    from napari_deepmir.layers import labels_layer_data, probability_layer_data
+    from napari_deepmir.layer_data import labels_layer_data, probability_layer_data
     from napari_deepmir.widgets._layers import add_layer, geometry_of
 
     viewer.open_sample("napari-deepmir", "synthetic_subject")

@@ -11,7 +11,7 @@ def _rgba(layer, value) -> np.ndarray:
 
 
 def test_truth_detection_and_annotation_look_different(make_napari_viewer, qtbot, tmp_path):
-    from napari_deepmir.layers import labels_layer_data
+    from napari_deepmir.layer_data import labels_layer_data
     from napari_deepmir.widgets._layers import add_layer, geometry_of
 
     viewer = make_napari_viewer()

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import napari_deepmir
-from napari_deepmir.annotations import user_annotations_dir
+from napari_deepmir.rating.store import user_annotations_dir
 
 
 def _package_files() -> set[Path]:

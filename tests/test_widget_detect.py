@@ -7,7 +7,7 @@ from lesion_scenes import SPACING, scene, world_of
 
 from napari_deepmir.io import Subject
 from napari_deepmir.io.display import DisplayGeometry
-from napari_deepmir.layers import image_layer_data
+from napari_deepmir.layer_data import image_layer_data
 from napari_deepmir.lesions.measure import count_summary
 from napari_deepmir.widgets._layers import add_layer
 from napari_deepmir.widgets._lesions import detect_in_layers

@@ -1,4 +1,4 @@
-"""npe2 reader: NIfTI files, subject folders and DICOM folders -> layers in millimetres (thin; see layers.py).
+"""npe2 reader: NIfTI files, subject folders and DICOM folders -> layers in millimetres (thin; see layer_data.py).
 
 A DICOM folder goes through ``deepmir import`` (:func:`..io.dicom.import_dicom`) into a new BIDS folder in the
 temporary directory (the layers' metadata name its files), and each imported subject opens as a subject folder.
@@ -17,7 +17,7 @@ from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
 from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
-from .layers import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
+from .layer_data import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
 from .lesions.components import load_region_map
 
 #: Name endings (before .nii/.nii.gz, lower case) that tell the modality of a single file.

@@ -6,7 +6,9 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
-from .layers import LABEL_ROLE_STYLES, apply_role_contour
+from ._reader import read_subject_folder
+from .layer_data import LABEL_ROLE_STYLES, apply_role_contour
+from .widgets._busy import busy_cursor
 
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
@@ -14,8 +16,6 @@ SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
 def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
-    from ._reader import read_subject_folder
-
     layers = _read_showing_busy(read_subject_folder)
     for _, kwargs, _ in layers:
         if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
@@ -32,7 +32,6 @@ def _read_showing_busy(read) -> list[tuple]:
 
     if QApplication.instance() is None:
         return read(SAMPLE_FOLDER)
-    from .widgets._busy import busy_cursor
 
     with busy_cursor():
         return read(SAMPLE_FOLDER)

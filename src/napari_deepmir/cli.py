@@ -936,7 +936,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
 def _cmd_locations(args: argparse.Namespace) -> int:
     from .io import InputError
     from .io.bids import find_subject_files, names_read, subject_id
-    from .io.region_maps import write_region_maps
+    from .regions.maps import write_region_maps
 
     swi = args.swi
     if args.subject is not None:
@@ -1000,7 +1000,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_consensus(args: argparse.Namespace) -> int:
-    from .consensus import agreement_text, consensus_root, export_consensus_reads
+    from .rating.consensus import agreement_text, consensus_root, export_consensus_reads
 
     for subject, report in export_consensus_reads(args.disagreements):
         undecided = f" ({report['undecided']} disagreements undecided)" if report["undecided"] else ""

@@ -4,6 +4,8 @@ import sys
 import time
 from collections.abc import Callable, Generator
 
+from tqdm import tqdm
+
 
 def run_to_end(steps: Generator, on_yield: Callable | None = None):
     """Drive a generator that reports progress (the ``iter_*`` functions) to its end and return its value;
@@ -67,7 +69,5 @@ def progress_bar(desc: str, *, total: int | None = None, unit: str = "it", enabl
     """A tqdm bar when stderr is a terminal; otherwise :class:`_StageLines` (no thousands of lines in a log);
     nothing at all when not ``enabled``."""
     if enabled and sys.stderr.isatty():
-        from tqdm import tqdm
-
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
     return _StageLines(desc, total, unit, quiet=not enabled)

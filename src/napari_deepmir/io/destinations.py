@@ -25,7 +25,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .. import __version__
 from .errors import InputError
+from .jsonfile import read_json
 
 #: The ``GeneratedBy`` name of every JSON record this project writes.
 GENERATOR = "napari-deepmir"
@@ -33,14 +35,10 @@ GENERATOR = "napari-deepmir"
 
 def generated_by() -> dict:
     """The ``GeneratedBy`` entry of the records this project writes (BIDS derivatives' field)."""
-    from .. import __version__
-
     return {"Name": GENERATOR, "Version": __version__}
 
 
 def _json_object(path: Path) -> dict | None:
-    from .jsonfile import read_json
-
     try:
         content = read_json(path)
     except InputError:

@@ -32,7 +32,7 @@ class Conversion:
 def dcm2niix_binary() -> str:
     """The path of the dcm2niix executable: the ``dcm2niix`` package's, else one on PATH."""
     try:
-        import dcm2niix
+        import dcm2niix  # noqa: PLC0415 (optional: a dcm2niix on PATH serves too)
     except ImportError:
         found = shutil.which("dcm2niix")
         if found is None:

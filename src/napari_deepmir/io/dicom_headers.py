@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from .errors import InputError
 
@@ -88,8 +89,6 @@ class DicomSeries:
 def read_series(dicom_dir: Path) -> tuple[list[DicomSeries], list[str]]:
     """Every DICOM Part 10 image under ``dicom_dir``, grouped into series of one person; and the files skipped
     (header unreadable, or not an image), each as 'path: why'."""
-    import pydicom
-
     groups: dict[tuple, DicomSeries] = {}
     seen: dict[tuple, set] = defaultdict(set)
     unreadable = []

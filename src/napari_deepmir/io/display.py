@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from .nifti import voxel_sizes
 
@@ -38,8 +39,6 @@ class DisplayGeometry:
 
     @cached_property
     def _orientation(self) -> np.ndarray:
-        from nibabel.orientations import io_orientation
-
         return io_orientation(self.affine)
 
     @property
@@ -49,8 +48,6 @@ class DisplayGeometry:
 
     def to_display(self, array: np.ndarray) -> np.ndarray:
         """Source-grid array (last three axes spatial) -> napari layer data (..., S, A, R)."""
-        from nibabel.orientations import apply_orientation
-
         lead = array.ndim - 3
         if lead:
             return np.stack([self.to_display(a) for a in array])
@@ -58,8 +55,6 @@ class DisplayGeometry:
 
     def from_display(self, array: np.ndarray) -> np.ndarray:
         """napari layer data (S, A, R) -> array on the source grid; exact inverse of :meth:`to_display`."""
-        from nibabel.orientations import apply_orientation, ornt_transform
-
         canonical = np.asarray(array).transpose(2, 1, 0)
         back = ornt_transform([[0, 1], [1, 1], [2, 1]], self._orientation)
         return np.ascontiguousarray(apply_orientation(canonical, back))
@@ -67,8 +62,6 @@ class DisplayGeometry:
     @cached_property
     def display_affine(self) -> np.ndarray:
         """4x4 affine from layer data indices (S, A, R order) to napari world (z, y, x) in mm."""
-        from nibabel.orientations import inv_ornt_aff
-
         canonical = self.affine @ inv_ornt_aff(self._orientation, self.shape)
         return REVERSE_AXES @ canonical @ REVERSE_AXES
 

@@ -1,6 +1,12 @@
 """A brain mask good enough for normalisation, unit detection and candidate search."""
 
 import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from .errors import InputError
+from .nifti import Volume, load_volume
+from .resample import resample_volume_to
 
 #: A QSM or T2 must have data near at least this fraction of the head seen on SWI (see :func:`coverage`).
 MIN_COVERAGE = 0.5
@@ -28,9 +34,6 @@ def brain_mask(swi: np.ndarray, qsm: np.ndarray | None = None) -> np.ndarray:
     :data:`MIN_SUPPORT_FRACTION` of the SWI-based estimate, that support is the mask; otherwise
     Otsu's threshold on smoothed SWI. Holes are filled and only the largest component kept.
     """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
     smooth = ndi.gaussian_filter(np.asarray(swi, dtype=np.float32), 2.0)
     estimate = smooth > threshold_otsu(smooth) * 0.5
     support = qsm_support(qsm)
@@ -50,8 +53,6 @@ def coverage(support: np.ndarray, region: np.ndarray, spacing, *, margin_mm: flo
 
     Measured on blocks of about 4 mm, so it is cheap on any grid; an empty region counts as covered.
     """
-    from scipy import ndimage as ndi
-
     step = np.maximum(1, np.round(4.0 / np.asarray(spacing, dtype=float))).astype(int)
     support, region = _any_in_blocks(support, step), _any_in_blocks(region, step)
     if not region.any():
@@ -76,9 +77,6 @@ def whole_brain_mask(swi: np.ndarray, qsm: np.ndarray | None, spacing) -> np.nda
     the lightly smoothed SWI) connected to it and within :data:`QSM_EROSION_REACH_MM` of it; the dark skull
     stops it, so the scalp stays out. Without a QSM support, :func:`brain_mask`'s SWI estimate.
     """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
     core = brain_mask(swi, qsm)
     if qsm_support(qsm) is None:
         return core
@@ -93,9 +91,6 @@ def whole_brain_mask(swi: np.ndarray, qsm: np.ndarray | None, spacing) -> np.nda
 
 def load_brain_mask(path, subject) -> np.ndarray:
     """A user's brain mask file (non-zero = brain) on ``subject``'s SWI grid, resampled there in world space."""
-    from .nifti import Volume, load_volume
-    from .resample import resample_volume_to
-
     volume = load_volume(path, check_values=False)
     mask = (
         resample_volume_to(
@@ -113,8 +108,6 @@ def use_brain_mask(subject, mask: np.ndarray, source) -> None:
     lesions are sought only inside it. Normalisation keeps to the estimated mask (the QSM's support) inside
     it, or to the user's mask where the two do not meet. ``source`` (a file or a layer name) is recorded in
     ``subject.brain_mask_source`` and names the mask in errors."""
-    from .errors import InputError
-
     mask = np.asarray(mask) != 0
     if mask.shape != subject.shape:
         raise InputError(source, f"the brain mask has shape {mask.shape}, the SWI grid is {subject.shape}")

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from .atomic import atomic_path
@@ -76,8 +77,6 @@ def load_volume(
     and (with ``check_values``) all-NaN or constant data. NaN/inf voxels are replaced by 0 and reported
     in ``Volume.warnings``.
     """
-    import nibabel as nib
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
@@ -212,8 +211,6 @@ def _finite_range(data: np.ndarray, finite: np.ndarray) -> tuple[float, float]:
 def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, *, intent: str | None = None) -> Path:
     """Write ``data`` with ``affine`` to ``path`` atomically; the header's qform and sform are both set, and its
     units (millimetres, seconds) are stated, as the BIDS validator asks."""
-    import nibabel as nib
-
     image = nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=np.float64))
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)

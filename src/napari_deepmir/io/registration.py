@@ -16,8 +16,10 @@ convention), so the corrected affine of the moving image is ``inv(transform) @ a
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from .nifti import Volume, voxel_sizes
+from .resample import resample_to_grid
 
 #: Voxel size (mm) of the coarse grid the check registers on.
 COARSE_MM = 4.0
@@ -111,8 +113,6 @@ def _sitk_image(data: np.ndarray, affine: np.ndarray):
 
 def _coarse(data: np.ndarray, affine: np.ndarray, target_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """``data`` averaged over blocks of about ``target_mm`` mm (whole voxels), with the affine of the coarse grid."""
-    from scipy import ndimage
-
     step = np.maximum(1, np.round(target_mm / voxel_sizes(affine))).astype(int)
     if (step == 1).all():
         return np.asarray(data, np.float32), affine
@@ -207,8 +207,6 @@ def max_displacement_mm(transform: np.ndarray, brain: np.ndarray, affine: np.nda
 
 def brain_nmi(moving: Volume, reference: Volume, brain: np.ndarray, transform: np.ndarray | None = None) -> float:
     """NMI inside ``brain`` between the reference and ``moving`` resampled onto it (through ``transform``)."""
-    from .resample import resample_to_grid
-
     affine = moving.affine if transform is None else np.linalg.solve(transform, moving.affine)
     step = np.maximum(1, np.round(FINE_MM / reference.spacing)).astype(int)
     sub = tuple(slice(None, None, s) for s in step)

@@ -1,6 +1,8 @@
 """Resampling between grids in world (scanner RAS) coordinates, using each image's affine."""
 
+import nibabel as nib
 import numpy as np
+from nibabel.processing import resample_from_to
 
 from .errors import InputError
 from .nifti import Volume
@@ -20,9 +22,6 @@ def resample_to_grid(
     Works for any affines, oblique ones included (nibabel.processing does the world-space mapping).
     ``order`` 0 is nearest neighbour (labels), 1 trilinear (images).
     """
-    import nibabel as nib
-    from nibabel.processing import resample_from_to
-
     if data.shape == tuple(shape) and np.allclose(affine, target_affine, atol=1e-4):
         return data
     source = nib.Nifti1Image(np.asarray(data, dtype=np.float32 if order else data.dtype), affine)

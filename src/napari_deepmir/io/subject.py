@@ -15,6 +15,7 @@ from .qsm_units import QSM_UNITS, check_qsm_units, detect_qsm_units, to_ppb
 from .registration import Alignment, align_to_reference
 from .resample import resample_volume_to
 from .sidecar import read_sidecar, scan_parameters, stated_qsm_units
+from .swi import gre_signal, phase_range, phase_sign_for, swi_from_signal, vein_check
 
 
 @dataclass
@@ -129,8 +130,6 @@ def made_swi(magnitude: str | Path, phase: str | Path, phase_sign: int | None = 
 
     The phase's range (:func:`..swi.phase_range`) and, when ``phase_sign`` is None, its sign
     (:func:`..swi.phase_sign_for`) come from the phase's sidecar (else the magnitude's) Manufacturer."""
-    from ..swi import gre_signal, phase_range, phase_sign_for, swi_from_signal, vein_check
-
     magnitude_volume = load_volume(magnitude, complex_to_magnitude=True)
     phase_volume = load_volume(phase, check_values=False)
     if phase_volume.data.shape != magnitude_volume.data.shape or not np.allclose(

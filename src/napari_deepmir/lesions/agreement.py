@@ -24,11 +24,14 @@ from ..conventions import CLASS_NAMES
 from ..io import InputError
 from ..io.bids import subject_id
 from ..io.derivatives import read_table, write_json, write_table_with_sidecar
+from ..io.destinations import check_destinations, generated_by, generated_by_us, our_table
 from ..io.nifti import voxel_sizes
 from ..progress import progress_bar
+from .candidates import COLUMNS
 from .components import check_same_grid, load_label_map
 from .evaluate import compare_maps, cross_class_pairs, lesion_places, place_maps
 from .matching import Lesions, check_rule
+from .measure import label_lesions
 from .pairing import pair_label_maps
 from .summary import BURDEN_CATEGORIES, burden_category
 
@@ -112,8 +115,6 @@ def weighted_kappa(a: list[str], b: list[str], categories: tuple[str, ...]) -> f
 def definite_labels(path: Path, labels: np.ndarray) -> tuple[np.ndarray, int]:
     """The label map ``labels`` (read from ``path``) without the lesions its rater rated possible in the lesion table
     beside it, and how many were left out; InputError naming the table when it does not list this map's lesions."""
-    from .measure import label_lesions
-
     subject = subject_id(path.name)
     tables = sorted(p for p in path.parent.glob("*_lesions.tsv") if subject is None or subject_id(p.name) == subject)
     if len(tables) > 1:
@@ -301,8 +302,6 @@ def agreement(
 def check_agreement_outputs(out_dir: str | Path, *, overwrite: bool = False, inputs=()) -> tuple[Path, Path]:
     """The report and table paths in ``out_dir``, checked by the one rule (:mod:`..io.destinations`): files there
     are replaced only when ours (the report's GeneratedBy, a disagreement table) or with ``overwrite``."""
-    from ..io.destinations import check_destinations, generated_by_us, our_table
-
     out_dir = Path(out_dir)
     report, table = out_dir / "agreement.json", out_dir / "disagreements.tsv"
     is_table = our_table(DISAGREEMENT_COLUMNS)
@@ -318,8 +317,6 @@ def check_agreement_outputs(out_dir: str | Path, *, overwrite: bool = False, inp
 def write_agreement(result: AgreementResult, out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``agreement.json`` and ``disagreements.tsv`` (with its JSON sidecar) into ``out_dir``
     (:func:`check_agreement_outputs` first)."""
-    from ..io.destinations import generated_by
-
     report_path, table_path = check_agreement_outputs(out_dir, overwrite=overwrite)
     report = write_json(report_path, {**result.report, "GeneratedBy": generated_by()})
     table = write_table_with_sidecar(table_path, result.disagreements, DISAGREEMENT_COLUMNS)
@@ -340,8 +337,6 @@ def consensus_candidates(disagreements: pd.DataFrame) -> pd.DataFrame:
     """One participant's disagreements as a candidate list for review (the columns of
     :data:`~napari_deepmir.lesions.candidates.COLUMNS`): one candidate per disagreement, in rank order, no
     suggestion, the raters' classes in ``flags``."""
-    from .candidates import COLUMNS
-
     table = disagreements.sort_values("rank").reset_index(drop=True)
     candidates = pd.DataFrame(index=table.index, columns=list(COLUMNS))
     for column in ("rank", "x_mm", "y_mm", "z_mm", "i", "j", "k"):

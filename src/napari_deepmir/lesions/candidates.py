@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ..conventions import CLASS_NAMES
 from .components import CONNECTIVITY_26
 from .features import region_features
 from .guidance import FLAG_DIAMAGNETIC, FLAG_VESSEL, judge
+from .measure import COLUMNS as LESION_COLUMNS
+from .measure import label_lesions
 from .placement import lesion_place
 
 #: Blob scales (Gaussian sigma, mm) of the Laplacian of Gaussian: CMBs are ~1.5-10 mm across.
@@ -247,8 +250,6 @@ def useful_candidates(table: pd.DataFrame) -> pd.DataFrame:
 
 def table_descriptions() -> dict[str, tuple[str, str | None]]:
     """Column -> (description, units) of the candidate table, for its JSON sidecar."""
-    from .measure import COLUMNS as LESION_COLUMNS
-
     return LESION_COLUMNS | {
         "rank": ("Rank, 1 = most likely lesion", None),
         "i": ("Centroid of the grown region, first array axis", "voxel"),
@@ -269,9 +270,6 @@ def candidate_recall(table: pd.DataFrame, subject, labels: np.ndarray, *, top: i
 
     A true lesion (26-connected component of one class of ``labels``) is hit when the region grown
     from a candidate's seed shares a voxel with it, the lesion-wise rule of :mod:`.evaluate`."""
-    from ..conventions import CLASS_NAMES
-    from .measure import label_lesions
-
     lesion_ids, classes = label_lesions(labels)
     hit: set[int] = set()
     for seed in table.head(top)[["seed_i", "seed_j", "seed_k"]].to_numpy(int):

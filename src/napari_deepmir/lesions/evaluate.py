@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
 from ..io import InputError
 from ..io.bids import subject_id
+from ..io.jsonfile import read_json
 from ..io.nifti import voxel_sizes
+from ..io.sidecar import sidecar_path
 from ..progress import progress_bar
 from .components import (
     check_same_grid,
@@ -195,8 +198,6 @@ def score_lesions(
 
 def lesion_places(lesions: Lesions, spacing, locations: np.ndarray | None, regions: np.ndarray | None) -> dict:
     """Per lesion, its location and ``region side`` (:func:`.placement.lesion_place`); ``unknown`` without a map."""
-    from scipy import ndimage
-
     boxes = ndimage.find_objects(lesions.ids, max_label=lesions.count)
     places = [
         lesion_place(
@@ -231,8 +232,6 @@ def _froc_counts(
     predicted label map (the whole pipeline's output: post-processing and second stage included), each scored by
     its peak class probability; at a threshold those scoring at least it are kept and paired one to one with the
     truth under ``rule``: a truth lesion counts as found only when paired (1:1 sensitivity)."""
-    from scipy import ndimage
-
     counts: dict[str, list[dict]] = {}
     for value, name in CLASS_NAMES.items():
         if name not in probabilities:
@@ -366,9 +365,6 @@ def _sum_places(per_subject: list[dict], key: str, class_name: str) -> dict[str,
 
 def check_complete(labels: Path) -> None:
     """InputError when the provenance sidecar of a predicted label map says its output set is incomplete."""
-    from ..io.jsonfile import read_json
-    from ..io.sidecar import sidecar_path
-
     marker = sidecar_path(labels)
     record = read_json(marker) if marker.is_file() else None
     if isinstance(record, dict) and record.get("Complete") is False:

@@ -6,6 +6,7 @@ descriptions go into the BIDS JSON sidecar written next to a table.
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from ..conventions import CLASS_NAMES, CMB, HEMISPHERES, IRON, LOCATION_NAMES, REGION_NAMES
 from ..io.nifti import voxel_sizes
@@ -215,8 +216,6 @@ def qsm_verdict(flags: list[str]) -> str:
 
 
 def _slices(lesion_ids: np.ndarray, count: int) -> list[tuple[slice, ...]]:
-    from scipy import ndimage
-
     return ndimage.find_objects(lesion_ids, max_label=count)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..conventions import LOCATION_NAMES
+from ..regions.segmentation import region_name
 from .components import locations_from_regions
 
 #: How far (mm) a lesion with no labelled voxel may be from the labelled voxel whose label it takes.
@@ -61,6 +62,5 @@ def lesion_place(
     if regions is None or not location:
         return LOCATION_NAMES.get(location, "unknown"), None
     same_place = anchors[locations[tuple(anchors.T)] == location]
-    from ..regions import region_name
 
     return LOCATION_NAMES[location], region_name(_majority(regions[tuple(same_place.T)]))

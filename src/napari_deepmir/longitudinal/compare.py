@@ -15,6 +15,10 @@ import pandas as pd
 
 from ..io import InputError, Subject
 from ..io.nifti import Volume
+from ..io.subject import load_subject_dir
+from ..lesions.components import load_label_map
+from ..lesions.measure import measure_lesions
+from ..pipeline import detect
 from .changes import compare_lesions, new_microbleeds
 from .grading import AriaGrade
 from .register import SessionRegistration, register_sessions
@@ -64,8 +68,6 @@ def session_label(folder: str | Path, default: str) -> str:
 def labels_on_grid(path: str | Path, subject: Subject) -> np.ndarray:
     """A label map (0/1/2; all 0 is a session without lesions) that must lie on ``subject``'s SWI grid; an
     InputError names the file otherwise."""
-    from ..lesions.components import load_label_map
-
     volume = load_label_map(path)
     if volume.data.shape != subject.shape or not np.allclose(volume.affine, subject.affine, atol=1e-3):
         raise InputError(
@@ -87,10 +89,6 @@ def load_session(
 ) -> Session:
     """Load session ``label``'s folder and find its lesions: from ``labels`` when given, else by the detection
     pipeline."""
-    from ..io.subject import load_subject_dir
-    from ..lesions.measure import measure_lesions
-    from ..pipeline import detect
-
     subject = load_subject_dir(folder)
     if labels is not None:
         found = labels_on_grid(labels, subject)

@@ -12,6 +12,8 @@ The grade is the more severe of the two. napari-deepmir has no siderosis detecto
 
 from dataclasses import dataclass
 
+import numpy as np
+
 #: Grades from least to most severe.
 GRADES: tuple[str, ...] = ("none", "mild", "moderate", "severe")
 #: Where the rule comes from (written into every grade record).
@@ -81,8 +83,6 @@ class AriaGrade:
 def weighted_kappa(a: list[str], b: list[str]) -> float:
     """Cohen's kappa with linear weights of two lists of grades (:data:`GRADES`); NaN when chance agreement
     is complete (every grade the same on both sides)."""
-    import numpy as np
-
     if len(a) != len(b):
         raise ValueError("two lists of grades of the same length are needed")
     n = len(GRADES)

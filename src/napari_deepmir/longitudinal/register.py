@@ -28,6 +28,7 @@ from ..io.registration import (
     rigid_mi_method,
     rigid_registration,
 )
+from ..io.resample import resample_to_grid
 from .changes import MATCH_TOLERANCE_MM
 
 
@@ -127,7 +128,5 @@ def followup_on_baseline_grid(
     followup: Volume, registration: SessionRegistration, shape, affine, *, order: int = 1
 ) -> np.ndarray:
     """The follow-up image resampled onto the baseline grid through the registration (for side-by-side review)."""
-    from ..io.resample import resample_to_grid
-
     corrected = np.linalg.solve(registration.transform, followup.affine)
     return resample_to_grid(followup.data, corrected, tuple(shape), affine, order=order)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io.bids import subject_id
 from ..io.destinations import ensure_writable_folder
 from ..io.outputs import check_can_write
+from ..pipeline import write_detection
 from .compare import SessionComparison, compare_sessions, load_session, session_label
 from .evaluate import score_pair
 from .outputs import ChangeSet, session_outputs, write_comparison
@@ -31,9 +33,6 @@ def run_comparison(
     computed before every output is known to be writable. ``truth``: a synthetic pair's truth change table,
     scored into the record. ``participant`` names the outputs (default: the ``sub-`` id of the baseline folder).
     ``progress(message)`` hears each stage."""
-    from ..io.bids import subject_id
-    from ..pipeline import write_detection
-
     say = progress or (lambda message: None)
     participant = participant or subject_id(baseline) or Path(baseline).name
     outputs = ChangeSet(ensure_writable_folder(out), participant)

@@ -237,8 +237,8 @@ def _state(module, verifier) -> dict:
 
 def _networks(card: ModelCard):
     """(U-Net, verifier or None) as the card describes them, on the current default device."""
-    from .unet import DeepmirUNet
-    from .verifier import CandidateVerifier
+    from .unet import DeepmirUNet  # noqa: PLC0415 (a torch module)
+    from .verifier import CandidateVerifier  # noqa: PLC0415 (a torch module)
 
     arch = card.architecture
     module = DeepmirUNet(card.in_channels, card.n_classes, arch["base_filters"], arch["depth"])

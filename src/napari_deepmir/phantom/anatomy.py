@@ -8,6 +8,7 @@ a proton density, an R2* (1/s) and a T2-weighted brightness (values after domain
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..conventions import LOCATION_NAMES
 
@@ -70,8 +71,6 @@ def _ellipsoid(xyz: np.ndarray, centre, radii, power: float = 2.0) -> np.ndarray
 
 def _smooth_noise(shape, rng: np.random.Generator, sigma_vox) -> np.ndarray:
     """Zero-mean, unit-std Gaussian-smoothed noise (texture, deformation)."""
-    from scipy import ndimage
-
     field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox)
     return field / (field.std() + 1e-6)
 
@@ -93,8 +92,6 @@ class Head:
 
 def _upsampled_noise(shape, rng: np.random.Generator, factor: int, sigma_vox: float) -> np.ndarray:
     """Smooth noise drawn on a grid ``factor`` times coarser and interpolated (cheap on a fine grid)."""
-    from scipy import ndimage
-
     coarse = _smooth_noise(tuple(max(4, n // factor) for n in shape), rng, sigma_vox)
     return ndimage.zoom(coarse, np.array(shape) / np.array(coarse.shape), order=1)[tuple(slice(0, n) for n in shape)]
 
@@ -136,7 +133,6 @@ def draw_head(
     factors, power = HEAD_SHAPE_FAMILIES[world.head_shape if world is not None else "ellipsoid"]
     radii = radii * np.array(factors)
     coarse = _smooth_noise(tuple(max(4, n // 8) for n in shape), rng, 2.0)
-    from scipy import ndimage
 
     wobble = ndimage.zoom(coarse, np.array(shape) / np.array(coarse.shape), order=1)[tuple(slice(0, n) for n in shape)]
     r = _ellipsoid(xyz, BRAIN_CENTRE_MM, radii, power) * (1 + 0.03 * wobble)

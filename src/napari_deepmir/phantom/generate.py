@@ -12,9 +12,10 @@ from .. import __version__
 from ..io import save_labels, save_nifti
 from ..io.atomic import write_text_atomic
 from ..io.bids import raw_path, write_dataset_files
+from ..io.destinations import check_new_folder, ensure_writable_folder
 from ..io.nifti import voxel_sizes
 from ..io.resample import resample_to_grid
-from ..swi import swi_from_signal
+from ..io.swi import swi_from_signal
 from .acquisition import Acquisition, grid_affine
 from .anatomy import brain_mask, draw_head, property_map
 from .lesions import Maps, place_all
@@ -369,8 +370,6 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path, *, session: st
 def check_subject_folders(out_dir: str | Path, n_subjects: int, *, overwrite: bool = False) -> None:
     """Refuse (InputError) to make subjects ``sub-001``... in ``out_dir`` where such a folder already holds
     anything, unless ``overwrite`` (:func:`..io.destinations.check_new_folder`)."""
-    from ..io.destinations import check_new_folder, ensure_writable_folder
-
     ensure_writable_folder(out_dir)
     for i in range(n_subjects):
         check_new_folder(Path(out_dir) / f"sub-{i + 1:03d}", overwrite=overwrite)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from ..conventions import CMB, IRON, LOCATION_NAMES
 from .anatomy import BRAIN_RADII_MM, BY_NAME
@@ -228,7 +229,6 @@ class Placer:
             direction = direction / np.linalg.norm(direction) + bend
             points.append(points[-1] + 0.3 * direction / np.linalg.norm(direction))
         points = np.array(points)
-        from scipy.spatial import cKDTree
 
         centre = points.mean(axis=0)
         slices, world = self.maps.box(centre, length / 2 + radius + 1)

@@ -1,7 +1,7 @@
 """MR physics of the phantom: dipole field, GRE signal with blooming, QSM by TKD (SWI: :mod:`..swi`)."""
 
 import numpy as np
-from scipy import fft
+from scipy import fft, ndimage
 
 GAMMA_HZ_PER_T = 42.58e6
 
@@ -106,8 +106,6 @@ def sharp_background_removal(
 ) -> tuple[np.ndarray, np.ndarray]:
     """SHARP: the spherical-mean-value filter removes harmonic (background) fields inside the mask eroded by
     the sphere, then a truncated deconvolution restores the local field. Returns (local field, eroded mask)."""
-    from scipy import ndimage
-
     shape = total_field.shape
     grid = np.meshgrid(*[fft.fftfreq(n, 1 / n) * d for n, d in zip(shape, voxel_mm)], indexing="ij", sparse=True)
     sphere = (sum(g**2 for g in grid) <= radius_mm**2).astype(np.float32)

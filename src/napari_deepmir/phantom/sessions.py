@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from ..io.derivatives import table_sidecar, write_json, write_table
 from .acquisition import Acquisition
@@ -75,8 +76,6 @@ def head_motion(
 ) -> tuple[np.ndarray, float, float]:
     """(4 x 4 rigid motion about the world origin, its angle in degrees, its shift in mm): a rotation of up to
     ``max_rotation_deg`` about a random axis and a shift of up to ``max_shift_mm`` in a random direction."""
-    from scipy.spatial.transform import Rotation
-
     axis = rng.normal(size=3)
     angle = float(rng.uniform(0, max_rotation_deg))
     direction = rng.normal(size=3)

@@ -1,6 +1,6 @@
 """The consensus read of the labelling widget: open an agreement's disagreements.tsv, export the consensus.
 
-Thin over :mod:`napari_deepmir.consensus`: the session is the labelling widget's own (same keys, autosave and
+Thin over :mod:`napari_deepmir.rating.consensus`: the session is the labelling widget's own (same keys, autosave and
 resume), kept in ``consensus/`` beside the table; this panel only opens it and exports it.
 """
 
@@ -10,8 +10,8 @@ import numpy as np
 from magicgui.widgets import FileEdit
 from qtpy.QtWidgets import QGroupBox, QLabel, QPushButton, QVBoxLayout
 
-from ..consensus import agreement_text, consensus_root, export_consensus, start_consensus
 from ..io import InputError
+from ..rating.consensus import agreement_text, consensus_root, export_consensus, start_consensus
 
 
 class ConsensusPanel(QGroupBox):

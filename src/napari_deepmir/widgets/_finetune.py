@@ -13,6 +13,8 @@ from napari.layers import Labels
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
+from ..model.registry import user_models_dir
+from ..training.data import annotated_folders
 from ._inputs import source_images, subject_layer, subject_of
 from ._layers import geometry_of, modality_of, subject_from_layers
 from ._lesions import edited_since_detection, kind_of, on_same_grid
@@ -86,8 +88,7 @@ def waiting_for(last_step: int | None, config) -> str:
 
 def start_message(config, base_name: str) -> str:
     """What a run does first, in words; without validation subjects it says so plainly."""
-    from ..training.data import annotated_folders
-    from ..training.trainer import split_subjects
+    from ..training.trainer import split_subjects  # noqa: PLC0415 (imports torch)
 
     n_subjects = len(config.samples) + len(annotated_folders(config.data))
     n_val = len(split_subjects(list(range(n_subjects)), config.val_share, config.seed)[1])
@@ -149,8 +150,7 @@ class FinetuneSettings:
     val_share: float = 0.25
 
     def config(self):
-        from ..model.registry import user_models_dir
-        from ..training.trainer import TrainingConfig
+        from ..training.trainer import TrainingConfig  # noqa: PLC0415 (imports torch)
 
         if not self.samples and not self.folders:
             raise InputError(

@@ -8,7 +8,7 @@ from ..io import Subject, Volume, assemble_subject
 from ..io.bids import suffixes_read
 from ..io.display import DisplayGeometry
 from ..io.qsm_units import from_ppb
-from ..layers import apply_role_contour
+from ..layer_data import apply_role_contour
 
 #: Words in a layer name that tell its modality, when its metadata does not.
 _NAME_HINTS = {"swi": ("swi",), "qsm": ("qsm", "chimap", "chi"), "t2": ("t2",)}
@@ -77,7 +77,7 @@ def subject_from_layers(
 
 
 def add_layer(viewer, layer_data: tuple, *, replace: bool = True):
-    """Add a (data, kwargs, type) tuple from :mod:`napari_deepmir.layers`; reuse a layer of that name."""
+    """Add a (data, kwargs, type) tuple from :mod:`napari_deepmir.layer_data`; reuse a layer of that name."""
     data, kwargs, layer_type = layer_data
     name = kwargs["name"]
     if replace and name in viewer.layers:

@@ -16,7 +16,8 @@ from napari.layers import Image
 from ..conventions import CLASS_NAMES, CMB, IRON
 from ..io import InputError, Subject
 from ..io.display import DisplayGeometry
-from ..layers import labels_layer_data, lesion_ids_layer_data, probability_layer_data
+from ..io.mask import use_brain_mask
+from ..layer_data import labels_layer_data, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
 from ..pipeline import DetectionResult, iter_detect
 from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
@@ -67,6 +68,15 @@ def companion_layers(layers, labels_layer) -> CompanionLayers:
     return found
 
 
+def class_probabilities(layers: dict | None, geometry: DisplayGeometry) -> np.ndarray | None:
+    """The (background, CMB, iron) probabilities on the source grid from the two class probability layers
+    (``{class value: layer}``, see :class:`CompanionLayers`), background the rest; None without them."""
+    if not layers:
+        return None
+    maps = [geometry.from_display(np.asarray(layers[value].data)) for value in sorted(CLASS_NAMES)]
+    return np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
+
+
 @dataclass
 class LesionMeasurement:
     """A label map's lesion table and lesion-id map (on the source grid)."""
@@ -87,10 +97,7 @@ def measure_labels_layer(
     labels = geometry.from_display(np.asarray(labels_layer.data))
     if subject is None and companions.swi is not None:
         subject = subject_from_layers(companions.swi, companions.qsm)
-    probabilities = None
-    if companions.probabilities:
-        maps = [geometry.from_display(np.asarray(companions.probabilities[v].data)) for v in (CMB, IRON)]
-        probabilities = np.stack([np.clip(1.0 - maps[0] - maps[1], 0.0, 1.0), *maps])
+    probabilities = class_probabilities(companions.probabilities, geometry)
     locations, regions = (_source_data(layer, geometry) for layer in (companions.locations, companions.regions))
     table = measure_lesions(
         labels, subject, affine=geometry.affine, probabilities=probabilities, locations=locations, regions=regions
@@ -144,8 +151,6 @@ def detect_in_layers(
     and returns a :class:`Detection`. ``model``: None (the default model), a path or a loaded model;
     ``qsm_units``: see :func:`._layers.subject_from_layers`; ``mask_layer``: the user's brain mask on the
     SWI layer's grid (:func:`...io.mask.use_brain_mask`), None to estimate it."""
-    from ..io.mask import use_brain_mask
-
     subject = subject_from_layers(swi_layer, qsm_layer, t2_layer, qsm_units=qsm_units)
     geometry = geometry_of(swi_layer)
     if mask_layer is not None:

@@ -5,11 +5,12 @@ from pathlib import Path
 from magicgui.widgets import ComboBox
 
 from ..conventions import MODALITIES, MODALITY_TITLES
+from ..model.registry import list_models
 
 
 def available_devices(widget=None) -> list[str]:
     """``auto`` plus the torch devices present on this machine (cpu always; cuda, mps when available)."""
-    import torch
+    import torch  # noqa: PLC0415 (heavy: torch)
 
     devices = ["auto", "cpu"]
     if torch.cuda.is_available():
@@ -30,8 +31,6 @@ AUTOMATIC = "automatic (by the inputs)"
 
 
 def _model_choices(widget=None) -> list[tuple[str, object]]:
-    from ..model.registry import list_models
-
     return [(entry.name, entry) for entry in list_models()]
 
 

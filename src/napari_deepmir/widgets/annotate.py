@@ -1,79 +1,48 @@
 """Guided two-class labelling: review candidates by key (definite / possible, a reason for each rejection),
 paint what the detector missed, autosave, export; optionally blinded (unranked, no suggestions).
 
-Thin over :mod:`napari_deepmir.annotations` (the store), :mod:`napari_deepmir.lesions.candidates`
+Thin over :mod:`napari_deepmir.rating` (the store), :mod:`napari_deepmir.lesions.candidates`
 (candidates, grown regions) and :mod:`napari_deepmir.lesions.guidance` (the protocol's evidence).
 """
 
-import html
 import math
 import time
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
-from qtpy.QtCore import Qt, QTimer
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QButtonGroup,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
-    QPushButton,
-    QRadioButton,
     QWidget,
 )
-from superqt import QCollapsible
+from scipy import ndimage
 
-from ..annotations import (
+from ..conventions import CLASS_NAMES, CLASS_TITLES, CMB, IRON
+from ..layer_data import labels_layer_data
+from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE, find_candidates, grow_region
+from ..lesions.components import CONNECTIVITY_26, class_components
+from ..lesions.guidance import assess_region
+from ..rating.consensus import consensus_region, is_consensus_candidate
+from ..rating.decisions import (
     ACCEPTED,
     DEFINITE,
-    POSSIBLE,
     REJECTED,
-    REJECTION_REASONS,
-    AnnotationStore,
     candidate_centre,
     candidate_seed,
-    default_rater,
-    export_session,
 )
-from ..consensus import consensus_region, is_consensus_candidate
-from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
-from ..layers import labels_layer_data
+from ..rating.session import export_session
+from ..rating.store import AnnotationStore
+from ._annotate_layout import AnnotateLayout
+from ._annotate_text import DECISION_TEXT, KEYS, REJECT_CHOICE, class_colour, guidance_html, ppb_text
 from ._blinding import Blinds
 from ._busy import shows_busy
-from ._consensus import ConsensusPanel
-from ._docking import TabbedPanel, scrolling_layout
+from ._docking import TabbedPanel
 from ._hooks import HooksWhileShown
-from ._inputs import SubjectInputs
 from ._layers import add_layer, camera_of, centre_on, geometry_of, show_marker, subject_from_layers
+from ._lesions import CompanionLayers, class_probabilities, companion_layers
 
-#: Keyboard shortcuts bound on the annotation Labels layer only: they act while it is the selected
-#: layer and go with it (napari's own Labels keys — P paint, E erase, F fill, [ and ] brush size,
-#: Ctrl+Z undo — keep working). None of these is a napari default for Labels layers, and no Alt key is
-#: a mnemonic of napari's menus (File, View, Layers, Plugins, Debug, Window, Help).
-#: Key -> (what it does, method, arguments).
-KEYS = {
-    "N": ("next candidate", "next", ()),
-    "Shift-N": ("previous candidate", "previous", ()),
-    "C": ("accept: microbleed, definite", "accept", (CMB, DEFINITE)),
-    "Alt-C": ("accept: microbleed, possible", "accept", (CMB, POSSIBLE)),
-    "I": ("accept: iron deposit, definite", "accept", (IRON, DEFINITE)),
-    "Alt-I": ("accept: iron deposit, possible", "accept", (IRON, POSSIBLE)),
-    "R": ("reject: other", "reject", ("other",)),
-    "Alt-E": ("reject: vein", "reject", ("vein",)),
-    "Alt-K": ("reject: calcification", "reject", ("calcification",)),
-    "Alt-O": ("reject: flow void", "reject", ("flow void",)),
-    "Alt-S": ("reject: cortical superficial siderosis", "reject", ("cortical superficial siderosis",)),
-    "Alt-M": ("reject: cavernoma", "reject", ("cavernoma",)),
-    "Alt-A": ("reject: artefact", "reject", ("artefact",)),
-    "G": ("guidance at the cursor", "assess_at_cursor", ()),
-    "Shift-C": ("paint microbleed", "paint_mode", (CMB,)),
-    "Shift-I": ("paint iron deposit", "paint_mode", (IRON,)),
-}
 BLINDED_NOTE = (
     "Blinded session: candidates in a random order, no suggestions, no model probabilities. It stays blinded."
 )
@@ -83,59 +52,9 @@ AUTOSAVE_DELAY_MS = 1500
 AUTOSAVE_POLL_MS = 5000
 #: A candidate is shown this many times larger than the whole-brain view.
 CANDIDATE_ZOOM = 2.0
-_DECISION_TEXT = {ACCEPTED[CMB]: "CMB", ACCEPTED[IRON]: "iron", REJECTED: "rejected"}
-_REJECT_CHOICE = "Reject because…"
-_WARNING_COLOUR = "#ff9f1a"
 
 
-def _colour(value: int) -> str:
-    return QColor.fromRgbF(*ANNOTATION_COLORS[value]).name()  # as the annotation layer paints it
-
-
-def _ppb(value: float) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:+.0f} ppb"
-
-
-def guidance_html(evidence: dict, *, title: str, blinded: bool = False) -> str:
-    """The protocol's evidence on one region (an Assessment's or a candidate row's values) as rich text;
-    ``blinded``: the measurements only, without the protocol's flags and suggestion."""
-    contrast = float(evidence.get("qsm_contrast_ppb", math.nan))
-    sign = "n/a" if not math.isfinite(contrast) else ("paramagnetic (+)" if contrast > 0 else "diamagnetic (−)")
-    rows = [
-        ("diameter", f"{float(evidence['diameter_mm']):.1f} mm"),
-        ("QSM source", f"{_ppb(contrast)} over the tissue around it: {sign}"),
-        ("QSM", f"mean {_ppb(float(evidence['qsm_mean_ppb']))}, peak {_ppb(float(evidence['qsm_peak_ppb']))}"),
-        ("SWI contrast", f"{float(evidence['swi_contrast']):.2f}"),
-        ("elongation", f"{float(evidence['elongation']):.1f}"),
-        ("location", html.escape(str(evidence.get("location") or "unknown"))),
-    ]
-    flags = evidence.get("flags") or []
-    if isinstance(flags, str):
-        flags = [f for f in flags.split(";") if f]
-    text = [f"<b>{html.escape(title)}</b><br>"]
-    text += [f"{name}: {value}<br>" for name, value in rows]
-    calls = str(evidence.get("calls") or "")  # a consensus read: the two raters' calls
-    text += [f"raters: <b>{html.escape(calls)}</b><br>"] if calls else []
-    if blinded:
-        return "".join(text)
-    text += [f"<span style='color:{_WARNING_COLOUR}'>⚠ {html.escape(flag)}</span><br>" for flag in flags]
-    if calls:  # nothing is suggested to a consensus reader
-        return "".join(text)
-    suggested = str(evidence.get("suggested_class") or "")
-    text.append(f"suggested: <b>{html.escape(suggested)}</b> — {html.escape(str(evidence.get('reason') or ''))}")
-    return "".join(text)
-
-
-def _keys_table() -> str:
-    """The shortcuts (ours, then napari's Labels keys) as a two-column rich-text table."""
-    entries = [(key.replace("-", "+"), text) for key, (text, _, _) in KEYS.items()]
-    entries += [("P / E / F", "paint / erase / fill"), ("[ / ]", "brush smaller / larger"), ("Ctrl+Z", "undo")]
-    cells = [f"<td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(t)}&nbsp;&nbsp;</td>" for k, t in entries]
-    rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
-    return "<table style='font-size:small'>" + "".join(rows) + "</table>"
-
-
-class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
+class AnnotateWidget(AnnotateLayout, HooksWhileShown, TabbedPanel, QWidget):
     """Label microbleeds and iron deposits: candidates by key, guidance from the protocol, autosave and resume."""
 
     def __init__(self, napari_viewer):
@@ -148,7 +67,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.layer = None
         self.worker = None
         self._fit_zoom = None
-        self._display_shape = None
+        self._swi_layer = None
         self.blinds = Blinds(napari_viewer, on_hidden=self._show_mode)
         self._build()
         self._autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
@@ -177,118 +96,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.inputs.disconnect_viewer()
 
-    # ---- layout -------------------------------------------------------------------------------
-    def _build(self) -> None:
-        layout = scrolling_layout(self)  # the widget fits any screen height: what does not fit scrolls
-        self.inputs = SubjectInputs(self.viewer)
-        layout.addWidget(self.inputs.native)
-        self.folder_edit = FileEdit(
-            label="Save to", mode="d", nullable=True, tooltip="Empty: <dataset>/derivatives/deepmir-annotations/"
-        )
-        self.folder_edit.line_edit.native.setPlaceholderText("<dataset>/derivatives/deepmir-annotations/")
-        self.rater_edit = LineEdit(
-            label="Rater", value=default_rater(), tooltip="Your name or initials: recorded with every decision"
-        )
-        where = Container(widgets=[self.folder_edit, self.rater_edit], labels=True)
-        where.margins = (0, 0, 0, 0)
-        layout.addWidget(where.native)
-        self.blinded_check = CheckBox(
-            text="Blinded first pass (unranked, no suggestions)",
-            tooltip="Chosen before a subject's session starts; a blinded session stays blinded",
-        )
-        layout.addWidget(self.blinded_check.native)
-        self.start_button = QPushButton("Start / resume")
-        self.start_button.setToolTip("Open the subject's annotation (or resume it where it was left) as a layer")
-        self.start_button.clicked.connect(lambda: self.start())
-        layout.addWidget(self.start_button)
-        self.mode_label = QLabel(wordWrap=True)
-        layout.addWidget(self.mode_label)
-
-        classes = QGroupBox("Paint class")
-        class_layout = QGridLayout(classes)
-        self.class_group = QButtonGroup(self)
-        self.class_buttons = {}
-        for row, value in enumerate((CMB, IRON)):
-            button = QRadioButton(CLASS_TITLES[value])
-            button.setToolTip(f"Paint with the brush as {CLASS_TITLES[value]} (Shift+{'C' if value == CMB else 'I'})")
-            button.setStyleSheet(f"color: {_colour(value)}")
-            self.class_group.addButton(button, value)
-            self.class_buttons[value] = button
-            class_layout.addWidget(button, row, 0)
-        self.class_buttons[CMB].setChecked(True)
-        self.class_group.idToggled.connect(lambda value, on: on and self._set_paint_class(value))
-        self.brush_mm = FloatSpinBox(
-            min=0.5, max=20.0, step=0.5, value=2.0, tooltip="Brush diameter in millimetres ([ and ] change it too)"
-        )
-        self.brush_mm.changed.connect(self._apply_brush_size)
-        class_layout.addWidget(QLabel("brush (mm)"), 2, 0)
-        class_layout.addWidget(self.brush_mm.native, 2, 1)
-        self.counts_label = QLabel()
-        class_layout.addWidget(self.counts_label, 3, 0, 1, 2)
-        layout.addWidget(classes)
-
-        find_row = QHBoxLayout()
-        self.find_button = QPushButton("Find candidates")
-        self.find_button.clicked.connect(self.find_candidates)
-        self.find_button.setToolTip("List dark SWI blobs to review, best first (in a random order when blinded)")
-        self.use_model = CheckBox(
-            text="use model probabilities",
-            tooltip="Rank candidates with the probability layers of a detection (never in a blinded session)",
-        )
-        find_row.addWidget(self.find_button)
-        find_row.addWidget(self.use_model.native)
-        layout.addLayout(find_row)
-        self.busy = QProgressBar(minimum=0, maximum=0, visible=False, textVisible=False)
-        layout.addWidget(self.busy)
-        self.progress_label = QLabel("no candidates yet")
-        layout.addWidget(self.progress_label)
-        self.candidate_list = QListWidget()
-        self.candidate_list.currentRowChanged.connect(self._on_row_selected)
-        self.candidate_list.setMinimumHeight(150)
-        self.candidate_list.setToolTip("Candidates and your decisions; a click shows one in the viewer")
-        layout.addWidget(self.candidate_list, stretch=1)
-
-        actions = QGridLayout()
-        for column, (label, slot) in enumerate((("◀ Previous", self.previous), ("Next ▶", self.next))):
-            button = QPushButton(label)
-            button.setToolTip(f"{'Previous' if slot == self.previous else 'Next'} candidate (Shift+N / N)")
-            button.clicked.connect(slot)
-            actions.addWidget(button, 0, column * 2, 1, 2 if column == 0 else 1)
-        for key, column, row in (("C", 0, 1), ("I", 1, 1), ("R", 2, 1), ("Alt-C", 0, 2), ("Alt-I", 1, 2)):
-            text, method, arguments = KEYS[key]
-            label = text.split(": ", 1)[1] if key != "R" else "reject"
-            button = QPushButton(f"{label} ({key.replace('-', '+')})")
-            button.setToolTip(f"{text[:1].upper()}{text[1:]} and go to the next candidate")
-            button.clicked.connect(lambda _=False, m=method, a=arguments: getattr(self, m)(*a))
-            actions.addWidget(button, row, column)
-        self.reject_reason = ComboBox(
-            choices=[_REJECT_CHOICE, *REJECTION_REASONS],
-            value=_REJECT_CHOICE,
-            tooltip="Reject the candidate for a reason (vein, calcification, ...) and go to the next",
-        )
-        self.reject_reason.changed.connect(self._reject_chosen)
-        actions.addWidget(self.reject_reason.native, 2, 2)
-        layout.addLayout(actions)
-        self.export_button = QPushButton("Export lesion table and rejected candidates")
-        self.export_button.setToolTip("Save, then write the lesion table (with certainty) and the rejected candidates")
-        self.export_button.clicked.connect(self.export)
-        layout.addWidget(self.export_button)
-        self.consensus_panel = ConsensusPanel(self)
-        layout.addWidget(self.consensus_panel)
-
-        self.guidance = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
-        self.guidance.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.guidance.setMinimumHeight(100)
-        layout.addWidget(self.guidance)
-        self.status_label = QLabel(wordWrap=True)  # the last result; autosaves are noted below it
-        layout.addWidget(self.status_label)
-        self.saved_label = QLabel(wordWrap=True, enabled=False)
-        layout.addWidget(self.saved_label)
-        keys = QCollapsible("Keys (on the annotation layer)")
-        keys.setToolTip("The review keys act while the annotation layer is the selected layer")
-        self.keys_label = QLabel(_keys_table(), textFormat=Qt.TextFormat.RichText)
-        keys.addWidget(self.keys_label)
-        layout.addWidget(keys)
 
     def _on_layer_inserted(self, event=None) -> None:
         self._update_use_model()
@@ -318,15 +125,13 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         """Model probabilities are offered when a prediction is open, never in a blinded session."""
         if self.blinded:
             self.use_model.value = False
-        self.use_model.enabled = not self.blinded and bool(self._probability_layers())
+        self.use_model.enabled = not self.blinded and bool(self._companions().probabilities)
 
-    def _probability_layers(self) -> dict[int, object]:
-        found = {}
-        for layer in self.viewer.layers:
-            info = layer.metadata.get("deepmir", {})
-            if info.get("kind") == "probability" and tuple(layer.data.shape) == self._display_shape:
-                found[int(info["class"])] = layer
-        return found if set(found) == set(CLASS_NAMES) else {}
+    def _companions(self) -> CompanionLayers:
+        """The probability and location layers on the grid of the session's SWI layer."""
+        if self._swi_layer is None:
+            return CompanionLayers()
+        return companion_layers(self.viewer.layers, self._swi_layer)
 
     # ---- session ------------------------------------------------------------------------------
     @shows_busy
@@ -339,7 +144,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.autosave()
         self.subject = subject_from_layers(swi, qsm, t2, qsm_units=self.inputs.qsm_units)
         self.geometry = geometry_of(swi)
-        self._display_shape = tuple(swi.data.shape)
+        self._swi_layer = swi
         try:
             self.session = AnnotationStore(self.folder_edit.value).open(
                 self.subject, rater=self.rater_edit.value.strip() or None, blinded=self.blinded_check.value
@@ -349,7 +154,8 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
             return
         self.rater_edit.value = self.session.rater
         self._show_mode()
-        self.locations = self._locations()
+        locations = self._companions().locations
+        self.locations = None if locations is None else self.geometry.from_display(np.asarray(locations.data))
         name = f"{self.subject.name} annotation"
         metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
         layer_data = labels_layer_data(self.session.labels, self.geometry, name=name, metadata=metadata)
@@ -383,13 +189,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         if self.blinded and self.layer is not None and self.layer in self.viewer.layers:
             self.blinds.lower(self.layer)
             self._show_mode()
-
-    def _locations(self):
-        for layer in self.viewer.layers:
-            kind = layer.metadata.get("deepmir", {}).get("kind")
-            if kind == "locations" and tuple(layer.data.shape) == self._display_shape:
-                return self.geometry.from_display(np.asarray(layer.data))
-        return None
 
     def autosave(self) -> bool:
         """Save the annotation layer if it changed since the last save; True when written."""
@@ -437,10 +236,9 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         if self.layer is None:
             self.counts_label.setText("")
             return
-        from ..lesions.components import class_components
 
         data = np.asarray(self.layer.data)
-        counts = {value: class_components(data, value)[1] for value in (CMB, IRON)}
+        counts = {value: class_components(data, value)[1] for value in CLASS_NAMES}
         for value, button in self.class_buttons.items():
             button.setText(f"{CLASS_TITLES[value]}: {counts[value]}")
         self.counts_label.setText(f"{counts[CMB]} microbleeds, {counts[IRON]} iron deposits painted")
@@ -456,15 +254,10 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
             self.start()
             if self.session is None:
                 return
-        from napari.qt.threading import create_worker
-
-        from ..lesions.candidates import find_candidates
 
         probabilities = None
-        layers = self._probability_layers()
-        if self.use_model.value and layers and not self.blinded:
-            lesion = [self.geometry.from_display(np.asarray(layers[v].data)) for v in (CMB, IRON)]
-            probabilities = np.stack([np.clip(1.0 - lesion[0] - lesion[1], 0, 1), *lesion])
+        if self.use_model.value and not self.blinded:
+            probabilities = class_probabilities(self._companions().probabilities, self.geometry)
         self.worker = create_worker(
             find_candidates, self.subject, probabilities=probabilities, locations=self.locations
         )
@@ -482,8 +275,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self._show_mode()
         self._show_candidates()
         if self.blinded:
-            from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE
-
             self._status(
                 f"{len(self.session.candidates)} of {len(table)} candidates, in a random order (blinded): the useful "
                 f"list, scoring at least {USEFUL_SCORE_SHARE:.0%} of the best, at most {BLINDED_CAP}"
@@ -509,19 +300,19 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
     def _describe_row(self, index: int) -> None:
         row = self.session.candidates.iloc[index]
         decision = self.session.decision_for(row)
-        verdict = "·" if decision is None else _DECISION_TEXT[decision.decision]
+        verdict = "·" if decision is None else DECISION_TEXT[decision.decision]
         if decision is not None and (decision.certainty or decision.reason):
             verdict += f" ({decision.certainty})" if decision.certainty else f": {decision.reason}"
         if decision is not None and decision.stale:
             verdict += " (stale: its paint is gone; decide again)"
-        evidence = f"{float(row['diameter_mm']):.1f} mm  {_ppb(float(row.get('qsm_contrast_ppb', math.nan)))}"
+        evidence = f"{float(row['diameter_mm']):.1f} mm  {ppb_text(float(row.get('qsm_contrast_ppb', math.nan)))}"
         suggestion = "" if self.blinded else f"  {row['suggested_class']}"
         suggestion = f"  {row['calls']}" if "calls" in row else suggestion
         text = f"#{int(row['rank'])}{suggestion}  {evidence}  → {verdict}"
         item = self.candidate_list.item(index)
         item.setText(text)
         if decision is not None and decision.decision != REJECTED and not decision.stale:
-            item.setForeground(QColor(_colour(CMB if decision.decision == ACCEPTED[CMB] else IRON)))
+            item.setForeground(QColor(class_colour(CMB if decision.decision == ACCEPTED[CMB] else IRON)))
         elif decision is not None:
             item.setForeground(QColor("gray"))
 
@@ -575,13 +366,13 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self._decide(value, certainty=certainty)
 
     def reject(self, reason: str = "other") -> None:
-        """Reject the candidate for ``reason`` (:data:`~napari_deepmir.annotations.REJECTION_REASONS`), move on."""
+        """Reject the candidate for ``reason`` (:data:`~napari_deepmir.rating.decisions.REJECTION_REASONS`), move on."""
         self._decide(None, reason=reason)
 
     def _reject_chosen(self, reason: str) -> None:
-        if reason != _REJECT_CHOICE:
+        if reason != REJECT_CHOICE:
             self.reject(reason)
-            self.reject_reason.value = _REJECT_CHOICE
+            self.reject_reason.value = REJECT_CHOICE
 
     def _decide(self, value: int | None, **detail) -> None:
         """Paint (or, when rejecting, unpaint) the candidate's grown region, record the decision with its
@@ -609,8 +400,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def _region_of(self, row) -> np.ndarray:
         """What a decision on ``row`` paints: the raters' lesion of a disagreement, else the grown candidate."""
-        from ..lesions.candidates import grow_region
-
         return consensus_region(row) if is_consensus_candidate(row) else grow_region(self.subject, candidate_seed(row))
 
     # ---- guidance for painted lesions ---------------------------------------------------------
@@ -618,11 +407,6 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         """Show the guidance for the painted lesion (or the SWI blob) under the mouse cursor."""
         if self.layer is None:
             return
-        from scipy import ndimage
-
-        from ..lesions.candidates import grow_region
-        from ..lesions.components import CONNECTIVITY_26
-        from ..lesions.guidance import assess_region
 
         index = np.round(self.layer.world_to_data(self.viewer.cursor.position)).astype(int)[-3:]
         data = np.asarray(self.layer.data)

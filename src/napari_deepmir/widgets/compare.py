@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import Container, FileEdit, LineEdit
+from napari.qt.threading import create_worker
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -23,11 +24,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..annotations import default_rater
 from ..io.display import DisplayGeometry
-from ..layers import image_layer_data, labels_layer_data
+from ..layer_data import image_layer_data, labels_layer_data
 from ..longitudinal.review import CONFIRMED, REJECTED, ChangeReview
+from ..longitudinal.run import run_comparison
 from ..longitudinal.views import STATUS_COLORS, ComparisonViews
+from ..rating.decisions import default_rater
 from ._hooks import HooksWhileShown
 from ._layers import add_layer, camera_of, show_marker
 
@@ -115,10 +117,6 @@ class CompareWidget(HooksWhileShown, QWidget):
     # ---- comparing ----------------------------------------------------------------------------
     def compare(self) -> None:
         """Run the comparison in a thread worker; the layers and the table appear when it returns."""
-        from napari.qt.threading import create_worker
-
-        from ..longitudinal.run import run_comparison
-
         baseline, followup, out = self.baseline_edit.value, self.followup_edit.value, self.out_edit.value
         if not all(str(p) not in ("", ".") for p in (baseline, followup, out)):
             self.status_label.setText("Choose the baseline and follow-up folders and where to save.")

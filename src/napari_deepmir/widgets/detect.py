@@ -8,12 +8,16 @@ the chosen layers call for when the model is left automatic).
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, Container, PushButton
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QWidget
 
 from ..conventions import MODALITIES, MODALITY_TITLES
+from ..io.outputs import OutputSet
 from ..lesions.measure import count_summary
 from ..lesions.rules import rejections_summary
+from ..model.registry import ModelChoice, choose_model, register_model
+from ..pipeline import write_detection
 from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
@@ -94,8 +98,6 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def add_model(self, path: str | Path) -> None:
         """Register a model folder or file and choose it."""
-        from ..model.registry import register_model
-
         try:
             entry = register_model(path)
         except (ValueError, OSError) as error:  # InputError: not a model, unreadable card
@@ -122,8 +124,6 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def model_choice(self):
         """The model a Run would use, and why (a ModelChoice); None when there is none."""
-        from ..model.registry import ModelChoice, choose_model
-
         if self.automatic:
             return choose_model([m for m, layer in self.inputs.layers.items() if layer is not None])
         entry = self.model_entry
@@ -176,7 +176,6 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
             self._report(self.status_label.text())
             return
         choice = self.model_choice()
-        from napari.qt.threading import create_worker
 
         swi, qsm, t2 = (self.inputs.layers[m] for m in ("swi", "qsm", "t2"))
         companions = companion_layers(self.viewer.layers, swi)
@@ -259,9 +258,6 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def save_results(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
         """Write the last detection to ``folder`` as ``deepmir predict`` does; returns the lesion table's path."""
-        from ..io.outputs import OutputSet
-        from ..pipeline import write_detection
-
         try:
             outputs = write_detection(
                 self.detection.result, OutputSet(Path(folder), self.detection.subject.name), overwrite=overwrite

@@ -11,11 +11,15 @@ import time
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, ListEdit, Select, SpinBox
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
+from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..io import InputError
+from ..model.registry import register_model
+from ..training.data import annotated_folders
 from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._finetune import (
@@ -31,6 +35,7 @@ from ._finetune import (
 from ._hooks import HooksWhileShown
 from ._inputs import QSM_UNIT_CHOICES
 from ._model_inputs import device_picker, model_picker
+from .detect import DetectWidget
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
 EDIT_DELAY_MS = 300
@@ -45,8 +50,8 @@ class LossPlot(QWidget):
 
     def __init__(self):
         super().__init__()
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # noqa: PLC0415 (heavy: matplotlib)
+        from matplotlib.figure import Figure  # noqa: PLC0415 (heavy: matplotlib)
 
         self.figure = figure = Figure(figsize=(4, 2.4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(figure)
@@ -66,8 +71,6 @@ class LossPlot(QWidget):
 
     def set_theme(self, theme_name: str) -> None:
         """Colour the plot like napari's theme ``theme_name`` (background, text, axes)."""
-        from napari.utils.theme import get_theme
-
         theme = get_theme(theme_name)
         background, text = theme.background.as_hex(), theme.text.as_hex()
         self.figure.set_facecolor(background)
@@ -283,9 +286,7 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
     @shows_busy
     def start(self) -> None:
         """Fine-tune in a thread worker (the annotations are read first, on the GUI thread)."""
-        from napari.qt.threading import create_worker
-
-        from ..training.trainer import run_training
+        from ..training.trainer import run_training  # noqa: PLC0415 (imports torch)
 
         try:
             config = self.settings().config()
@@ -341,8 +342,6 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
             self.status_label.setText(stage_after(report.step - 1, self._total, self._config, verifier=True))
 
     def _on_result(self, result) -> None:
-        from ..model.registry import register_model
-
         self.result = result
         self.plot.draw()
         if result.model_path is None:
@@ -364,8 +363,6 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def _refresh_detect_widgets(self) -> None:
         """The new model appears at once in any open Detect widget."""
-        from .detect import DetectWidget
-
         window = getattr(self.viewer, "window", None)
         for widget in getattr(window, "dock_widgets", {}).values():
             if isinstance(widget, DetectWidget):
@@ -382,8 +379,6 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
 
 def _annotated_folders(folders) -> list[str]:
     """The folders, checked to hold annotated subjects (InputError names one that does not)."""
-    from ..training.data import annotated_folders
-
     annotated_folders(folders)
     return [str(folder) for folder in folders]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .conventions import HEMISPHERES, REGION_LOCATION, REGION_NAMES, RIGHT_OFFSET
-from .io.nifti import voxel_sizes
+from ..conventions import HEMISPHERES, REGION_LOCATION, REGION_NAMES, RIGHT_OFFSET
+from ..io.nifti import voxel_sizes
 
 FRONTAL, PARIETAL, TEMPORAL, OCCIPITAL, INSULA = 1, 2, 3, 4, 5
 BASAL_GANGLIA, THALAMUS, INTERNAL_CAPSULE, EXTERNAL_CAPSULE, CORPUS_CALLOSUM = 6, 7, 8, 9, 10

@@ -14,6 +14,7 @@ from .conventions import (
     MODALITY_TITLES,
 )
 from .io.display import DisplayGeometry
+from .regions.maps import region_lookup
 
 AXIS_LABELS = ("z (S)", "y (A)", "x (R)")
 #: Probability maps take the hue of their class colour (CLASS_COLORS): red for CMB, cyan-blue for iron.
@@ -102,8 +103,6 @@ def locations_layer_data(locations: np.ndarray, geometry: DisplayGeometry, *, na
 def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: str = "regions") -> tuple:
     """Labels layer of MARS regions (code left, code + RIGHT_OFFSET right), hidden by default; its ``features``
     table (index, region, hemisphere, location) makes napari show the region's name under the cursor."""
-    from .io.region_maps import region_lookup
-
     lookup = region_lookup().rename(columns={"name": "region"})
     kwargs = _base_kwargs(name, geometry, {"kind": "regions"})
     kwargs.update(features=lookup, opacity=0.3, visible=False)

@@ -2,7 +2,7 @@
 
 ``deepmir agreement --a A --b B --out DIR`` writes ``DIR/disagreements.tsv``: the lesions one rater drew and
 the other did not, or drew as the other class. A consensus read walks one participant's disagreements as the
-candidates of an :class:`~napari_deepmir.annotations.AnnotationSession` kept in ``DIR/consensus/<sub-X>/``
+candidates of an :class:`~napari_deepmir.rating.session.AnnotationSession` kept in ``DIR/consensus/<sub-X>/``
 (so it autosaves, resumes and rates like guided labelling: definite / possible, a reason for each
 rejection). Its label map starts as the lesions both raters drew alike (each the union of the two raters'
 voxels); accepting a disagreement paints the raters' voxels of it with the chosen class, rejecting leaves
@@ -23,12 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .annotations import ACCEPTED, REJECTED, AnnotationSession, annotation_name
-from .conventions import CLASS_NAMES
-from .io import InputError, Volume
-from .lesions.agreement import consensus_candidates, read_disagreements
-from .lesions.components import check_same_grid, load_label_map
-from .lesions.matching import Lesions
+from ..conventions import CLASS_NAMES
+from ..io import InputError, Volume, load_subject_dir
+from ..io.bids import find_subject_files
+from ..io.derivatives import write_json, write_table_with_sidecar
+from ..lesions.agreement import agreement, consensus_candidates, read_disagreements
+from ..lesions.components import check_same_grid, load_label_map, load_location_map
+from ..lesions.guidance import assess_region
+from ..lesions.matching import Lesions
+from .decisions import ACCEPTED, REJECTED
+from .session import AnnotationSession, annotation_name, export_session
+from .store import AnnotationStore
 
 #: Folder, beside the disagreement table, that holds the consensus sessions (one folder per participant).
 CONSENSUS_FOLDER = "consensus"
@@ -145,7 +150,6 @@ def _calls(rows: pd.DataFrame, blinded: bool, seed: int) -> list[str]:
 def review_candidates(rows: pd.DataFrame, regions: list[np.ndarray], subject, locations=None, *, blinded=False):
     """The disagreements as candidates for review (:func:`~.lesions.agreement.consensus_candidates`) with the
     protocol's evidence on each region, a seed voxel inside it, the raters' columns and their ``calls``."""
-    from .lesions.guidance import assess_region
 
     table = consensus_candidates(rows)
     table["disagreement"] = rows["rank"].to_numpy()
@@ -221,7 +225,6 @@ def consensus_table(session: AnnotationSession) -> pd.DataFrame:
 def consensus_agreement(session: AnnotationSession) -> dict:
     """Lesion-wise agreement of the saved consensus map with each rater's map, under the matching rule of the
     agreement that listed the disagreements (its ``agreement.json``, else overlap)."""
-    from .lesions.agreement import agreement
 
     settings = session.folder.parent.parent / "agreement.json"
     rule, distance = "overlap", None
@@ -263,12 +266,10 @@ def agreement_text(report: dict) -> str:
 
 
 def export_consensus(session: AnnotationSession, subject, *, locations=None) -> tuple[list[Path], dict]:
-    """Write the consensus read's lesion table and rejected candidates (:func:`~.annotations.export_session`),
+    """Write the consensus read's lesion table and rejected candidates (:func:`~.session.export_session`),
     the consensus table (``*_desc-consensus_decisions.tsv``) and the consensus map's agreement with each rater
     (``*_desc-consensus_agreement.json``); returns the files and that agreement. Undecided disagreements are
     left out of the map and listed as such."""
-    from .annotations import export_session
-    from .io.derivatives import write_json, write_table_with_sidecar
 
     if session.candidates is None or not is_consensus_candidate(session.candidates.iloc[0]):
         raise InputError(session.decisions_path, "not a consensus read: open a disagreement table first")
@@ -289,10 +290,6 @@ def export_consensus_reads(disagreements_path: str | Path) -> list[tuple[str, di
     """:func:`export_consensus` of every consensus read of a disagreement table (the session folders under
     :func:`consensus_root` that hold one), each subject loaded from the images in its session folder;
     (subject, agreement report) of each. InputError naming the table when none was started."""
-    from .annotations import AnnotationStore
-    from .io import load_subject_dir
-    from .io.bids import find_subject_files
-    from .lesions.components import load_location_map
 
     root = consensus_root(disagreements_path)
     folders = sorted(f for f in root.iterdir() if (f / f"{f.name}_decisions.json").is_file()) if root.is_dir() else []

@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..conventions import BIDS_SUFFIXES, LOCATION_NAMES, REGION_NAMES, RIGHT_OFFSET
-from .atomic import atomic_path
-from .derivatives import write_json
-from .destinations import check_destinations, generated_by
-from .errors import InputError
-from .nifti import Volume, load_volume, save_labels
-from .resample import resample_volume_to
-from .sidecar import sidecar_path
+from ..conventions import BIDS_SUFFIXES, LOCATION_NAMES, REGION_LOCATION, REGION_NAMES, RIGHT_OFFSET
+from ..io.atomic import atomic_path
+from ..io.derivatives import write_json
+from ..io.destinations import check_destinations, generated_by
+from ..io.errors import InputError
+from ..io.mask import brain_mask, coverage
+from ..io.nifti import Volume, load_volume, save_labels
+from ..io.resample import resample_volume_to
+from ..io.sidecar import sidecar_path
+from .segmentation import DK_LOBES, STRUCTURES, known_cortex_labels, region_name, regions_from_segmentation
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,6 @@ MIN_HEAD_COVERED, HEAD_REACH_MM = 0.7, 15.0
 
 
 def _known(value: int) -> bool:
-    from ..regions import DK_LOBES, STRUCTURES
-
     return (
         value == 0
         or value in STRUCTURES
@@ -80,8 +80,6 @@ def load_segmentation(path: str | Path) -> Volume:
     """A FreeSurfer/SynthSeg label volume; an error naming the file if it is not one. Label numbers stored as
     floats must be whole numbers within 0..MAX_LABEL; numbers FreeSurfer's tables do not give a region are
     listed in ``warnings`` (taken as outside)."""
-    from ..regions import STRUCTURES, known_cortex_labels
-
     volume = load_volume(path, dtype=np.float64, check_values=False)
     data = volume.data
     if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
@@ -118,8 +116,6 @@ def load_segmentation(path: str | Path) -> Volume:
 def check_in_head(segmentation: Volume, reference: Volume) -> None:
     """Refuse (InputError naming the segmentation) one that does not lie on the SWI's head: its labelled voxels
     outside the head, or the head far from any labelled voxel (:data:`MIN_IN_HEAD`, :data:`MIN_HEAD_COVERED`)."""
-    from .mask import brain_mask, coverage
-
     labelled = (
         resample_volume_to(Volume((segmentation.data > 0).astype(np.float32), segmentation.affine), reference, order=0)
         > 0.5
@@ -138,9 +134,6 @@ def check_in_head(segmentation: Volume, reference: Volume) -> None:
 
 def region_lookup() -> pd.DataFrame:
     """The region map's lookup: index, name, hemisphere, and the MARS location category."""
-    from ..conventions import REGION_LOCATION
-    from ..regions import region_name
-
     rows = [{"index": 0, "name": "outside or unknown", "hemisphere": "n/a", "location": LOCATION_NAMES[0]}]
     for code in [*REGION_NAMES, *(code + RIGHT_OFFSET for code in REGION_NAMES)]:
         name, hemisphere = region_name(code)
@@ -153,9 +146,7 @@ def write_region_maps(
     segmentation: str | Path, swi: str | Path, out: str | Path, *, participant: str, overwrite: bool = False
 ) -> tuple[RegionFiles, list[str]]:
     """Convert ``segmentation`` into location and region maps on the grid of ``swi``; returns the files and
-    notes (what the segmentation lacked, see :func:`~napari_deepmir.regions.regions_from_segmentation`)."""
-    from ..regions import regions_from_segmentation
-
+    notes (what the segmentation lacked, see :func:`~napari_deepmir.regions.segmentation.regions_from_segmentation`)."""
     files = RegionFiles(Path(out), participant)
     check_destinations(files.files, overwrite=overwrite, inputs=[segmentation, swi, sidecar_path(swi)])
     reference = load_volume(swi, complex_to_magnitude=True)
