@@ -13,6 +13,7 @@ from napari.layers import Labels
 
 from ..conventions import CLASS_NAMES
 from ..io import InputError
+from ..model.registry import user_models_dir
 from ._inputs import source_images, subject_layer, subject_of
 from ._layers import geometry_of, modality_of, subject_from_layers
 from ._lesions import edited_since_detection, kind_of, on_same_grid
@@ -149,18 +150,17 @@ class FinetuneSettings:
     val_share: float = 0.25
 
     def config(self):
-        from ..model.registry import user_models_dir
-        from ..training.trainer import TrainingConfig
+        from ..training.config_builder import training_config  # imports torch
 
         if not self.samples and not self.folders:
             raise InputError(
                 "fine-tuning", "no annotated subject: select an annotation layer or add a saved subject folder"
             )
-        return TrainingConfig(
-            out=free_folder(user_models_dir(), self.name),
-            data=[Path(f) for f in self.folders],
-            samples=list(self.samples),
-            base=Path(self.base),
+        return training_config(
+            free_folder(user_models_dir(), self.name),
+            self.folders,
+            samples=self.samples,
+            base=self.base,
             name=self.name,
             steps=self.steps,
             lr=self.lr,
