@@ -81,4 +81,3 @@ def keys_table() -> str:
     cells = [f"<td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(t)}&nbsp;&nbsp;</td>" for k, t in entries]
     rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
     return "<table style='font-size:small'>" + "".join(rows) + "</table>"
-

@@ -150,17 +150,17 @@ class FinetuneSettings:
     val_share: float = 0.25
 
     def config(self):
-        from ..training.trainer import TrainingConfig  # noqa: PLC0415 (imports torch)
+        from ..training.config_builder import training_config  # noqa: PLC0415 (imports torch)
 
         if not self.samples and not self.folders:
             raise InputError(
                 "fine-tuning", "no annotated subject: select an annotation layer or add a saved subject folder"
             )
-        return TrainingConfig(
-            out=free_folder(user_models_dir(), self.name),
-            data=[Path(f) for f in self.folders],
-            samples=list(self.samples),
-            base=Path(self.base),
+        return training_config(
+            free_folder(user_models_dir(), self.name),
+            self.folders,
+            samples=self.samples,
+            base=self.base,
             name=self.name,
             steps=self.steps,
             lr=self.lr,

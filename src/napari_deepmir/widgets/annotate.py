@@ -96,7 +96,6 @@ class AnnotateWidget(AnnotateLayout, HooksWhileShown, TabbedPanel, QWidget):
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.inputs.disconnect_viewer()
 
-
     def _on_layer_inserted(self, event=None) -> None:
         self._update_use_model()
 

@@ -1,0 +1,7 @@
+"""``python -m napari_deepmir.cli``: the ``deepmir`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
