@@ -156,7 +156,16 @@ def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float
     )
     _add_registration_arg(group)
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
+    group.add_argument(
+        "--modality-dropout",
+        type=_probability,
+        default=0.0,
+        help="probability that a training sample has one input modality (T2 most often) flattened (default 0)",
+    )
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
+    group.add_argument(
+        "--checkpoint-every", type=int, default=50, help="steps between checkpoints that --resume continues from"
+    )
     group.add_argument(
         "--overwrite", action="store_true", help="replace a model already at --out (other folders are never replaced)"
     )
@@ -728,7 +737,9 @@ def _training_config(args: argparse.Namespace, **extra):
         device=args.device,
         bf16=args.bf16,
         augment=args.augment,
+        modality_dropout=args.modality_dropout,
         resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
         overwrite=args.overwrite,
         data_workers=args.data_workers,
         registration=args.registration,
@@ -1030,6 +1041,14 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
         f"{report_path}, {disagreements_path}"
     )
     return 0
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0 to 1)")
+    return value
 
 
 def _number(value) -> str:
