@@ -75,9 +75,12 @@ if wants evaluate && ! stage_done evaluate; then
   start=$(date +%s)
   here=$(cd "$(dirname "$0")" && pwd)
   for model in "$work/model" default; do
+    table="$work/eval-$(basename "$model").md"
+    [ -s "$table" ] && continue # this model's table is done
     $python "$here/bench_detection.py" --stress --model "$model" --threads "$threads" \
       --subjects "${STRESS_SUBJECTS:-2}" --fine-voxel 0.7 0.7 1.2 --cache "${STRESS_CACHE:-$work/stress}" \
-      --variants "wide, 1.5 T" "wide, 7 T" >"$work/eval-$(basename "$model").md"
+      --variants "wide, 1.5 T" "wide, 7 T" >"$table.part"
+    mv "$table.part" "$table"
   done
   finish evaluate "$start"
 fi
