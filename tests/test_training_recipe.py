@@ -100,6 +100,10 @@ def test_a_training_killed_after_its_checkpoint_resumes_from_it_and_its_model_st
     assert killed_at == 8  # the first checkpoint
     assert load_model(out, "cpu").card.training["steps_run"] <= killed_at  # the best model so far, intact
 
+    again = _deepmir(*args)  # without --resume the interrupted run's work is not thrown away
+    assert again.wait(timeout=120) == 2 and "--resume" in again.stderr.read()
+    assert (recover_folder(checkpoint) / STATE).exists()
+
     resumed = _deepmir(*args, "--resume")
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
     log, summary = resumed.stderr.read(), resumed.stdout.read()
