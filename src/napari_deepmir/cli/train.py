@@ -28,7 +28,9 @@ _TRAINING_OPTIONS = (
     "device",
     "bf16",
     "augment",
+    "modality_dropout",
     "resume",
+    "checkpoint_every",
     "overwrite",
     "data_workers",
     "registration",
@@ -159,10 +161,27 @@ def _add_training_args(parser: argparse.ArgumentParser, *, steps: int, lr: float
     )
     add_registration_arg(group)
     group.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
+    group.add_argument(
+        "--modality-dropout",
+        type=_probability,
+        default=0.0,
+        help="probability that a training sample has one input modality (T2 most often) flattened (default 0)",
+    )
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint an interrupted run left")
+    group.add_argument(
+        "--checkpoint-every", type=int, default=50, help="steps between checkpoints that --resume continues from"
+    )
     group.add_argument(
         "--overwrite", action="store_true", help="replace a model already at --out (other folders are never replaced)"
     )
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0 to 1)")
+    return value
 
 
 def _training_config(args: argparse.Namespace, **fields):

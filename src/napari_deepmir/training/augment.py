@@ -2,13 +2,20 @@
 
 Geometry: flips, small in-plane rotations and an in-plane zoom (other voxel sizes), done in one
 interpolation. Through-plane: mixing of neighbouring slices (thicker slices). Intensity, per modality:
-scale, shift, gamma, Gaussian noise (lower SNR) and in-plane blur (lower resolution).
+scale, shift, gamma, Gaussian noise (lower SNR) and in-plane blur (lower resolution), each drawn
+independently per modality. Modality dropout (off unless asked for): with a probability, one modality of
+the sample (T2 most often, never all of them) becomes a flat channel, so that the network cannot hang on
+one input, least of all its weakest (issue 21: a default given a flat or foreign T2 lost its iron deposits).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+#: Relative odds of a modality being the one dropped: T2 is the input most often missing, of another
+#: resolution or contrast, or of another scanner session in practice.
+DROPOUT_ODDS = {"t2": 3.0}
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,16 @@ class Augmentation:
     max_noise: float = 0.2
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.4, 1.0)
+    #: Probability that one modality of a sample is replaced by a flat (zero: the normalised brain mean) channel.
+    modality_dropout: float = 0.0
+    #: Relative odds of each modality (channel order) being the one dropped; empty: equal odds.
+    dropout_weights: tuple[float, ...] = ()
+
+    @classmethod
+    def for_training(cls, enabled: bool, modality_dropout: float, modalities) -> "Augmentation":
+        """The trainer's augmentation for a model reading ``modalities`` (T2 dropped 3x as often as another)."""
+        weights = tuple(DROPOUT_ODDS.get(m, 1.0) for m in modalities)
+        return cls(enabled=enabled, modality_dropout=modality_dropout, dropout_weights=weights)
 
 
 def _crop_transform(size: int, crop: int, rotation: float, zoom: tuple[float, float], flips: tuple[bool, bool]):
@@ -63,7 +80,14 @@ def augment_patch(
     target = ndimage.affine_transform(labels, matrix, offset, output_shape=shape, order=0, mode="constant")
     if aug.enabled:
         out = _augment_intensity(out, rng, aug)
+        if aug.modality_dropout > 0 and n_mod > 1 and rng.random() < aug.modality_dropout:
+            out[_dropped_modality(n_mod, rng, aug.dropout_weights)] = 0.0
     return out.reshape(n_mod * n_slices, size, size), target.astype(np.int64)
+
+
+def _dropped_modality(n_mod: int, rng: np.random.Generator, weights: tuple[float, ...]) -> int:
+    odds = np.asarray(weights if weights else [1.0] * n_mod, float)
+    return int(rng.choice(n_mod, p=odds / odds.sum()))
 
 
 def _augment_intensity(out: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:

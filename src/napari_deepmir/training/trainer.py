@@ -80,6 +80,8 @@ class TrainingConfig:
     max_minutes: float | None = None
     bf16: bool = False
     augment: bool = True
+    #: Probability that a training sample has one input modality flattened (:mod:`.augment`); 0: never.
+    modality_dropout: float = 0.0
     tune_threshold: bool = True
     checkpoint_every: int = 50
     resume: bool = False
@@ -188,11 +190,12 @@ def _schedule(step: int, total: int, warmup: int, time_share: float = 0.0) -> fl
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _batch(sampler: PatchSampler, config: TrainingConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    sampler: PatchSampler, config: TrainingConfig, step: int, augmentation: Augmentation
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The patches of one step, drawn with a generator seeded by (seed, step): the same batches in any
     worker, after a resume, and with or without data workers."""
     rng = np.random.default_rng([config.seed, step])
-    augmentation = Augmentation(enabled=config.augment)
     pairs = [
         augment_patch(*sampler.sample(rng), config.patch_size, rng, augmentation) for _ in range(config.batch_size)
     ]
@@ -202,14 +205,14 @@ def _batch(sampler: PatchSampler, config: TrainingConfig, step: int) -> tuple[to
 class _BatchStream(torch.utils.data.IterableDataset):
     """Batches of steps ``first..steps-1`` in order; with DataLoader workers, worker i makes every n-th one."""
 
-    def __init__(self, sampler: PatchSampler, config: TrainingConfig, first: int):
-        self.sampler, self.config, self.first = sampler, config, first
+    def __init__(self, sampler: PatchSampler, config: TrainingConfig, first: int, augmentation: Augmentation):
+        self.sampler, self.config, self.first, self.augmentation = sampler, config, first, augmentation
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
         for step in range(self.first + worker, self.config.steps, n_workers):
-            yield _batch(self.sampler, self.config, step)
+            yield _batch(self.sampler, self.config, step, self.augmentation)
 
 
 def _data_workers(config: TrainingConfig, device) -> int:
@@ -357,6 +360,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
         "patch_size": config.patch_size,
         "seed": config.seed,
         "augment": config.augment,
+        **({"modality_dropout": config.modality_dropout} if config.modality_dropout else {}),
         "loss": "soft Dice (lesion classes, batch) + weighted cross-entropy",
         "command": config.command,
     }
@@ -399,8 +403,9 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
 
     stopped = False
     workers = _data_workers(config, device)
+    augmentation = Augmentation.for_training(config.augment, config.modality_dropout, card.modalities)
     batches = torch.utils.data.DataLoader(
-        _BatchStream(sampler, config, state["step"]),
+        _BatchStream(sampler, config, state["step"], augmentation),
         batch_size=None,
         num_workers=workers,
         pin_memory=device.type == "cuda",
