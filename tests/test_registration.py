@@ -84,8 +84,8 @@ def test_aligned_t2_is_left_as_the_headers_place_it(capsys):
 
 
 def test_registration_is_recorded_in_the_provenance_of_the_outputs(moved_subject, tmp_path):
+    from napari_deepmir.detection.pipeline import DetectionResult, full_table, write_detection
     from napari_deepmir.io.outputs import OutputSet
-    from napari_deepmir.pipeline import DetectionResult, full_table, write_detection
 
     subject = moved_subject[2]
     labels = np.zeros(subject.shape, np.uint8)

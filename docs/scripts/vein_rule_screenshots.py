@@ -28,7 +28,8 @@ from qt_settle import settle
 from scipy import ndimage
 from skimage.io import imsave
 
-from napari_deepmir.inference import apply_postprocess, predict_subject
+from napari_deepmir.detection.pipeline import predict_subject
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_files
 from napari_deepmir.io.display import DisplayGeometry

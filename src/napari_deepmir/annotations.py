@@ -567,10 +567,10 @@ def blinded_candidates(table: pd.DataFrame, seed: int) -> pd.DataFrame:
 def export_session(session: AnnotationSession, subject: Subject, *, locations: np.ndarray | None = None) -> list[Path]:
     """Write the session's lesion table (with each lesion's ``certainty`` from the decisions) and its
     rejected candidates with their reasons, each with a JSON sidecar, in the annotation folder."""
+    from .detection.pipeline import full_table
     from .io.derivatives import write_table_with_sidecar
     from .lesions.candidates import table_descriptions
     from .lesions.measure import COLUMNS, measure_lesions
-    from .pipeline import full_table
 
     table = measure_lesions(session.labels, subject, locations=locations, certainty=session.certainty_marks())
     rejected_columns = table_descriptions() | {

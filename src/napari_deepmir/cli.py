@@ -519,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .demo import run_demo
+    from .detection.demo import run_demo
 
     print(
         "making a synthetic subject with known lesions, then detecting them with the shipped model...", file=sys.stderr
@@ -667,9 +667,9 @@ def _synth_pairs(args: argparse.Namespace, acquisition, world) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .detection.pipeline import detect, write_detection
     from .io.outputs import OutputSet, check_can_write
     from .model.registry import choose_model
-    from .pipeline import detect, write_detection
 
     subject = _load_subject_from_args(args)
     outputs = OutputSet(args.out, subject.name, probabilities=args.save_probabilities)
@@ -878,7 +878,7 @@ def _cmd_candidates(args: argparse.Namespace) -> int:
         locations = locations_from_regions(regions)
     probabilities = None
     if args.model is not None:
-        from .inference import predict_subject
+        from .detection.pipeline import predict_subject
 
         probabilities = predict_subject(subject, model=args.model, return_probabilities=True).probabilities
     print(f"deepmir candidates: searching {subject.name}", file=sys.stderr)
@@ -1039,7 +1039,7 @@ def _number(value) -> str:
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    from .cohort import run_cohort, scheduler_security
+    from .detection.cohort import run_cohort, scheduler_security
 
     result = run_cohort(
         args.bids_root,

@@ -1,7 +1,7 @@
 """A baseline and a follow-up of one participant compared: registration, lesions of each session, the change
 table and the ARIA-H grade; written as one output set with its provenance.
 
-Each session's lesions come from the detection pipeline (:func:`..pipeline.detect`, the same as ``deepmir
+Each session's lesions come from the detection pipeline (:func:`..detection.pipeline.detect`, the same as ``deepmir
 predict``, each session's output set written beside the comparison) or from a label map given for it (an
 earlier output, an annotation) on that session's SWI grid.
 """
@@ -87,9 +87,9 @@ def load_session(
 ) -> Session:
     """Load session ``label``'s folder and find its lesions: from ``labels`` when given, else by the detection
     pipeline."""
+    from ..detection.pipeline import detect
     from ..io.subject import load_subject_dir
     from ..lesions.measure import measure_lesions
-    from ..pipeline import detect
 
     subject = load_subject_dir(folder)
     if labels is not None:

@@ -31,8 +31,8 @@ def run_comparison(
     computed before every output is known to be writable. ``truth``: a synthetic pair's truth change table,
     scored into the record. ``participant`` names the outputs (default: the ``sub-`` id of the baseline folder).
     ``progress(message)`` hears each stage."""
+    from ..detection.pipeline import write_detection
     from ..io.bids import subject_id
-    from ..pipeline import write_detection
 
     say = progress or (lambda message: None)
     participant = participant or subject_id(baseline) or Path(baseline).name

@@ -259,8 +259,8 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
 
     def save_results(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
         """Write the last detection to ``folder`` as ``deepmir predict`` does; returns the lesion table's path."""
+        from ..detection.pipeline import write_detection
         from ..io.outputs import OutputSet
-        from ..pipeline import write_detection
 
         try:
             outputs = write_detection(
