@@ -89,7 +89,9 @@ def test_registration_is_recorded_in_the_provenance_of_the_outputs(moved_subject
 
     subject = moved_subject[2]
     labels = np.zeros(subject.shape, np.uint8)
-    result = DetectionResult(subject, labels, np.zeros((3, *subject.shape)), full_table(_empty_table()), labels, {})
+    result = DetectionResult(
+        subject, labels, np.zeros((3, *subject.shape)), {}, table=full_table(_empty_table()), lesion_ids=labels
+    )
     outputs = write_detection(result, OutputSet(tmp_path, subject.name))
     record = json.loads(outputs.marker.read_text())
     assert record["Alignment"]["t2"]["Registered"] is True

@@ -56,9 +56,10 @@ def test_detections_the_protocol_rejects_are_dropped_with_their_reason():
     assert len(before) == 3  # the post-processing alone keeps all three
     assert sorted(_rejecting(before)) == sorted([FLAG_NOT_PARAMAGNETIC, FLAG_VESSEL])
 
-    kept, rejected, _ = rejected_by_rules(labels, subject)
+    kept, rejected, lesions = rejected_by_rules(labels, subject)
     after = measure_lesions(kept, subject)
     assert len(after) == 1 and not _rejecting(after)
+    assert measure_lesions(kept, subject, lesions=lesions).equals(after)  # the table reuses the rules' measurement
     assert kept[tuple(np.round(BLEED[0] / np.diag(AFFINE)[:3]).astype(int))] == 1  # the microbleed stays
     assert sorted(flag for record in rejected for flag in record["flags"]) == sorted(
         [FLAG_NOT_PARAMAGNETIC, FLAG_VESSEL]
