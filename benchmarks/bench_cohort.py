@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from napari_deepmir.cohort import run_cohort
+    from napari_deepmir.detection.cohort import run_cohort
     from napari_deepmir.phantom import generate_cohort
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -111,7 +111,7 @@ def evaluate_variant(model, folder: Path, device: str, rules: bool = True) -> tu
     (calcifications predicted as lesions, calcifications). Each subject is loaded with only the modalities
     the model reads, as a subject that has no others would be (an SWI-only model gets no QSM rule).
     ``rules=False`` keeps the detections the protocol's rules reject (to measure the rules)."""
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.io import load_subject_dir
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
     from napari_deepmir.lesions.components import load_label_map

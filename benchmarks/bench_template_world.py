@@ -151,7 +151,7 @@ def predict_options(no_rules: bool) -> dict:
     """``rules=False`` for ``predict_subject`` when asked and when this version has the keyword, else nothing."""
     import inspect
 
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
 
     if not no_rules:
         return {}
@@ -168,7 +168,7 @@ def evaluate_set(model, folder: Path, options: dict) -> dict:
     from bench_detection import calcifications_predicted
 
     from napari_deepmir.conventions import CLASS_NAMES
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.io import load_subject_dir
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
     from napari_deepmir.lesions.components import load_label_map

@@ -23,8 +23,7 @@ LAYERS = (
     ("io",),
     ("regions",),
     ("lesions", "phantom", "model"),
-    # lead: drop the five top-level names once detection-pkg has moved them into detection/
-    ("detection", "inference", "verification", "pipeline", "cohort", "demo"),
+    ("detection",),
     ("training", "rating", "longitudinal"),
     ("cli", "widgets", "layer_data", "_reader", "_writer", "_sample_data"),
 )

@@ -14,7 +14,7 @@ import pytest
 from dicom_scenes import Grid, Patient, Series, head, write_series
 
 from napari_deepmir.cli import main
-from napari_deepmir.cohort import run_cohort
+from napari_deepmir.detection.cohort import run_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_VALIDATOR = ROOT / ".tools" / "bids-validator" / "node_modules" / ".bin" / "bids-validator"

@@ -23,7 +23,7 @@ def test_the_cohorts_local_cluster_refuses_a_client_without_its_credentials():
     from dask.distributed import Client
     from distributed.security import Security
 
-    from napari_deepmir.cohort import start_local_cluster
+    from napari_deepmir.detection.cohort import start_local_cluster
 
     with start_local_cluster(1) as cluster:
         address = cluster.scheduler_address
@@ -69,7 +69,7 @@ def test_a_small_gzip_promising_gigabytes_is_refused_from_its_header(tmp_path):
 def test_a_card_with_a_fine_working_grid_is_refused_before_the_work(tmp_path):
     from test_model_and_inference import head_subject
 
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.model.registry import shipped_model_path
 
     model = tmp_path / "fine"

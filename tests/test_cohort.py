@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_deepmir.cli import main
-from napari_deepmir.cohort import find_cohort, run_cohort
+from napari_deepmir.detection.cohort import find_cohort, run_cohort
 from napari_deepmir.io.derivatives import read_table
 from napari_deepmir.io.outputs import dataset_outputs
 from napari_deepmir.model.card import ModelCard

@@ -127,7 +127,7 @@ def test_a_models_caution_is_repeated_in_every_detection(subjects, tmp_path, cap
 
 
 def test_the_prediction_api_without_a_model_takes_the_one_for_the_inputs(subjects):
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.io import load_subject_dir
 
     _, folders = subjects

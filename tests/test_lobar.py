@@ -6,11 +6,12 @@ from conftest import oblique_affine, sphere_world, write_nifti
 from scipy import ndimage
 
 from napari_deepmir.cli import main
-from napari_deepmir.inference import apply_postprocess, predict_subject
+from napari_deepmir.detection.pipeline import predict_subject
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.nifti import voxel_sizes
 from napari_deepmir.lesions.components import class_components
 from napari_deepmir.lesions.measure import label_lesions, measure_lesions
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.model.files import load_model
 from napari_deepmir.model.registry import default_model_path
 from napari_deepmir.phantom import Acquisition, generate_subject, write_subject

@@ -14,7 +14,8 @@ import torch
 from conftest import oblique_affine, sphere_world, write_nifti
 
 from napari_deepmir.cli import main
-from napari_deepmir.inference import iter_predict, predict_subject, prepare_input, select_device
+from napari_deepmir.detection.inference import prepare_input, select_device
+from napari_deepmir.detection.pipeline import iter_detect, predict_subject
 from napari_deepmir.io import InputError, Subject, load_subject
 from napari_deepmir.model.card import ModelCard
 from napari_deepmir.model.files import load_model, model_sha256, read_card, save_model
@@ -79,7 +80,7 @@ def test_pickles_are_refused_and_bad_cards_named(tmp_path):
 
 def test_a_model_needing_qsm_refuses_a_subject_without_it(tmp_path):
     folder, _, _ = tiny(tmp_path, modalities=("swi", "qsm"))
-    with pytest.raises(InputError, match=r"needs SWI\+QSM but subject .* has no QSM image"):
+    with pytest.raises(InputError, match=r"needs SWI\+QSM but the subject has no QSM"):
         predict_subject(head_subject(with_qsm=False), folder, device="cpu")
     swi_only, _, _ = tiny(tmp_path, "swi-only", modalities=("swi",))
     assert predict_subject(head_subject(with_qsm=False), swi_only, device="cpu").labels.shape == (48, 56, 20)
@@ -117,7 +118,7 @@ def test_prediction_is_on_the_swi_grid_and_cancellable(tmp_path):
     assert set(np.unique(prediction.labels)) <= {0, 1, 2}
     assert prediction.probabilities.shape == (3, *subject.shape)
     assert np.allclose(prediction.probabilities.sum(axis=0), 1, atol=1e-2)
-    steps = iter_predict(subject, folder, device="cpu", batch_size=1)
+    steps = iter_detect(subject, folder, device="cpu", batch_size=1)
     assert next(steps)[0] == 0 and next(steps)[0] == 1
     steps.close()  # cancelling: the generator stops, nothing more runs
     with pytest.raises(StopIteration):
@@ -173,7 +174,7 @@ def test_predict_cli_writes_labels_and_table(tmp_path, capsys):
 
 def test_postprocess_keeps_paramagnetic_lesions_and_drops_calcifications():
     """The QSM rule: a confident component is kept only where QSM shows a paramagnetic source."""
-    from napari_deepmir.inference import apply_postprocess
+    from napari_deepmir.lesions.postprocess import apply_postprocess
 
     subject = head_subject()
     subject.qsm = np.where(subject.qsm != 0, 3.0, 0.0).astype(np.float32)  # tissue, with data inside the head

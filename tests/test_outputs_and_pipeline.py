@@ -12,8 +12,8 @@ import pytest
 from conftest import write_nifti
 
 from napari_deepmir.cli import main
-from napari_deepmir.cohort import run_cohort
-from napari_deepmir.demo import run_demo
+from napari_deepmir.detection.cohort import run_cohort
+from napari_deepmir.detection.demo import run_demo
 from napari_deepmir.io.derivatives import read_table
 from napari_deepmir.io.outputs import LOOKUP, OutputSet, dataset_outputs
 from napari_deepmir.lesions.guidance import REJECTING_FLAGS

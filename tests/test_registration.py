@@ -84,12 +84,14 @@ def test_aligned_t2_is_left_as_the_headers_place_it(capsys):
 
 
 def test_registration_is_recorded_in_the_provenance_of_the_outputs(moved_subject, tmp_path):
+    from napari_deepmir.detection.pipeline import DetectionResult, full_table, write_detection
     from napari_deepmir.io.outputs import OutputSet
-    from napari_deepmir.pipeline import DetectionResult, full_table, write_detection
 
     subject = moved_subject[2]
     labels = np.zeros(subject.shape, np.uint8)
-    result = DetectionResult(subject, labels, np.zeros((3, *subject.shape)), full_table(_empty_table()), labels, {})
+    result = DetectionResult(
+        subject, labels, np.zeros((3, *subject.shape)), {}, table=full_table(_empty_table()), lesion_ids=labels
+    )
     outputs = write_detection(result, OutputSet(tmp_path, subject.name))
     record = json.loads(outputs.marker.read_text())
     assert record["Alignment"]["t2"]["Registered"] is True

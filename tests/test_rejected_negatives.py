@@ -5,7 +5,7 @@ import numpy as np
 from test_verifier import with_verifier
 from training_scenes import write_blob_subject
 
-from napari_deepmir.inference import prepare_input
+from napari_deepmir.detection.inference import prepare_input
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.lesions.candidates import grown_components
 from napari_deepmir.lesions.patches import candidate_patches

@@ -8,10 +8,10 @@ what its own rules reject: such detections are dropped and listed with their rea
 import numpy as np
 from conftest import sphere_world
 
-from napari_deepmir.inference import apply_postprocess
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.guidance import FLAG_NOT_PARAMAGNETIC, FLAG_VESSEL, REJECTING_FLAGS
 from napari_deepmir.lesions.measure import measure_lesions
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.lesions.rules import rejected_by_rules
 from napari_deepmir.model.card import ModelCard
 
@@ -56,9 +56,10 @@ def test_detections_the_protocol_rejects_are_dropped_with_their_reason():
     assert len(before) == 3  # the post-processing alone keeps all three
     assert sorted(_rejecting(before)) == sorted([FLAG_NOT_PARAMAGNETIC, FLAG_VESSEL])
 
-    kept, rejected = rejected_by_rules(labels, subject)
+    kept, rejected, lesions = rejected_by_rules(labels, subject)
     after = measure_lesions(kept, subject)
     assert len(after) == 1 and not _rejecting(after)
+    assert measure_lesions(kept, subject, lesions=lesions).equals(after)  # the table reuses the rules' measurement
     assert kept[tuple(np.round(BLEED[0] / np.diag(AFFINE)[:3]).astype(int))] == 1  # the microbleed stays
     assert sorted(flag for record in rejected for flag in record["flags"]) == sorted(
         [FLAG_NOT_PARAMAGNETIC, FLAG_VESSEL]
@@ -86,8 +87,8 @@ def test_an_iron_deposit_as_long_as_its_nucleus_is_not_taken_for_a_vessel_but_a_
 
     table = measure_lesions(labels, subject).sort_values("j")
     assert table.iloc[0]["elongation"] >= 2.5 and table.iloc[0]["extent_mm"] >= 8  # what the CMB rule calls a tube
-    kept, rejected = rejected_by_rules(labels, subject)
+    kept, rejected, _ = rejected_by_rules(labels, subject)
     assert kept[deposit].all() and not kept[tube].any()
     assert [record["flags"] for record in rejected] == [[FLAG_VESSEL]]
-    as_microbleed, rejected = rejected_by_rules(labels // 2, subject)
+    as_microbleed, rejected, _ = rejected_by_rules(labels // 2, subject)
     assert not as_microbleed.any() and any(FLAG_NOT_PARAMAGNETIC in record["flags"] for record in rejected)

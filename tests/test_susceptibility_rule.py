@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from conftest import sphere_world
 
-from napari_deepmir.inference import apply_postprocess
 from napari_deepmir.io import Subject
 from napari_deepmir.lesions.features import qsm_contrast
 from napari_deepmir.lesions.guidance import assess_region
 from napari_deepmir.lesions.measure import measure_lesions
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.model.card import ModelCard
 
 SHAPE = (48, 48, 24)

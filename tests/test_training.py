@@ -36,7 +36,7 @@ def base_model(strong_data, tmp_path_factory):
 
 
 def test_short_training_lowers_the_loss_and_writes_a_model_that_predicts(strong_data, tmp_path):
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.model.files import load_model
 
     out = tmp_path / "model"
@@ -163,7 +163,7 @@ def test_finetuning_on_two_subjects_of_a_shifted_domain_finds_clearly_more(tmp_p
     """Base: trained on a high-SNR cohort without iron deposits. Shifted domain: lower SNR, less contrasted
     microbleeds, and iron deposits. Fine-tuned on 2 annotated subjects of it, the model must find
     clearly more on 3 others (the iron deposits) and keep finding the microbleeds."""
-    from napari_deepmir.inference import predict_subject
+    from napari_deepmir.detection.pipeline import predict_subject
     from napari_deepmir.lesions.components import load_label_map
     from napari_deepmir.model.files import load_model
 

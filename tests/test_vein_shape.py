@@ -3,8 +3,8 @@
 import numpy as np
 from lesion_scenes import SPACING, scene, world_of
 
-from napari_deepmir.inference import apply_postprocess
 from napari_deepmir.io import Subject
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.lesions.shape import dark_region_extents, is_tube
 from napari_deepmir.model.card import ModelCard
 

@@ -9,7 +9,8 @@ import torch
 from conftest import oblique_affine, sphere_world
 from test_model_and_inference import head_subject
 
-from napari_deepmir.inference import predict_subject, prepare_input
+from napari_deepmir.detection.inference import prepare_input
+from napari_deepmir.detection.pipeline import predict_subject
 from napari_deepmir.io import InputError
 from napari_deepmir.lesions.patches import candidate_patches
 from napari_deepmir.model.card import ModelCard

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from training_scenes import TINY, write_blob_subject
 
-from napari_deepmir.inference import predict_subject
+from napari_deepmir.detection.pipeline import predict_subject
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.model.files import load_model, model_sha256
 from napari_deepmir.model.registry import register_model, user_models_dir

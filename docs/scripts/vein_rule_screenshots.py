@@ -28,12 +28,13 @@ from qt_settle import settle
 from scipy import ndimage
 from skimage.io import imsave
 
-from napari_deepmir.inference import apply_postprocess, predict_subject
+from napari_deepmir.detection.pipeline import predict_subject
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.io.bids import find_subject_files
 from napari_deepmir.io.display import DisplayGeometry
 from napari_deepmir.layer_data import image_layer_data, labels_layer_data
 from napari_deepmir.lesions.components import CONNECTIVITY_26, load_label_map
+from napari_deepmir.lesions.postprocess import apply_postprocess
 from napari_deepmir.model.files import load_model
 from napari_deepmir.model.registry import resolve_model
 from napari_deepmir.phantom import Acquisition, World, generate_cohort

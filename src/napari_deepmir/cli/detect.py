@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cohort import run_cohort, scheduler_security
-from ..demo import run_demo
+from ..detection.cohort import run_cohort, scheduler_security
+from ..detection.demo import run_demo
+from ..detection.pipeline import detect, write_detection
 from ..io.derivatives import read_table
 from ..io.outputs import OutputSet, check_can_write
 from ..lesions.rules import rejections_summary
 from ..longitudinal.cohort import compare_cohort_sessions
 from ..longitudinal.run import run_comparison
 from ..model.registry import choose_model
-from ..pipeline import detect, write_detection
 from ..progress import progress_bar
 from .options import add_model_args, add_place_args, add_subject_args, load_subject_from_args, subject_places
 

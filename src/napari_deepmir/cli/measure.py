@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..conventions import CLASS_NAMES, CMB, IRON
-from ..inference import predict_subject
+from ..detection.pipeline import predict_subject
 from ..io import InputError
 from ..io.bids import find_subject_files, names_read, subject_id
 from ..io.derivatives import write_json, write_table_with_sidecar

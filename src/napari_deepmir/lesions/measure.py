@@ -4,6 +4,8 @@ Columns and units are described in :data:`COLUMNS` (and docs/lesion-tables.md); 
 descriptions go into the BIDS JSON sidecar written next to a table.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -99,10 +101,30 @@ def label_lesions(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     return renumber[combined], dict(sorted((int(renumber[old]), value) for old, value in classes.items()))
 
 
+@dataclass
+class Lesions:
+    """A label map's lesions numbered (:func:`label_lesions`: the id map and {id: label value}) and measured
+    against their surroundings (:func:`.features.region_features`, by lesion id): the work the protocol's
+    rules and the lesion table share, done once."""
+
+    ids: np.ndarray
+    classes: dict[int, int]
+    features: pd.DataFrame
+
+
+def find_lesions(
+    labels: np.ndarray, affine: np.ndarray, *, swi: np.ndarray | None = None, qsm: np.ndarray | None = None
+) -> Lesions:
+    """The :class:`Lesions` of ``labels``, each measured with the other lesions left out of its shell."""
+    lesion_ids, classes = label_lesions(labels)
+    return Lesions(lesion_ids, classes, region_features(lesion_ids, affine, swi=swi, qsm=qsm, exclude=labels > 0))
+
+
 def measure_lesions(
     labels: np.ndarray,
     subject=None,
     *,
+    lesions: Lesions | None = None,
     affine: np.ndarray | None = None,
     probabilities: np.ndarray | None = None,
     locations: np.ndarray | None = None,
@@ -115,22 +137,19 @@ def measure_lesions(
     ``affine`` is used (identity if None: voxels are then reported as mm) and the image columns are NaN.
     ``probabilities`` (3, *grid): class probabilities; ``locations``: a location map, ``regions``: a region map
     (conventions; without a location map the region map gives the ``location`` column too); ``certainty``: a
-    labelling session's (centre mm, definite/possible) marks (:func:`lesion_certainty`)."""
+    labelling session's (centre mm, definite/possible) marks (:func:`lesion_certainty`); ``lesions``: those
+    of ``labels`` already found (:func:`find_lesions` with the subject's images), found here when None."""
     labels = np.asarray(labels)
     if subject is not None:
         if labels.shape != tuple(subject.shape):
             raise ValueError(f"label map {labels.shape} is not on the subject's SWI grid {tuple(subject.shape)}")
         affine = subject.affine
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
-    lesion_ids, classes = label_lesions(labels)
-    features = region_features(
-        lesion_ids,
-        affine,
-        swi=None if subject is None else subject.swi,
-        qsm=None if subject is None else subject.qsm,
-        exclude=labels > 0,
-    )
-    table = features.reset_index()
+    if lesions is None:
+        images = {} if subject is None else {"swi": subject.swi, "qsm": subject.qsm}
+        lesions = find_lesions(labels, affine, **images)
+    lesion_ids, classes = lesions.ids, lesions.classes
+    table = lesions.features.reset_index()
     table.insert(1, "label", [classes[i] for i in table["lesion_id"]])
     table.insert(2, "class", [CLASS_NAMES[v] for v in table["label"]])
     table["label"] = table["label"].astype(int)

@@ -14,26 +14,27 @@ from collections import Counter
 import numpy as np
 
 from ..conventions import CLASS_NAMES
-from .features import region_features
 from .guidance import REJECTING_FLAGS, judge
-from .measure import label_lesions
+from .measure import Lesions, find_lesions
 
 #: Rounds of the check at most (each drops at least one lesion; two are the most seen).
 _MAX_ROUNDS = 5
 
 
-def rejected_by_rules(labels: np.ndarray, subject) -> tuple[np.ndarray, list[dict]]:
+def rejected_by_rules(labels: np.ndarray, subject) -> tuple[np.ndarray, list[dict], Lesions | None]:
     """``labels`` (0/1/2 on ``subject``'s SWI grid) without the lesions whose protocol flags reject them,
-    and one record per dropped lesion: class, centre (scanner mm), the rejecting flags and the reason."""
+    one record per dropped lesion (class, centre in scanner mm, the rejecting flags and the reason), and the
+    kept lesions as measured for the last check (:class:`.measure.Lesions`, for the lesion table; None when
+    the last check still dropped some)."""
     labels = np.asarray(labels)
     rejected: list[dict] = []
+    lesions = None
     for _ in range(_MAX_ROUNDS):
-        lesion_ids, classes = label_lesions(labels)
+        lesions = find_lesions(labels, subject.affine, swi=subject.swi, qsm=subject.qsm)
+        lesion_ids, classes = lesions.ids, lesions.classes
         if not classes:
             break
-        table = region_features(
-            lesion_ids, subject.affine, swi=subject.swi, qsm=subject.qsm, exclude=labels > 0
-        ).reset_index()
+        table = lesions.features.reset_index()
         dropped = []
         for _, row in table.iterrows():
             name = CLASS_NAMES[classes[int(row["lesion_id"])]]
@@ -45,8 +46,8 @@ def rejected_by_rules(labels: np.ndarray, subject) -> tuple[np.ndarray, list[dic
                 rejected.append({"class": name, "centre_mm": centre, "flags": rejecting, "reason": reason})
         if not dropped:
             break
-        labels = np.where(np.isin(lesion_ids, dropped), 0, labels).astype(np.uint8)
-    return labels, rejected
+        labels, lesions = np.where(np.isin(lesion_ids, dropped), 0, labels).astype(np.uint8), None
+    return labels, rejected, lesions
 
 
 def rejections_summary(rejected: list[dict]) -> str:

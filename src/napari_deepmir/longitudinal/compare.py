@@ -1,7 +1,7 @@
 """A baseline and a follow-up of one participant compared: registration, lesions of each session, the change
 table and the ARIA-H grade; written as one output set with its provenance.
 
-Each session's lesions come from the detection pipeline (:func:`..pipeline.detect`, the same as ``deepmir
+Each session's lesions come from the detection pipeline (:func:`..detection.pipeline.detect`, the same as ``deepmir
 predict``, each session's output set written beside the comparison) or from a label map given for it (an
 earlier output, an annotation) on that session's SWI grid.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..detection.pipeline import detect
 from ..io import InputError, Subject
 from ..io.nifti import Volume
 from ..io.subject import load_subject_dir
 from ..lesions.components import load_label_map
 from ..lesions.measure import measure_lesions
-from ..pipeline import detect
 from .changes import compare_lesions, new_microbleeds
 from .grading import AriaGrade
 from .register import SessionRegistration, register_sessions

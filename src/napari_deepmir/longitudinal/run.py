@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..detection.pipeline import write_detection
 from ..io.bids import subject_id
 from ..io.destinations import ensure_writable_folder
 from ..io.outputs import check_can_write
-from ..pipeline import write_detection
 from .compare import SessionComparison, compare_sessions, load_session, session_label
 from .evaluate import score_pair
 from .outputs import ChangeSet, session_outputs, write_comparison

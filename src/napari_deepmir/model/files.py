@@ -48,12 +48,14 @@ _STAGING = re.compile(r"\..+\.tmp\.\d+\.[0-9a-f]+")
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode with its card; ``path`` is None for a model that lives only in memory."""
+    """A network in eval mode with its card; ``path`` is None for a model that lives only in memory;
+    ``sha256``: its weights' SHA-256 (:func:`model_sha256`), computed once when it was loaded."""
 
     module: object
     card: ModelCard
     path: Path | None
     verifier: object | None = None
+    sha256: str | None = None
 
 
 def model_folder(path: str | Path) -> Path:
@@ -289,16 +291,19 @@ def _check_weights_header(weights: Path, card: ModelCard) -> None:
             )
 
 
-def _check_sha256(folder: Path, recorded) -> None:
+def _check_sha256(folder: Path, recorded) -> str:
+    """The weights' SHA-256, checked against the one the card records."""
+    actual = model_sha256(folder)
     if recorded is None:
         warnings.warn(
             f"{folder / CARD}: no sha256 recorded, so the weights cannot be checked against the card", stacklevel=3
         )
-    elif recorded != model_sha256(folder):
+    elif recorded != actual:
         raise InputError(
             folder / WEIGHTS,
             f"the weights are not those the model card was written with (SHA-256 differs from {CARD}'s)",
         )
+    return actual
 
 
 def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
@@ -322,7 +327,7 @@ def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
     if not weights.exists():
         raise InputError(folder, f"{WEIGHTS} (the weights) is missing")
     _check_weights_header(weights, card)
-    _check_sha256(folder, data.get("sha256"))
+    sha256 = _check_sha256(folder, data.get("sha256"))
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
@@ -338,4 +343,4 @@ def load_model(path: str | Path, device: str | object = "cpu") -> LoadedModel:
         prefix = len(VERIFIER_PREFIX)
         verifier.load_state_dict({k[prefix:]: v for k, v in state.items() if k.startswith(VERIFIER_PREFIX)})
         verifier.to(device).eval()
-    return LoadedModel(module, card, folder, verifier)
+    return LoadedModel(module, card, folder, verifier, sha256)

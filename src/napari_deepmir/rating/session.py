@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
+from ..detection.pipeline import full_table
 from ..io import Subject, save_labels
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.bids import subject_id
@@ -20,7 +21,6 @@ from ..io.derivatives import write_table_with_sidecar
 from ..lesions.candidates import table_descriptions, useful_candidates
 from ..lesions.components import class_components
 from ..lesions.measure import COLUMNS, measure_lesions
-from ..pipeline import full_table
 from .decisions import (
     ACCEPTED,
     DECISIONS_FORMAT,

@@ -16,7 +16,7 @@ class AnnotatedSubject:
     """One subject ready for training.
 
     ``channels`` (C, X, Y, Z) and ``labels`` (X, Y, Z) are on the model's working grid (see
-    ``inference.prepare_input``); ``subject`` and ``truth`` are the original SWI-grid data, used to
+    ``detection.inference.prepare_input``); ``subject`` and ``truth`` are the original SWI-grid data, used to
     validate through the same full-volume prediction path as ``deepmir predict``.
     """
 
@@ -43,7 +43,7 @@ def check_labels(labels: np.ndarray, subject: Subject, source: str | Path | None
 
 def prepare_annotated(subject: Subject, labels: np.ndarray, card, source: str | Path | None = None) -> AnnotatedSubject:
     """An in-memory subject and its label map (SWI grid) prepared for the model described by ``card``."""
-    from ..inference import prepare_input
+    from ..detection.inference import prepare_input
 
     truth = check_labels(labels, subject, source)
     missing = [m for m in card.modalities if getattr(subject, m) is None]

@@ -279,7 +279,8 @@ def _validate(
     """Pooled lesion-wise metrics on full volumes via the inference path; with ``tune_threshold`` the
     ``min_probability`` giving the best mean F1 is chosen (and returned), else the card's is used.
     Raises :class:`_Stopped` between two batches of slices once ``should_stop()`` is true."""
-    from ..inference import apply_postprocess, predict_subject
+    from ..detection.pipeline import predict_subject
+    from ..lesions.postprocess import apply_postprocess
     from ..model.files import LoadedModel
 
     def check(*_) -> None:
@@ -316,7 +317,7 @@ def iter_train(config: TrainingConfig, should_stop: Callable[[], bool] = lambda:
     Validation (every ``eval_every`` steps, and before the first step) predicts the validation subjects'
     full volumes and scores them lesion-wise; an improvement of the mean F1 saves the model at once.
     """
-    from ..inference import select_device
+    from ..detection.inference import select_device
     from ..model.files import check_model_destination
 
     started = time.perf_counter()

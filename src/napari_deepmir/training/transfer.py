@@ -1,7 +1,7 @@
 """Start a model for fewer inputs from a trained one: drop modalities' input channels from its first layer.
 
 The network's input channels are modality-major (each modality with its ``2k+1`` neighbouring slices,
-``inference._stack_context``), so dropping a modality removes its ``2k+1`` columns of the first
+``detection.inference._stack_context``), so dropping a modality removes its ``2k+1`` columns of the first
 convolution's weights and keeps every other weight as it was. The result computes what the base
 would compute with the dropped modalities' channels set to 0 (their normalised value at the brain's
 median), which is where fine-tuning on the remaining inputs starts.

@@ -231,7 +231,8 @@ NEW_VERIFIER = {"base_filters": 16, "patch_shape": list(PATCH_SHAPE), "min_proba
 def unet_lesions(subject, loaded, *, min_probability: float | None = None, batch_size: int = 8):
     """(prepared input, labels) of the U-Net of ``loaded`` alone on ``subject`` (post-processed, with the card's
     ``min_probability`` unless given): the candidates its verifier sees."""
-    from ..inference import apply_postprocess, iter_probabilities, prepare_input
+    from ..detection.inference import iter_probabilities, prepare_input
+    from ..lesions.postprocess import apply_postprocess
     from ..progress import run_to_end
 
     prepared = prepare_input(subject, loaded.card)
@@ -250,8 +251,8 @@ class ValidationCase:
 
     def scores(self, probabilities: np.ndarray | None, threshold: float | None) -> dict:
         """Lesion-wise scores of the U-Net alone (``threshold`` None) or with a verifier's ``probabilities``."""
+        from ..detection.verification import kept_lesions
         from ..lesions.evaluate import score_lesions
-        from ..verification import kept_lesions
 
         if threshold is None:
             return score_lesions(self.truth, self.labels)
@@ -272,7 +273,7 @@ def validation_cases(loaded, subjects) -> list[ValidationCase]:
 def validate_verifier(verifier, cases: list[ValidationCase], thresholds=VERIFIER_THRESHOLDS, *, bf16=False) -> dict:
     """Pooled lesion-wise metrics on validation ``cases``: ``unet`` (the U-Net alone), and with ``verifier`` at
     each of ``thresholds``; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
-    from ..verification import verifier_probabilities
+    from ..detection.verification import verifier_probabilities
     from .trainer import pooled_metrics
 
     probabilities = [verifier_probabilities(verifier, case.patches, bf16=bf16) for case in cases]
@@ -364,7 +365,7 @@ def iter_train_verifier(
     its card. Without validation subjects it is kept with the threshold tuned on the training subjects.
     Stopped (``should_stop()``) before the end, it writes nothing. ``examples_cache``: a folder keeping each
     subject's examples for the next run (:func:`cached_examples`)."""
-    from ..inference import select_device
+    from ..detection.inference import select_device
     from ..model.files import check_model_destination, load_model, model_sha256, save_model
     from ..model.verifier import CandidateVerifier
     from .trainer import TrainingReport, load_training_subjects, split_subjects, validation_score

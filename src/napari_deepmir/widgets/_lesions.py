@@ -14,12 +14,12 @@ import pandas as pd
 from napari.layers import Image
 
 from ..conventions import CLASS_NAMES, CMB, IRON
+from ..detection.pipeline import DetectionResult, iter_detect
 from ..io import InputError, Subject
 from ..io.display import DisplayGeometry
 from ..io.mask import use_brain_mask
 from ..layer_data import labels_layer_data, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
-from ..pipeline import DetectionResult, iter_detect
 from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
 
 

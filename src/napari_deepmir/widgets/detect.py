@@ -13,11 +13,11 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QWidget
 
 from ..conventions import MODALITIES, MODALITY_TITLES
+from ..detection.pipeline import write_detection
 from ..io.outputs import OutputSet
 from ..lesions.measure import count_summary
 from ..lesions.rules import rejections_summary
 from ..model.registry import ModelChoice, choose_model, register_model
-from ..pipeline import write_detection
 from ._busy import shows_busy
 from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown

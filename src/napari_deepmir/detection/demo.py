@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io.outputs import OutputSet
+from ..io import load_subject_dir
+from ..io.bids import find_subject_files
+from ..io.derivatives import write_json
+from ..io.destinations import ensure_writable_folder
+from ..io.outputs import OutputSet
+from ..lesions.components import load_label_map, load_location_map
+from ..lesions.evaluate import score_lesions
+from ..phantom import generate_cohort
+from .pipeline import detect, write_detection
 
 
 @dataclass
@@ -18,21 +26,12 @@ class DemoResult:
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, device: str = "auto", progress=None) -> DemoResult:
-    """Make a synthetic subject, detect with the shipped model (the one pipeline, :mod:`..pipeline`), score it.
+    """Make a synthetic subject, detect with the shipped model (the one pipeline, :mod:`.pipeline`), score it.
 
     Writes ``out_dir/synthetic/sub-001/anat/`` (the subject and its truth) and ``out_dir/prediction/`` (the
     output set of ``deepmir predict`` plus ``scores.json``). A re-run replaces its own earlier outputs,
     never files it did not write.
     """
-    from .io import load_subject_dir
-    from .io.bids import find_subject_files
-    from .io.derivatives import write_json
-    from .io.destinations import ensure_writable_folder
-    from .lesions.components import load_label_map, load_location_map
-    from .lesions.evaluate import score_lesions
-    from .phantom import generate_cohort
-    from .pipeline import detect, write_detection
-
     out_dir = Path(out_dir)
     result_dir = ensure_writable_folder(out_dir / "prediction")
     own = out_dir / "synthetic" / "sub-001"

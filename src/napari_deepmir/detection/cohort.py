@@ -6,7 +6,7 @@ scheduler instead (a cluster started by hand or by dask-jobqueue; TLS credential
 or Dask's configuration). Each worker loads the model once
 (a per-process cache) and gives torch ``cores / workers`` threads, because oversubscribed PyTorch
 threads slow everything down badly. Each subject goes through the one detection pipeline
-(:mod:`.pipeline`) and its outputs are one BIDS-derivative output set (:mod:`.io.outputs`) whose sidecar
+(:mod:`.pipeline`) and its outputs are one BIDS-derivative output set (:mod:`..io.outputs`) whose sidecar
 names the model that made it: a subject with a complete set is done, and a re-run skips it unless
 ``overwrite``. Folders named against BIDS, subjects missing a modality and subjects that fail go to
 ``failures.tsv``; the others run. Without a model given, each subject gets the shipped model for the
@@ -20,12 +20,35 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
-from .conventions import MODALITIES
-from .io import InputError
-from .io.bids import find_subject_files, has_swi, names_read, subject_id
-from .io.destinations import ensure_writable_folder
-from .io.outputs import LOOKUP, dataset_outputs
+from .. import __version__
+from ..conventions import MODALITIES
+from ..io import InputError, load_subject_dir
+from ..io.bids import find_subject_files, has_swi, names_read, subject_id
+from ..io.derivatives import (
+    dseg_lookup_text,
+    read_table,
+    write_dseg_lookup,
+    write_json,
+    write_table,
+    write_table_with_sidecar,
+)
+from ..io.destinations import (
+    check_destinations,
+    check_output_folder,
+    ensure_writable_folder,
+    generated_by_us,
+    our_table,
+    output_lock,
+    same_text,
+)
+from ..io.outputs import LOOKUP, dataset_outputs
+from ..lesions.components import load_location_map, load_region_map
+from ..lesions.measure import COLUMNS
+from ..lesions.summary import SUMMARY_COLUMNS, participant_summary
+from ..model.files import load_model, model_sha256, read_card
+from ..model.registry import choose_model, resolve_model
+from ..progress import progress_bar
+from .pipeline import detect, write_detection
 
 #: Per worker process: model folder -> LoadedModel, so the model is read once per worker, not per subject.
 _MODELS: dict = {}
@@ -126,10 +149,8 @@ def find_cohort(bids_root: str | Path, modalities=("swi",)) -> tuple[list[Cohort
 def process_subject(
     subject: CohortSubject, out_dir: str | Path, choice, device: str, overwrite: bool, threads: int
 ) -> dict:
-    """Detect, measure and write one subject (a Dask task) through :mod:`..pipeline`. Never raises:
+    """Detect, measure and write one subject (a Dask task) through :mod:`.pipeline`. Never raises:
     failures are reported. A subject whose output set is complete is skipped unless ``overwrite``."""
-    from .io.derivatives import read_table
-
     outputs = dataset_outputs(out_dir, subject.participant_id)
     outcome = {"participant_id": subject.participant_id}
     if outputs.is_complete() and not overwrite:
@@ -149,11 +170,6 @@ def process_subject(
 def _detect_and_write(subject: CohortSubject, outputs, choice, device: str, overwrite: bool, threads: int):
     """Detect with ``choice`` (a ModelChoice), loaded once per worker, and write the subject's outputs."""
     import torch
-
-    from .io import load_subject_dir
-    from .lesions.components import load_location_map, load_region_map
-    from .model.files import load_model
-    from .pipeline import detect, write_detection
 
     torch.set_num_threads(threads)
     if choice.path not in _MODELS:
@@ -216,11 +232,6 @@ def scheduler_security(ca_file=None, cert=None, key=None):
 def _dataset_files(out_dir: Path) -> dict[Path, object]:
     """The files of the cohort's own at ``out_dir``'s top, each with the test that it is ours
     (:mod:`.io.destinations`)."""
-    from .io.derivatives import dseg_lookup_text
-    from .io.destinations import generated_by_us, our_table, same_text
-    from .lesions.measure import COLUMNS
-    from .lesions.summary import SUMMARY_COLUMNS
-
     summary = our_table(_COHORT_COLUMNS | SUMMARY_COLUMNS)
     return {
         out_dir / "dataset_description.json": generated_by_us,
@@ -250,11 +261,6 @@ def run_cohort(
     ``out_dir`` may not be or hold ``bids_root``, its files of our names are replaced only when ours (or
     ``overwrite``), and a lock refuses a second cohort into the same ``out_dir`` while this one runs."""
     from dask.distributed import Client, as_completed
-
-    from .io.destinations import check_destinations, check_output_folder, output_lock
-    from .model.files import model_sha256, read_card
-    from .model.registry import choose_model, resolve_model
-    from .progress import progress_bar
 
     check_output_folder(out_dir, [bids_root])
     needed = ("swi",) if model is None else tuple(read_card(resolve_model(model)).modalities)
@@ -292,7 +298,6 @@ def run_cohort(
 
 
 def _collect(outcome: dict, result: CohortResult, rows: list[dict], lesion_tables: list[pd.DataFrame]) -> None:
-    from .lesions.summary import participant_summary
 
     participant, status = outcome["participant_id"], outcome["status"]
     if status == "failed":
@@ -327,8 +332,6 @@ def _models_used(result: CohortResult) -> list[dict]:
 
 
 def _write_cohort_tables(out_dir: Path, result: CohortResult, rows, lesion_tables) -> None:
-    from .io.derivatives import write_dseg_lookup, write_json, write_table, write_table_with_sidecar
-    from .lesions.summary import SUMMARY_COLUMNS
 
     models = _models_used(result)
     write_json(

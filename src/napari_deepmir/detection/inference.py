@@ -1,29 +1,28 @@
-"""Prediction: one preparation of the input shared with training, batched slices, post-processing.
+"""The first stage: one preparation of the input shared with training, the model loaded, batched slices.
 
 The network sees every subject the same way, whatever its acquisition: reoriented to the closest
 canonical (RAS) orientation so axial slices are the last axis, resampled to the model's working
 spacing (``card.spacing_mm``), and normalised by a robust z-score inside the brain (median and MAD),
 which also makes QSM units and SWI scaling irrelevant. Probabilities go back onto the SWI grid, where
-lesions are the connected components of the predicted foreground.
+post-processing (:mod:`..lesions.postprocess`) makes lesions of them.
 """
 
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
+from collections.abc import Generator
+from dataclasses import dataclass
 
 import numpy as np
+from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
 from scipy import ndimage
 
-from .conventions import CLASS_NAMES
-from .io import InputError, Subject
+from ..conventions import CLASS_NAMES
+from ..io import InputError, Subject
+from ..model.files import LoadedModel, load_model
+from ..model.registry import ModelChoice, choose_model
 
 #: 1.4826 * MAD estimates the standard deviation of normally distributed values.
 _MAD_TO_SD = 1.4826
 #: Brain-mask dilation (working voxels) kept around the brain when zeroing the background.
 _MASK_MARGIN = 2
-#: Peak probability a component needs where the QSM has no data to confirm it (model cards may override).
-MIN_PROBABILITY_NO_QSM = 0.8
 _LABEL_OF_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 #: The model's working grid may hold at most this many times the subject's voxels (a 1 x 1 x 2 mm model on a
 #: 2 x 2 x 4 mm scan is 8x), unless it stays under SMALL_WORKING_VOXELS (64 MiB per channel as float32) ...
@@ -64,8 +63,6 @@ class PreparedInput:
 
 
 def _reorient(array: np.ndarray, orientation: np.ndarray, inverse: bool = False) -> np.ndarray:
-    from nibabel.orientations import apply_orientation, ornt_transform
-
     identity = np.array([[0, 1], [1, 1], [2, 1]])
     transform = ornt_transform(identity, orientation) if inverse else orientation
     return np.ascontiguousarray(apply_orientation(array, transform))
@@ -104,8 +101,6 @@ def prepare_input(subject: Subject, card) -> PreparedInput:
 
     Statistics come from ``subject.mask``; the network sees ``subject.whole_brain`` (with the cortex an
     eroded QSM leaves out) plus a margin, zero beyond, and a QSM channel of 0 where the QSM has no data."""
-    from nibabel.orientations import io_orientation
-
     missing = [m for m in card.modalities if getattr(subject, m) is None]
     if missing:
         raise InputError(
@@ -151,28 +146,6 @@ def robust_z(image: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
     return np.clip((image - median) / mad, -clip, clip).astype(np.float32)
 
 
-@dataclass
-class Prediction:
-    """Labels (uint8 0/1/2 on the SWI grid), optionally class probabilities (3, X, Y, Z) there, and the
-    detections the protocol's rules rejected (:func:`.lesions.rules.rejected_by_rules`), with their reasons."""
-
-    labels: np.ndarray
-    probabilities: np.ndarray | None = None
-    rejected: list[dict] = field(default_factory=list)
-
-    @cached_property
-    def counts(self) -> dict[str, int]:
-        """Number of lesions per class name."""
-        from .lesions.components import class_components
-
-        return {name: class_components(self.labels, value)[1] for value, name in CLASS_NAMES.items()}
-
-    def summary(self) -> str:
-        """'7 CMBs, 2 iron deposits'."""
-        cmb, iron = self.counts["cmb"], self.counts["iron"]
-        return f"{cmb} CMB{'s' if cmb != 1 else ''}, {iron} iron deposit{'s' if iron != 1 else ''}"
-
-
 def select_device(name: str = "auto"):
     """A torch device: ``auto`` picks CUDA, then Apple MPS, then CPU; a named one must be available."""
     import torch
@@ -195,15 +168,16 @@ def select_device(name: str = "auto"):
     return device
 
 
-def loaded_model(model, device):
-    """A LoadedModel on ``device`` from None (the shipped default), a model folder or file, or a LoadedModel."""
-    from .model.files import LoadedModel, load_model
-    from .model.registry import resolve_model
-
+def load_detection_model(subject: Subject, model, device) -> tuple[LoadedModel, ModelChoice | None]:
+    """The model that detects in ``subject``, on the torch ``device`` (:func:`select_device`), and why it was
+    chosen: ``model`` is None (the shipped model for the subject's inputs), a model folder, file or shipped
+    name, a :class:`~..model.registry.ModelChoice` or a :class:`~..model.files.LoadedModel` (no choice then).
+    The one place a model is resolved and loaded (its weights hashed once, ``LoadedModel.sha256``)."""
     if isinstance(model, LoadedModel):
         model.module.to(device).eval()
-        return model
-    return load_model(resolve_model(model), device)
+        return model, None
+    choice = model if isinstance(model, ModelChoice) else choose_model(subject.available, model)
+    return load_model(choice.path, device), choice
 
 
 def _slice_batches(prepared: PreparedInput, context: int, batch_size: int):
@@ -224,43 +198,6 @@ def _stack_context(channels: np.ndarray, slices: np.ndarray, context: int, multi
     batch = stack.reshape(stack.shape[0], -1, *stack.shape[-2:])
     pad = [(0, 0), (0, 0)] + [(0, (-n) % multiple) for n in batch.shape[-2:]]
     return np.pad(batch, pad)
-
-
-def iter_predict(
-    subject: Subject,
-    model=None,
-    *,
-    device: str = "auto",
-    batch_size: int = 8,
-    return_probabilities: bool = False,
-    bf16: bool = False,
-    rules: bool = True,
-) -> Generator[tuple[int, int], None, Prediction]:
-    """Predict a subject; yields ``(done, total)`` slice batches, returns a :class:`Prediction`.
-
-    ``model``: None (the shipped model for the subject's inputs, see ``model.registry.choose_model``), a
-    model folder/file/name, or a LoadedModel. Closing the generator cancels between batches. ``bf16`` runs
-    the network under bfloat16 autocast. Detections the protocol's rules reject (a vessel, a diamagnetic or
-    a not paramagnetic source) are dropped and listed in ``Prediction.rejected``; ``rules=False`` keeps
-    them (for benchmarks that measure the rule).
-    """
-    from .model.registry import choose_model
-
-    torch_device = select_device(device) if isinstance(device, str) else device
-    loaded = loaded_model(choose_model(subject.available).path if model is None else model, torch_device)
-    prepared = prepare_input(subject, loaded.card)
-    probabilities = yield from iter_probabilities(prepared, loaded, batch_size=batch_size, bf16=bf16)
-    labels = apply_postprocess(probabilities, subject, loaded.card)
-    if loaded.verifier is not None:
-        from .verification import verify_labels
-
-        labels = verify_labels(labels, prepared, loaded, subject, bf16=bf16)
-    rejected = []
-    if rules:
-        from .lesions.rules import rejected_by_rules
-
-        labels, rejected = rejected_by_rules(labels, subject)
-    return Prediction(labels, probabilities if return_probabilities else None, rejected)
 
 
 def iter_probabilities(
@@ -296,131 +233,3 @@ def _as_three_classes(probabilities: np.ndarray, card) -> np.ndarray:
     for index, name in card.classes.items():
         out[0 if name == "background" else _LABEL_OF_CLASS[name]] += probabilities[int(index)]
     return out
-
-
-def apply_postprocess(
-    probabilities: np.ndarray,
-    subject: Subject,
-    card,
-    *,
-    min_probability: float | None = None,
-    min_qsm_ppb: float | None = None,
-    min_probability_no_qsm: float | None = None,
-) -> np.ndarray:
-    """Labels from (3, X, Y, Z) probabilities: components of the foreground (26-connected) touching
-    ``subject.whole_brain``, each given the class with the larger summed probability; components below
-    ``min_volume_mm3`` or whose peak lesion probability is below ``min_probability`` are dropped.
-    With QSM, a component is dropped when its susceptibility source is less than ``min_qsm_ppb`` above
-    the tissue around it (:func:`.lesions.features.qsm_contrast`, the rule the labelling guidance uses):
-    microbleeds and iron deposits are paramagnetic, so a diamagnetic spot (a calcification) or one
-    without susceptibility (noise) is not one of them. Measured against its own surroundings, the rule is
-    indifferent to the QSM's reference offset and to the iron of the nucleus a lesion sits in; voxels
-    where the QSM has no data (0, e.g. beyond an eroded brain mask) do not count. A component without
-    such data (a lobar microbleed at the cortex) cannot be confirmed: it is kept if its peak probability
-    reaches ``min_probability_no_qsm`` (stricter), and the lesion table reports it as not confirmed by QSM.
-    A component whose dark SWI structure is a tube at least ``tube_min_length_mm`` long (a vein or sinus,
-    :mod:`.lesions.shape`; 0 turns the rule off) is dropped, whatever its class: microbleeds are round,
-    and iron deposits sit in nuclei, not along tubes."""
-    from .lesions.components import CONNECTIVITY_26
-    from .lesions.shape import TUBE_MIN_LENGTH_MM, tube_components
-
-    postprocess = card.postprocess
-    if min_probability is None:
-        min_probability = float(postprocess.get("min_probability", 0.5))
-    if min_qsm_ppb is None:
-        min_qsm_ppb = postprocess.get("min_qsm_ppb")
-    if min_probability_no_qsm is None:
-        min_probability_no_qsm = float(postprocess.get("min_probability_no_qsm", MIN_PROBABILITY_NO_QSM))
-    min_voxels = float(postprocess.get("min_volume_mm3", 0.0)) / float(np.prod(subject.spacing))
-    foreground = probabilities.argmax(axis=0) > 0
-    components, count = ndimage.label(foreground, structure=CONNECTIVITY_26)
-    labels = np.zeros(foreground.shape, np.uint8)
-    if count == 0:
-        return labels
-    index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(foreground, components, index)
-    peaks = np.asarray(ndimage.maximum(1.0 - probabilities[0], components, index))
-    cmb = ndimage.sum_labels(probabilities[1], components, index)
-    iron = ndimage.sum_labels(probabilities[2], components, index)
-    in_brain = np.asarray(ndimage.maximum(subject.whole_brain, components, index)) > 0
-    keep = (sizes >= min_voxels) & (peaks >= min_probability) & in_brain
-    if min_qsm_ppb is not None and subject.qsm is not None:
-        contrast = _qsm_contrasts(subject, components, foreground, np.flatnonzero(keep) + 1)
-        confirmed = np.isfinite(contrast) & (contrast >= float(min_qsm_ppb))
-        keep &= confirmed | (np.isnan(contrast) & (peaks >= min_probability_no_qsm))
-    classes = np.where(iron > cmb, 2, 1).astype(np.uint8)
-    tube_length = float(postprocess.get("tube_min_length_mm", TUBE_MIN_LENGTH_MM))
-    if tube_length > 0:
-        for number in tube_components(subject.swi, subject.spacing, components, index[keep], tube_length):
-            keep[number - 1] = False
-    lookup = np.concatenate([[0], classes * keep]).astype(np.uint8)
-    return lookup[components]
-
-
-def _qsm_contrasts(subject: Subject, components: np.ndarray, foreground: np.ndarray, numbers) -> np.ndarray:
-    """QSM contrast (ppb, :func:`.lesions.features.qsm_contrast`) of the components ``numbers`` (NaN for
-    the others and for those without QSM data in them or around them), other components left out of the shells.
-
-    Each component is measured with the SWI blob it sits in, grown as the labelling guidance grows a candidate
-    (:func:`.lesions.candidates.grow_region` from its darkest voxel) when that blob closes within the growing
-    box: a component covering only the core of a larger bleed would otherwise have its shell inside the
-    bleed and no contrast."""
-    from .lesions.candidates import grow_box
-    from .lesions.features import qsm_contrast
-
-    contrast = np.full(int(components.max()), np.nan)
-    boxes = ndimage.find_objects(components)
-    for number in numbers:
-        box = boxes[number - 1]
-        coords = np.argwhere(components[box] == number) + [b.start for b in box]
-        own = subject.qsm[tuple(coords.T)]
-        if not (np.isfinite(own) & (own != 0)).any():  # no QSM data in the component itself: not confirmable
-            continue
-        grown_box, grown = grow_box(subject, coords[np.argmin(subject.swi[tuple(coords.T)])])
-        if not _touches_edge(grown):  # a blob closed within the box, not tissue noise spreading through it
-            blob = np.argwhere(grown) + [b.start for b in grown_box]
-            blob = blob[~(foreground & (components != number))[tuple(blob.T)]]
-            coords = np.unique(np.concatenate([coords, blob]), axis=0)
-        contrast[number - 1] = qsm_contrast(subject.qsm, coords, subject.spacing, swi=subject.swi, exclude=foreground)
-    return contrast
-
-
-def _touches_edge(mask: np.ndarray) -> bool:
-    """Whether a box's mask reaches any face of the box."""
-    return any(np.take(mask, index, axis=axis).any() for axis in range(mask.ndim) for index in (0, -1))
-
-
-def predict_subject(
-    subject: Subject,
-    model=None,
-    *,
-    device: str = "auto",
-    batch_size: int = 8,
-    return_probabilities: bool = False,
-    bf16: bool = False,
-    rules: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-) -> Prediction:
-    """Run :func:`iter_predict` to the end, reporting ``progress(done, total)`` if given."""
-    from .progress import run_to_end
-
-    steps = iter_predict(
-        subject,
-        model,
-        device=device,
-        batch_size=batch_size,
-        return_probabilities=return_probabilities,
-        bf16=bf16,
-        rules=rules,
-    )
-    return run_to_end(steps, progress)
-
-
-def model_summary(path: str | Path | None) -> str:
-    """'name (SWI+QSM+T2, 1.0 x 1.0 x 2.0 mm)' for messages."""
-    from .model.files import read_card
-    from .model.registry import resolve_model
-
-    card = read_card(resolve_model(path))
-    spacing = " x ".join(f"{s:g}" for s in card.spacing_mm)
-    return f"{card.name} ({'+'.join(m.upper() for m in card.modalities)}, {spacing} mm)"

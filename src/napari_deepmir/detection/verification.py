@@ -1,5 +1,5 @@
 """Second-stage verification of the U-Net's lesions: each connected lesion is shown to the model's
-:class:`~.model.verifier.CandidateVerifier` as a 3D patch and kept or dropped.
+:class:`~..model.verifier.CandidateVerifier` as a 3D patch and kept or dropped.
 
 The card's ``verifier`` section sets the threshold (``min_probability``) of :func:`kept_lesions`: a
 microbleed stays when the verifier takes it for a lesion of either class, an iron deposit only when it takes
@@ -13,9 +13,10 @@ did not see at all (small ones, other field strengths) are added when it takes t
 import numpy as np
 from scipy import ndimage
 
-from .conventions import CMB, IRON
-from .lesions.components import CONNECTIVITY_26
-from .lesions.patches import candidate_patches
+from ..conventions import CMB, IRON
+from ..lesions.candidates import find_candidates, grown_components
+from ..lesions.components import CONNECTIVITY_26
+from ..lesions.patches import candidate_patches
 
 
 def verifier_probabilities(verifier, patches: np.ndarray, *, bf16: bool = False, batch_size: int = 64) -> np.ndarray:
@@ -31,29 +32,36 @@ def verifier_probabilities(verifier, patches: np.ndarray, *, bf16: bool = False,
     return out
 
 
-def verify_labels(labels: np.ndarray, prepared, loaded, subject, *, bf16: bool = False) -> np.ndarray:
-    """``labels`` (0/1/2 on the SWI grid) of ``subject`` with each lesion kept (in its class) or dropped by the
-    verifier, plus, when the card asks for them, the :func:`missed_lesions` it confirms."""
-    settings = loaded.card.verifier
+def verify_lesions(labels: np.ndarray, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
+    """``labels`` (0/1/2 on the SWI grid) with each lesion kept (in its class) or dropped by the model's verifier
+    (:func:`kept_lesions`); ``labels`` as they are when the model has none."""
+    if loaded.verifier is None:
+        return labels
     components, count = ndimage.label(labels > 0, structure=CONNECTIVITY_26)
-    kept = labels
-    if count:
-        patches = candidate_patches(prepared, components, count, settings["patch_shape"])
-        probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
-        kept = kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
-    if not settings.get("blob_candidates"):
-        return kept
-    return np.where(kept > 0, kept, missed_lesions(labels, subject, prepared, loaded, bf16=bf16))
+    if not count:
+        return labels
+    settings = loaded.card.verifier
+    patches = candidate_patches(prepared, components, count, settings["patch_shape"])
+    probabilities = verifier_probabilities(loaded.verifier, patches, bf16=bf16)
+    return kept_lesions(labels, components, probabilities, float(settings["min_probability"]))
+
+
+def find_missed_lesions(
+    verified: np.ndarray, labels: np.ndarray, subject, prepared, loaded, *, bf16: bool = False
+) -> np.ndarray:
+    """``verified`` (the :func:`verify_lesions` of ``labels``) plus the :func:`missed_lesions` the verifier
+    confirms, when the card asks for them (``verifier.blob_candidates``); ``verified`` as it is otherwise."""
+    if loaded.verifier is None or not loaded.card.verifier.get("blob_candidates"):
+        return verified
+    return np.where(verified > 0, verified, missed_lesions(labels, subject, prepared, loaded, bf16=bf16))
 
 
 def missed_lesions(labels: np.ndarray, subject, prepared, loaded, *, bf16: bool = False) -> np.ndarray:
     """Labels (0/1/2) of the lesions the U-Net missed that the verifier finds among the labelling guidance's
-    blob candidates: the card's ``verifier.blob_candidates`` best ones (:func:`.lesions.candidates.find_candidates`)
+    blob candidates: the card's ``verifier.blob_candidates`` best ones (:func:`..lesions.candidates.find_candidates`)
     that the guidance does not reject (diamagnetic, tubular, not paramagnetic) and that do not touch a lesion
     of ``labels``; one stays when P(CMB) + P(iron) reaches ``verifier.blob_min_probability``, in the likelier
     of the two classes."""
-    from .lesions.candidates import find_candidates, grown_components
-
     settings = loaded.card.verifier
     table = find_candidates(subject, max_candidates=int(settings["blob_candidates"]))
     table = table[table["suggested_class"] != "reject"]
