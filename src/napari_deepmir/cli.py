@@ -710,7 +710,7 @@ def _bar_updater(bar):
 
 
 def _training_config(args: argparse.Namespace, **extra):
-    from .training.trainer import TrainingConfig
+    from .training.common import TrainingConfig
 
     return TrainingConfig(
         out=args.out,
@@ -798,7 +798,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_train_verifier(args: argparse.Namespace) -> int:
     from .model.files import read_card
     from .model.registry import resolve_model
-    from .training.trainer import TrainingConfig
+    from .training.common import TrainingConfig
     from .training.verifier import iter_train_verifier
 
     config = TrainingConfig(

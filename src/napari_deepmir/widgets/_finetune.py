@@ -86,8 +86,8 @@ def waiting_for(last_step: int | None, config) -> str:
 
 def start_message(config, base_name: str) -> str:
     """What a run does first, in words; without validation subjects it says so plainly."""
+    from ..training.common import split_subjects
     from ..training.data import annotated_folders
-    from ..training.trainer import split_subjects
 
     n_subjects = len(config.samples) + len(annotated_folders(config.data))
     n_val = len(split_subjects(list(range(n_subjects)), config.val_share, config.seed)[1])
@@ -150,7 +150,7 @@ class FinetuneSettings:
 
     def config(self):
         from ..model.registry import user_models_dir
-        from ..training.trainer import TrainingConfig
+        from ..training.common import TrainingConfig
 
         if not self.samples and not self.folders:
             raise InputError(
