@@ -116,7 +116,7 @@ def evaluate_variant(model, folder: Path, device: str, rules: bool = True) -> tu
     from napari_deepmir.io.bids import find_subject_files, find_subject_folders
     from napari_deepmir.lesions.components import load_label_map
     from napari_deepmir.lesions.evaluate import score_lesions
-    from napari_deepmir.training.trainer import pooled_metrics
+    from napari_deepmir.training.common import pooled_metrics
 
     scores, seconds, calcified = [], [], np.zeros(2, int)
     for subject_dir in find_subject_folders(folder):

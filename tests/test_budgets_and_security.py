@@ -115,7 +115,7 @@ def test_verifier_examples_are_cached_by_content_and_a_corrupt_cache_is_made_aga
     from test_verifier import with_verifier
 
     from napari_deepmir.model.files import load_model
-    from napari_deepmir.training.trainer import TrainingConfig, load_training_subjects
+    from napari_deepmir.training.common import TrainingConfig, load_training_subjects
     from napari_deepmir.training.verifier import cached_examples
 
     folder = write_blob_subject(tmp_path / "data", 0)
@@ -145,7 +145,7 @@ def test_verifier_examples_are_cached_by_content_and_a_corrupt_cache_is_made_aga
 
 def test_training_on_annotations_without_a_lesion_warns(tmp_path):
     from napari_deepmir.model.card import ModelCard
-    from napari_deepmir.training.trainer import TrainingConfig, load_training_subjects
+    from napari_deepmir.training.common import TrainingConfig, load_training_subjects
 
     folder = write_blob_subject(tmp_path / "data", 0)
     dseg = folder / "sub-strong00_dseg.nii.gz"

@@ -149,7 +149,8 @@ def test_a_leftover_checkpoint_is_never_deleted_without_a_word(tmp_path):
     from training_scenes import TINY
 
     from napari_deepmir.io import InputError
-    from napari_deepmir.training.trainer import TrainingConfig, iter_train, train
+    from napari_deepmir.training.common import TrainingConfig
+    from napari_deepmir.training.trainer import iter_train, train
 
     data = tmp_path / "data"
     write_blob_subject(data, 0)

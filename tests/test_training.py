@@ -11,7 +11,8 @@ from training_scenes import TINY, write_blob_subject
 
 from napari_deepmir.io import InputError, load_subject_dir
 from napari_deepmir.lesions.evaluate import score_lesions
-from napari_deepmir.training.trainer import TrainingConfig, iter_train, train
+from napari_deepmir.training.common import TrainingConfig
+from napari_deepmir.training.trainer import iter_train, train
 
 torch.set_num_threads(2)
 

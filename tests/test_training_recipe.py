@@ -73,7 +73,8 @@ def _deepmir(*args, **kwargs):
 def test_the_card_records_modality_dropout_only_when_it_was_used(blob_data, tmp_path):
     from training_scenes import TINY
 
-    from napari_deepmir.training.trainer import TrainingConfig, train
+    from napari_deepmir.training.common import TrainingConfig
+    from napari_deepmir.training.trainer import train
 
     settings = dict(data=[blob_data], steps=2, val_share=0.0, tune_threshold=False, **TINY)
     plain = train(TrainingConfig(out=tmp_path / "plain", **settings))

@@ -107,7 +107,8 @@ def test_train_verifier_adds_a_second_stage_that_a_finetune_keeps_and_retrains(t
 
     from napari_deepmir.cli import main
     from napari_deepmir.model.files import read_card
-    from napari_deepmir.training.trainer import TrainingConfig, train
+    from napari_deepmir.training.common import TrainingConfig
+    from napari_deepmir.training.trainer import train
 
     data = tmp_path / "data"
     for i in range(3):

@@ -11,7 +11,8 @@ from napari_deepmir.detection.pipeline import predict_subject
 from napari_deepmir.io import load_subject_dir
 from napari_deepmir.model.files import load_model, model_sha256
 from napari_deepmir.model.registry import register_model, user_models_dir
-from napari_deepmir.training.trainer import TrainingConfig, train
+from napari_deepmir.training.common import TrainingConfig
+from napari_deepmir.training.trainer import train
 from napari_deepmir.widgets._model_inputs import select_model
 from napari_deepmir.widgets.detect import DetectWidget
 from napari_deepmir.widgets.finetune import FinetuneWidget

@@ -5,7 +5,7 @@ trainer); import it lazily."""
 from collections.abc import Iterable
 from pathlib import Path
 
-from .trainer import TrainingConfig
+from .common import TrainingConfig
 
 
 def training_config(

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import BIDS_SUFFIXES, CLASS_NAMES
+from ..detection.inference import prepare_input
 from ..io import InputError, Subject, Volume, load_subject_dir
 from ..io.bids import find_subject_files, find_subject_folders, names_read
 from ..lesions.components import check_same_grid, load_label_map
@@ -43,8 +44,6 @@ def check_labels(labels: np.ndarray, subject: Subject, source: str | Path | None
 
 def prepare_annotated(subject: Subject, labels: np.ndarray, card, source: str | Path | None = None) -> AnnotatedSubject:
     """An in-memory subject and its label map (SWI grid) prepared for the model described by ``card``."""
-    from ..detection.inference import prepare_input
-
     truth = check_labels(labels, subject, source)
     missing = [m for m in card.modalities if getattr(subject, m) is None]
     if missing:

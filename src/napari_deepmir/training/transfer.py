@@ -29,7 +29,7 @@ def drop_modalities(module, card, modalities, name: str | None = None):
     ``modalities``, a subset of the card's that holds SWI; InputError otherwise."""
     import torch
 
-    from ..model.unet import DeepmirUNet
+    from ..model.unet import DeepmirUNet  # noqa: PLC0415 (imports torch)
 
     wanted = [m for m in MODALITIES if m in modalities]
     extra = [m for m in wanted if m not in card.modalities]

@@ -10,26 +10,45 @@ rejected in the labelling tool (:func:`rejected_candidate_seeds`) are "not a les
 """
 
 import copy
-import dataclasses
 import hashlib
 import time
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..detection.inference import iter_probabilities, prepare_input
+from ..detection.verification import kept_lesions, verifier_probabilities
 from ..io import InputError
+from ..io.atomic import atomic_path
 from ..io.bids import subject_files_matching
+from ..io.derivatives import read_table
 from ..io.jsonfile import read_json
+from ..lesions.candidates import find_candidates, grown_components
 from ..lesions.components import CONNECTIVITY_26
+from ..lesions.evaluate import score_lesions
 from ..lesions.patches import PATCH_SHAPE, candidate_patches
-from .trainer import THRESHOLD_SUBJECTS
-from .trainer import THRESHOLDS as VERIFIER_THRESHOLDS  # the U-Net's threshold grid serves the verifier too
+from ..lesions.postprocess import apply_postprocess
+from ..model.card import ModelCard
+from ..model.files import LoadedModel, load_model, model_sha256, save_model
+from ..progress import run_to_end
+from .common import (
+    THRESHOLD_SUBJECTS,
+    TrainingConfig,
+    TrainingReport,
+    open_destination,
+    pooled_metrics,
+    training_split,
+    validation_score,
+    with_paths,
+)
+from .common import THRESHOLDS as VERIFIER_THRESHOLDS  # the U-Net's threshold grid serves the verifier too
+from .data import AnnotatedSubject
 
 #: Peak lesion probability of the U-Net's candidates used for training (looser than prediction).
 LOOSE_PROBABILITY = 0.2
@@ -111,8 +130,6 @@ def rejected_candidate_seeds(folder: Path, subject) -> np.ndarray:
     """SWI-grid voxels (n, 3) of the candidates a rater rejected in the labelling tool (the
     :data:`REJECTED_CANDIDATES` table of an annotation folder): each one's seed voxel, else its centre through
     the affine; those outside the grid are left out. Empty without such a table."""
-    from ..io.derivatives import read_table
-
     tables = sorted(Path(folder).glob(REJECTED_CANDIDATES)) if Path(folder).is_dir() else []
     if not tables:
         return np.zeros((0, 3), int)
@@ -139,8 +156,6 @@ def subject_examples(
     """Training examples of one annotated subject for ``loaded``'s verifier (see the module docstring);
     ``mimic_seeds``: voxels of known non-lesions (:func:`simulated_mimic_seeds`); ``rejected_seeds``: the
     rater's rejected candidates (:func:`rejected_candidate_seeds`), "not a lesion" unless painted after all."""
-    from ..lesions.candidates import find_candidates, grown_components
-
     prepared, loose = unet_lesions(subject, loaded, min_probability=LOOSE_PROBABILITY, batch_size=batch_size)
     seeds = find_candidates(subject, max_candidates=BLOB_CANDIDATES)[["seed_i", "seed_j", "seed_k"]].to_numpy()
     sources = [
@@ -231,10 +246,6 @@ NEW_VERIFIER = {"base_filters": 16, "patch_shape": list(PATCH_SHAPE), "min_proba
 def unet_lesions(subject, loaded, *, min_probability: float | None = None, batch_size: int = 8):
     """(prepared input, labels) of the U-Net of ``loaded`` alone on ``subject`` (post-processed, with the card's
     ``min_probability`` unless given): the candidates its verifier sees."""
-    from ..detection.inference import iter_probabilities, prepare_input
-    from ..lesions.postprocess import apply_postprocess
-    from ..progress import run_to_end
-
     prepared = prepare_input(subject, loaded.card)
     probabilities = run_to_end(iter_probabilities(prepared, loaded, batch_size=batch_size))
     return prepared, apply_postprocess(probabilities, subject, loaded.card, min_probability=min_probability)
@@ -251,9 +262,6 @@ class ValidationCase:
 
     def scores(self, probabilities: np.ndarray | None, threshold: float | None) -> dict:
         """Lesion-wise scores of the U-Net alone (``threshold`` None) or with a verifier's ``probabilities``."""
-        from ..detection.verification import kept_lesions
-        from ..lesions.evaluate import score_lesions
-
         if threshold is None:
             return score_lesions(self.truth, self.labels)
         return score_lesions(self.truth, kept_lesions(self.labels, self.components, probabilities, threshold))
@@ -273,9 +281,6 @@ def validation_cases(loaded, subjects) -> list[ValidationCase]:
 def validate_verifier(verifier, cases: list[ValidationCase], thresholds=VERIFIER_THRESHOLDS, *, bf16=False) -> dict:
     """Pooled lesion-wise metrics on validation ``cases``: ``unet`` (the U-Net alone), and with ``verifier`` at
     each of ``thresholds``; ``best`` = (threshold, metrics) chosen by :func:`choose_threshold`."""
-    from ..detection.verification import verifier_probabilities
-    from .trainer import pooled_metrics
-
     probabilities = [verifier_probabilities(verifier, case.patches, bf16=bf16) for case in cases]
     results = {"unet": pooled_metrics([case.scores(None, None) for case in cases])}
     for threshold in thresholds:
@@ -294,8 +299,6 @@ def choose_threshold(results: dict, thresholds=VERIFIER_THRESHOLDS) -> tuple[flo
     """(threshold, metrics) with the highest mean F1 among the ``thresholds`` that find at most
     :data:`MAX_SENSITIVITY_LOSS` fewer of the annotated lesions than the U-Net alone (the lowest threshold
     when none does): the second stage is there to remove false positives, not microbleeds."""
-    from .trainer import validation_score
-
     allowed = [t for t in thresholds if _found(results[t]) >= _found(results["unet"]) - MAX_SENSITIVITY_LOSS]
     best = max(allowed or sorted(thresholds)[:1], key=lambda t: (validation_score(results[t]), -t))
     return best, results[best]
@@ -331,9 +334,6 @@ def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
     """:func:`subject_examples` of an annotated subject, read from ``cache`` when an earlier run with the same
     model and the same subject content (:func:`_content_key`, the rater's rejected candidates included) stored
     them there, else made (and stored). A corrupt cache file is reported and made again."""
-    from ..io.atomic import atomic_path
-    from ..model.files import model_sha256
-
     folder = Path(annotated.name)
     mimics = simulated_mimic_seeds(folder, annotated.subject)
     rejected = rejected_candidate_seeds(folder, annotated.subject)
@@ -353,94 +353,115 @@ def cached_examples(annotated, loaded, cache: Path | None) -> VerifierExamples:
     return examples
 
 
+def _training_examples(
+    subjects: list[AnnotatedSubject], base: LoadedModel, cache: Path | None, should_stop: Callable[[], bool]
+) -> VerifierExamples | None:
+    """The examples of the training ``subjects`` (:func:`cached_examples`); None once a stop is asked for."""
+    parts = []
+    for annotated in subjects:
+        if should_stop():
+            return None
+        parts.append(cached_examples(annotated, base, cache))
+    return VerifierExamples.concatenate(parts)
+
+
+def _starting_verifier(card: ModelCard, base: LoadedModel, device):
+    """A copy of the base's verifier to fine-tune, or a new :data:`NEW_VERIFIER` (written into ``card``)."""
+    from ..model.verifier import CandidateVerifier  # noqa: PLC0415 (imports torch)
+
+    if card.verifier is None:
+        card.verifier = dict(NEW_VERIFIER)
+        return CandidateVerifier(len(card.modalities) + 1, 3, card.verifier["base_filters"]).to(device)
+    return copy.deepcopy(base.verifier)
+
+
+def _compare(verifier, base: LoadedModel, cases: list[ValidationCase], bf16: bool) -> tuple[dict, float, dict]:
+    """(the base's metrics, the trained verifier's chosen threshold, its metrics there) on ``cases``: the base
+    is its U-Net alone, or with its own verifier at that one's threshold."""
+    results = validate_verifier(verifier, cases, bf16=bf16)
+    before = results["unet"]
+    if base.verifier is not None:
+        threshold = base.card.verifier["min_probability"]
+        before = validate_verifier(base.verifier, cases, (threshold,), bf16=bf16)[threshold]
+    threshold, after = results["best"]
+    return before, threshold, after
+
+
+def _verifier_record(config: TrainingConfig, subjects: tuple[list, list], examples, steps: int, kept: bool) -> dict:
+    """The card's ``training.verifier`` section: the (train, validation) ``subjects``, the examples' classes..."""
+    counts = np.bincount(examples.targets, minlength=3)
+    return {
+        "data": [str(p) for p in config.data],
+        "train_subjects": [s.name for s in subjects[0]],
+        "validation_subjects": [s.name for s in subjects[1]],
+        "examples": {"not_lesion": int(counts[0]), "cmb": int(counts[1]), "iron": int(counts[2])},
+        "steps": steps,
+        "lr": config.lr,
+        "batch_size": VERIFIER_BATCH,
+        "seed": config.seed,
+        "kept": bool(kept),
+        "command": config.command,
+    }
+
+
 def iter_train_verifier(
-    config, should_stop: Callable[[], bool] = lambda: False, examples_cache: Path | None = None
-) -> Iterator:
+    config: TrainingConfig, should_stop: Callable[[], bool] = lambda: False, examples_cache: Path | None = None
+) -> Generator[TrainingReport, None, ModelCard | None]:
     """Train the second stage of ``config.base`` on ``config``'s annotated subjects and write the model (the
     base's U-Net with the new verifier) to ``config.out``; yields a ``TrainingReport`` per step and one after
-    validation. A base with a verifier is fine-tuned from it, one without gets :data:`NEW_VERIFIER`.
+    validation, and returns the card written. A base with a verifier is fine-tuned from it, one without gets
+    :data:`NEW_VERIFIER`.
 
     The verifier is kept only when it beats the base on the validation subjects (mean lesion-wise F1, its
     ``min_probability`` tuned there); otherwise ``out`` gets the base's behaviour unchanged, and says so in
     its card. Without validation subjects it is kept with the threshold tuned on the training subjects.
-    Stopped (``should_stop()``) before the end, it writes nothing. ``examples_cache``: a folder keeping each
-    subject's examples for the next run (:func:`cached_examples`)."""
-    from ..detection.inference import select_device
-    from ..model.files import check_model_destination, load_model, model_sha256, save_model
-    from ..model.verifier import CandidateVerifier
-    from .trainer import TrainingReport, load_training_subjects, split_subjects, validation_score
-
+    Stopped (``should_stop()``) before the end, it writes nothing (and returns None). ``examples_cache``: a
+    folder keeping each subject's examples for the next run (:func:`cached_examples`)."""
     started = time.perf_counter()
     if config.base is None:
         raise InputError(config.out, "a verifier is trained for a model: give the model (--model)")
-    config = dataclasses.replace(config, out=Path(config.out), base=Path(config.base))
+    config = with_paths(config)
     into_base = config.out.resolve() == config.base.resolve()  # the second half of a fine-tune into its own output
-    check_model_destination(config.out, config.overwrite or into_base)
-    device = select_device(config.device)
+    device = open_destination(config, config.overwrite or into_base)
     base = load_model(config.base, device)
     card = copy.deepcopy(base.card)
-    subjects = load_training_subjects(config, card)
-    train_subjects, val_subjects = split_subjects(subjects, config.val_share, config.seed)
-    parts = []
-    for annotated in train_subjects:
-        if should_stop():
-            return
-        parts.append(cached_examples(annotated, base, examples_cache))
-    examples = VerifierExamples.concatenate(parts)
-    if card.verifier is None:
-        card.verifier = dict(NEW_VERIFIER)
-        verifier = CandidateVerifier(len(card.modalities) + 1, 3, card.verifier["base_filters"]).to(device)
-    else:
-        verifier = copy.deepcopy(base.verifier)
+    train_subjects, val_subjects = training_split(config, card)
+    examples = _training_examples(train_subjects, base, examples_cache, should_stop)
+    if examples is None:
+        return None
+    verifier = _starting_verifier(card, base, device)
     step = 0
     for step, loss in iter_fit(
         verifier, examples, steps=config.steps, lr=config.lr, seed=config.seed, bf16=config.bf16
     ):
         yield TrainingReport(step, config.steps, loss, config.lr, elapsed_s=time.perf_counter() - started)
         if should_stop():  # stopped: the model at ``out`` (if any) stays as it was
-            return
+            return None
     cases = validation_cases(base, val_subjects or train_subjects[:THRESHOLD_SUBJECTS])
-    results = validate_verifier(verifier, cases, bf16=config.bf16)
-    before = results["unet"]
-    if base.verifier is not None:
-        threshold = base.card.verifier["min_probability"]
-        before = validate_verifier(base.verifier, cases, (threshold,), bf16=config.bf16)[threshold]
-    threshold, after = results["best"]
+    before, threshold, after = _compare(verifier, base, cases, config.bf16)
     improved = not val_subjects or validation_score(after) > validation_score(before)
     if improved:
         card.verifier["min_probability"] = threshold
     else:
         card.verifier, verifier = copy.deepcopy(base.card.verifier), base.verifier
-    counts = np.bincount(examples.targets, minlength=3)
-    card.training = {
-        **card.training,
-        "verifier": {
-            "data": [str(p) for p in config.data],
-            "train_subjects": [s.name for s in train_subjects],
-            "validation_subjects": [s.name for s in val_subjects],
-            "examples": {"not_lesion": int(counts[0]), "cmb": int(counts[1]), "iron": int(counts[2])},
-            "steps": step,
-            "lr": config.lr,
-            "batch_size": VERIFIER_BATCH,
-            "seed": config.seed,
-            "kept": bool(improved),
-            "command": config.command,
-        },
-    }
+    record = _verifier_record(config, (train_subjects, val_subjects), examples, step, improved)
+    card.training = {**card.training, "verifier": record}
     card.metrics = {**card.metrics, "verifier": {"validation_before": before, "validation_after": after}}
     if not into_base:
         card.name = config.name or config.out.name
         card.parent = {"name": base.card.name, "sha256": model_sha256(base.path)}
     save_model(config.out, base.module, card, overwrite=True, verifier=verifier)
+    kept = after if improved else before
     yield TrainingReport(
         step,
         config.steps,
         None,
         config.lr,
-        metrics=after if improved else before,
+        metrics=kept,
         score=validation_score(after),
-        best_score=validation_score(after if improved else before),
+        best_score=validation_score(kept),
         best_step=step if improved else 0,
         saved=True,
         elapsed_s=time.perf_counter() - started,
     )
+    return card

@@ -14,6 +14,8 @@ from napari.layers import Labels
 from ..conventions import CLASS_NAMES
 from ..io import InputError
 from ..model.registry import user_models_dir
+from ..training.common import split_subjects
+from ..training.config_builder import training_config
 from ..training.data import annotated_folders
 from ._inputs import source_images, subject_layer, subject_of
 from ._layers import geometry_of, modality_of, subject_from_layers
@@ -88,7 +90,6 @@ def waiting_for(last_step: int | None, config) -> str:
 
 def start_message(config, base_name: str) -> str:
     """What a run does first, in words; without validation subjects it says so plainly."""
-    from ..training.trainer import split_subjects  # noqa: PLC0415 (imports torch)
 
     n_subjects = len(config.samples) + len(annotated_folders(config.data))
     n_val = len(split_subjects(list(range(n_subjects)), config.val_share, config.seed)[1])
@@ -150,7 +151,6 @@ class FinetuneSettings:
     val_share: float = 0.25
 
     def config(self):
-        from ..training.config_builder import training_config  # noqa: PLC0415 (imports torch)
 
         if not self.samples and not self.folders:
             raise InputError(
