@@ -6,7 +6,7 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
-from .layers import LABEL_ROLE_STYLES, apply_role_contour
+from .layers import LABEL_ROLE_STYLES, apply_role_contour, layer_name
 
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
@@ -18,8 +18,8 @@ def make_synthetic_subject() -> list[tuple]:
 
     layers = _read_showing_busy(read_subject_folder)
     for _, kwargs, _ in layers:
-        if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
-            kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
+        if kwargs["name"] == layer_name(SAMPLE_SUBJECT, "labels"):
+            kwargs["name"] = layer_name(SAMPLE_SUBJECT, "truth")
             kwargs["metadata"]["deepmir"]["origin"] = "truth"
             kwargs.update(LABEL_ROLE_STYLES["truth"])
     _outline_the_truth_once_shown()

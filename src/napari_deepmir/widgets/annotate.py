@@ -42,7 +42,7 @@ from ..annotations import (
 )
 from ..consensus import consensus_region, is_consensus_candidate
 from ..conventions import ANNOTATION_COLORS, CLASS_NAMES, CLASS_TITLES, CMB, IRON
-from ..layers import labels_layer_data
+from ..layers import labels_layer_data, layer_name
 from ._blinding import Blinds
 from ._busy import shows_busy
 from ._consensus import ConsensusPanel
@@ -350,7 +350,7 @@ class AnnotateWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.rater_edit.value = self.session.rater
         self._show_mode()
         self.locations = self._locations()
-        name = f"{self.subject.name} annotation"
+        name = layer_name(self.subject.name, "annotation")
         metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
         layer_data = labels_layer_data(self.session.labels, self.geometry, name=name, metadata=metadata)
         self._release_layer(save=False)
