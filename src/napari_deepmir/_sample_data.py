@@ -1,4 +1,5 @@
-"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > napari-deepmir).
+"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > Synthetic subject (T2, SWI, QSM,
+true lesions)).
 
 The subject is pre-made by ``scripts/make_sample_subject.py`` (the phantom, seeded) and shipped as
 package data, so it opens in about a second; it reads like any subject folder.
