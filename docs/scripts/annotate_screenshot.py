@@ -17,7 +17,6 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 from napari_deepmir.io.bids import find_subject_folders
-from napari_deepmir.widgets.annotate import AnnotateWidget
 
 
 def _phantom_subject() -> Path:
@@ -35,13 +34,12 @@ def _phantom_subject() -> Path:
 def main(out: str, folder: Path | None) -> None:
     folder = folder or _phantom_subject()
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1600, 1000)
     viewer.open(str(folder), plugin="napari-deepmir")
     for layer in viewer.layers:  # SWI under the annotation; QSM and T2 a V key away
         if layer.metadata.get("deepmir", {}).get("modality") in ("qsm", "t2"):
             layer.visible = False
-    widget = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Label lesions", area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")  # as Plugins > ... does
     widget.start()
     widget.find_candidates()
     app = QApplication.instance()

@@ -20,7 +20,6 @@ import napari
 from qt_settle import settle
 
 from napari_deepmir.widgets.detect import DetectWidget
-from napari_deepmir.widgets.finetune import FinetuneWidget
 from napari_deepmir.widgets.table import LesionTableWidget
 
 
@@ -61,9 +60,7 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
     os.environ.setdefault(
         "DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-")
     )  # keep the user's models folder clean
-    widget = FinetuneWidget(viewer)
-    widget.setMinimumWidth(480)
-    viewer.window.add_dock_widget(widget, name="Fine-tune", area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")  # as Plugins > ... does
     with tempfile.TemporaryDirectory() as tmp:
         for folder in generate_cohort(Path(tmp), 2, seed=31):
             widget.add_folder(folder)

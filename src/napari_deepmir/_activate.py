@@ -30,7 +30,7 @@ def on_activate(context) -> None:
 
         show_info(
             f"{PLUGIN_NAME} now opens {', '.join(patterns)} without asking which reader; "
-            "change it in Preferences > Plugins."
+            "change it in File > Preferences > Plugins."
         )
 
 

@@ -49,7 +49,17 @@ def _is_subject_folder(folder: Path) -> bool:
 
 
 def read_paths(paths):
-    """Read one or several paths; each file or folder gives its layers."""
+    """Read one or several paths; each file or folder gives its layers (the wait cursor shows in napari: a subject
+    folder takes a second or more, a DICOM folder longer)."""
+    try:
+        from .widgets._busy import busy_cursor_in_gui
+    except ImportError:  # no Qt: read without it
+        return _read_paths(paths)
+    with busy_cursor_in_gui():
+        return _read_paths(paths)
+
+
+def _read_paths(paths) -> list[tuple]:
     layers = []
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)

@@ -15,9 +15,9 @@ SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
 def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
-    from ._reader import read_subject_folder
+    from ._reader import read_paths
 
-    layers = _read_showing_busy(read_subject_folder)
+    layers = read_paths(SAMPLE_FOLDER)  # with the wait cursor: reading takes a second or two
     for _, kwargs, _ in layers:
         if kwargs["name"] == layer_name(SAMPLE_SUBJECT, "labels"):
             kwargs["name"] = layer_name(SAMPLE_SUBJECT, "truth")
@@ -25,18 +25,6 @@ def make_synthetic_subject() -> list[tuple]:
             kwargs.update(LABEL_ROLE_STYLES["truth"])
     _outline_the_truth_once_shown()
     return layers
-
-
-def _read_showing_busy(read) -> list[tuple]:
-    """Read the sample folder, with the wait cursor when a viewer is open (reading takes a second or two)."""
-    from qtpy.QtWidgets import QApplication
-
-    if QApplication.instance() is None:
-        return read(SAMPLE_FOLDER)
-    from .widgets._busy import busy_cursor
-
-    with busy_cursor():
-        return read(SAMPLE_FOLDER)
 
 
 def _outline_the_truth_once_shown() -> None:
