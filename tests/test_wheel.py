@@ -3,6 +3,7 @@ napari manifest) and, installed with its dependencies in a fresh venv, runs `dee
 command)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,13 @@ def test_the_wheel_holds_the_models_the_sample_and_the_manifest(wheel):
     assert "napari_deepmir/napari.yaml" in names
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
-    assert "Classifier: Development Status ::" in text and "Project-URL: Homepage, https://" in text
-    assert "](https://raw.githubusercontent.com/" in text and "](docs/images/" not in text  # images work on PyPI
+    assert "Classifier: Development Status ::" in text and "](docs/images/" not in text  # images work on PyPI
+    url_lines = [line.removeprefix("Project-URL: ") for line in text.splitlines() if line.startswith("Project-URL:")]
+    urls = dict(line.split(", ", 1) for line in url_lines)
+    repository = urls["Homepage"]  # the hub's homepage and source links, and the README's images: one repository
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repository) and urls["Source Code"] == repository
+    owner_name = repository.removeprefix("https://github.com/")
+    assert f"](https://raw.githubusercontent.com/{owner_name}/main/docs/images/" in text
 
 
 def _pip_find_links() -> list[str]:

@@ -25,7 +25,7 @@ def _phantom_subject() -> Path:
     root = Path(tempfile.mkdtemp(prefix="deepmir-shot-"))
     generate_cohort(root, 1, 7)
     (folder,) = find_subject_folders(root)
-    for labels in folder.glob("*_dseg.nii.gz"):
+    for labels in folder.rglob("*_dseg.nii.gz"):
         if "_desc-" not in labels.name:
             labels.unlink()  # the rater starts from nothing
     return folder
@@ -50,6 +50,15 @@ def main(out: str, folder: Path | None) -> None:
     flagged = widget.session.candidates.index[widget.session.candidates["flags"].str.contains("diamagnetic")]
     if len(flagged):
         widget.go_to(int(flagged[0]))
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.05)
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QScrollArea
+
+    for note in viewer.window._qt_window.findChildren(NapariQtNotification):
+        note.close()  # napari's one-time notes (the reader preference) over the canvas
+    widget.findChild(QScrollArea).ensureWidgetVisible(widget.guidance)  # the candidate's evidence in sight
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)
