@@ -14,6 +14,11 @@ still show the dialog once (docs/getting-started.md).
 import json
 from pathlib import Path
 
+import platformdirs
+
+from ._writer import list_writers_first
+from .io.atomic import write_text_atomic
+
 PLUGIN_NAME = "napari-deepmir"
 #: NIfTI files, and BIDS subject folders (``sub-*``, matched on the folder's path with a trailing separator).
 READER_PATTERNS = ("*.nii", "*.nii.gz", "*/sub-*/")
@@ -21,8 +26,6 @@ READER_PATTERNS = ("*.nii", "*.nii.gz", "*/sub-*/")
 
 def on_activate(context) -> None:
     """npe2's activation hook: this plugin's NIfTI writers first, its reader preferred (see the module)."""
-    from ._writer import list_writers_first
-
     list_writers_first()
     patterns = prefer_this_reader()
     if patterns:
@@ -36,8 +39,6 @@ def on_activate(context) -> None:
 
 def offered_patterns_file() -> Path:
     """Where the patterns this plugin has set once are remembered (platformdirs' user config folder)."""
-    import platformdirs
-
     return platformdirs.user_config_path(PLUGIN_NAME, appauthor=False) / "reader-preference.json"
 
 
@@ -45,8 +46,6 @@ def prefer_this_reader() -> list[str]:
     """Name this plugin napari's preferred reader for each of :data:`READER_PATTERNS` that has no preferred
     reader and was never set by this plugin before; returns the patterns set."""
     from napari.settings import get_settings
-
-    from .io.atomic import write_text_atomic
 
     settings = get_settings()
     preferred = settings.plugins.extension2reader

@@ -20,6 +20,11 @@ from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
 from .layers import image_layer_data, labels_layer_data, layer_name, locations_layer_data, regions_layer_data
 from .lesions.components import load_region_map
 
+try:
+    from .widgets._busy import busy_cursor_in_gui
+except ImportError:  # the core installed without napari and Qt reads files without a cursor to show
+    from contextlib import nullcontext as busy_cursor_in_gui
+
 #: Name endings (before .nii/.nii.gz, lower case) that tell the modality of a single file.
 _MODALITY_ENDINGS = {
     **{f"_{suffix.lower()}": "swi" for suffix in suffixes_read("swi")},
@@ -51,10 +56,6 @@ def _is_subject_folder(folder: Path) -> bool:
 def read_paths(paths):
     """Read one or several paths; each file or folder gives its layers (the wait cursor shows in napari: a subject
     folder takes a second or more, a DICOM folder longer)."""
-    try:
-        from .widgets._busy import busy_cursor_in_gui
-    except ImportError:  # no Qt: read without it
-        return _read_paths(paths)
     with busy_cursor_in_gui():
         return _read_paths(paths)
 

@@ -7,6 +7,7 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
+from ._reader import read_paths
 from .layers import LABEL_ROLE_STYLES, apply_role_contour, layer_name
 
 SAMPLE_SUBJECT = "sub-sample"
@@ -15,8 +16,6 @@ SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
 def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
-    from ._reader import read_paths
-
     layers = read_paths(SAMPLE_FOLDER)  # with the wait cursor: reading takes a second or two
     for _, kwargs, _ in layers:
         if kwargs["name"] == layer_name(SAMPLE_SUBJECT, "labels"):
