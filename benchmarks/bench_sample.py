@@ -1,4 +1,4 @@
-"""How long File > Open Sample > napari-deepmir takes: the sample's layers read and added to a viewer.
+"""How long File > Open Sample > Synthetic subject takes: the sample's layers read and added to a viewer.
 
 Run under a display (``xvfb-run -a python benchmarks/bench_sample.py``); prints seconds per try.
 """

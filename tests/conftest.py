@@ -12,9 +12,10 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    """Models registered or annotations saved by a test never touch the real user folders."""
+    """Models registered, annotations saved or settings remembered by a test never touch the real user folders."""
     monkeypatch.setenv("DEEPMIR_MODELS_DIR", str(tmp_path_factory.mktemp("user-models")))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("user-data")))  # platformdirs' user data
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("user-config")))  # platformdirs' user config
 
 
 def oblique_affine(spacing=(0.8, 0.8, 2.0), degrees=10.0, origin=(-60.0, -70.0, -40.0)) -> np.ndarray:

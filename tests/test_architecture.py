@@ -25,7 +25,7 @@ LAYERS = (
     ("lesions", "phantom", "model"),
     ("detection",),
     ("training", "rating", "longitudinal"),
-    ("cli", "widgets", "layer_data", "_reader", "_writer", "_sample_data"),
+    ("cli", "widgets", "layer_data", "_reader", "_writer", "_sample_data", "_activate"),
 )
 #: Imported by no module: the package's own ``__init__`` (the version).
 UNLAYERED = ("",)

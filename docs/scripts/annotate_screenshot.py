@@ -17,7 +17,6 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 from napari_deepmir.io.bids import find_subject_folders
-from napari_deepmir.widgets.annotate import AnnotateWidget
 
 
 def _phantom_subject() -> Path:
@@ -26,7 +25,7 @@ def _phantom_subject() -> Path:
     root = Path(tempfile.mkdtemp(prefix="deepmir-shot-"))
     generate_cohort(root, 1, 7)
     (folder,) = find_subject_folders(root)
-    for labels in folder.glob("*_dseg.nii.gz"):
+    for labels in folder.rglob("*_dseg.nii.gz"):
         if "_desc-" not in labels.name:
             labels.unlink()  # the rater starts from nothing
     return folder
@@ -35,13 +34,12 @@ def _phantom_subject() -> Path:
 def main(out: str, folder: Path | None) -> None:
     folder = folder or _phantom_subject()
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1600, 1000)
     viewer.open(str(folder), plugin="napari-deepmir")
     for layer in viewer.layers:  # SWI under the annotation; QSM and T2 a V key away
         if layer.metadata.get("deepmir", {}).get("modality") in ("qsm", "t2"):
             layer.visible = False
-    widget = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Label lesions", area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Label lesions")  # as Plugins > ... does
     widget.start()
     widget.find_candidates()
     app = QApplication.instance()
@@ -52,6 +50,15 @@ def main(out: str, folder: Path | None) -> None:
     flagged = widget.session.candidates.index[widget.session.candidates["flags"].str.contains("diamagnetic")]
     if len(flagged):
         widget.go_to(int(flagged[0]))
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.05)
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QScrollArea
+
+    for note in viewer.window._qt_window.findChildren(NapariQtNotification):
+        note.close()  # napari's one-time notes (the reader preference) over the canvas
+    widget.findChild(QScrollArea).ensureWidgetVisible(widget.guidance)  # the candidate's evidence in sight
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)

@@ -3,7 +3,7 @@ docs/lesion-tables.md and docs/finetuning.md.
 
 Runs the default model on the sample synthetic subject in a real viewer (under Xvfb):
 
-    xvfb-run -a .venv/bin/python docs/scripts/widget_screenshots.py docs/images [both|detect|table|finetune]
+    xvfb-run -a .venv/bin/python docs/scripts/widget_screenshots.py docs/images [both|detect|table|finetune [STEPS]]
 
 With ``table`` only, the table shows the sample's true lesions (no model needed).
 """
@@ -20,7 +20,6 @@ import napari
 from qt_settle import settle
 
 from napari_deepmir.widgets.detect import DetectWidget
-from napari_deepmir.widgets.finetune import FinetuneWidget
 from napari_deepmir.widgets.table import LesionTableWidget
 
 
@@ -61,9 +60,7 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
     os.environ.setdefault(
         "DEEPMIR_MODELS_DIR", tempfile.mkdtemp(prefix="deepmir-models-")
     )  # keep the user's models folder clean
-    widget = FinetuneWidget(viewer)
-    widget.setMinimumWidth(480)
-    viewer.window.add_dock_widget(widget, name="Fine-tune", area="right")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")  # as Plugins > ... does
     with tempfile.TemporaryDirectory() as tmp:
         for folder in generate_cohort(Path(tmp), 2, seed=31):
             widget.add_folder(folder)
@@ -79,7 +76,7 @@ def finetune_screenshot(viewer, path: Path, steps: int = 120) -> None:
     viewer.screenshot(str(path), canvas_only=False)
 
 
-def main(folder: str, which: str = "both") -> None:
+def main(folder: str, which: str = "both", steps: str = "120") -> None:
     out = Path(folder)
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
@@ -91,7 +88,7 @@ def main(folder: str, which: str = "both") -> None:
     if which in ("both", "table"):
         table_screenshot(viewer, labels, out / "lesion-table-widget.png")
     if which == "finetune":
-        finetune_screenshot(viewer, out / "finetune-widget.png")
+        finetune_screenshot(viewer, out / "finetune-widget.png", int(steps))
     viewer.close()
 
 

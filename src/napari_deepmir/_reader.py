@@ -17,8 +17,13 @@ from .io.nifti import Volume, is_nifti_path
 from .io.qsm_units import check_qsm_units, detect_qsm_units, to_ppb
 from .io.resample import resample_volume_to
 from .io.sidecar import read_sidecar, scan_parameters, stated_qsm_units
-from .layer_data import image_layer_data, labels_layer_data, locations_layer_data, regions_layer_data
+from .layer_data import image_layer_data, labels_layer_data, layer_name, locations_layer_data, regions_layer_data
 from .lesions.components import load_region_map
+
+try:
+    from .widgets._busy import busy_cursor_in_gui
+except ImportError:  # the core installed without napari and Qt reads files without a cursor to show
+    from contextlib import nullcontext as busy_cursor_in_gui
 
 #: Name endings (before .nii/.nii.gz, lower case) that tell the modality of a single file.
 _MODALITY_ENDINGS = {
@@ -49,7 +54,13 @@ def _is_subject_folder(folder: Path) -> bool:
 
 
 def read_paths(paths):
-    """Read one or several paths; each file or folder gives its layers."""
+    """Read one or several paths; each file or folder gives its layers (the wait cursor shows in napari: a subject
+    folder takes a second or more, a DICOM folder longer)."""
+    with busy_cursor_in_gui():
+        return _read_paths(paths)
+
+
+def _read_paths(paths) -> list[tuple]:
     layers = []
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)
@@ -86,22 +97,24 @@ def _stem(path: Path) -> str:
 
 
 def read_nifti_file(path: Path) -> tuple:
-    """One NIfTI file -> an Image layer (modality from the name) or a Labels layer (``_dseg``)."""
+    """One NIfTI file -> an Image layer (modality from the name) or a Labels layer (``_dseg``), named like the
+    same file read from its subject folder (:func:`..layers.layer_name`)."""
     stem = _stem(path)
     lower = stem.lower()
-    if lower.endswith("_" + BIDS_SUFFIXES["locations"].lower()):
+    kind = next((k for k in ("locations", "regions") if lower.endswith("_" + BIDS_SUFFIXES[k].lower())), None)
+    if kind is not None:
+        subject = subject_id(path) or stem[: -len(BIDS_SUFFIXES[kind]) - 1]
+        if kind == "regions":
+            volume = load_region_map(path)
+            return regions_layer_data(volume.data, _geometry(volume), name=layer_name(subject, kind))
         volume = load_volume(path, check_values=False)
-        return locations_layer_data(
-            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem
-        )
-    if lower.endswith("_" + BIDS_SUFFIXES["regions"].lower()):
-        volume = load_region_map(path)
-        return regions_layer_data(volume.data, DisplayGeometry(volume.data.shape, volume.affine), name=stem)
+        return locations_layer_data(volume.data.astype("uint8"), _geometry(volume), name=layer_name(subject, kind))
     if lower.endswith("_dseg"):
         volume = load_volume(path, check_values=False)
-        metadata = {"path": str(path), "subject": subject_id(path) or stem[: -len("_dseg")], "origin": "file"}
+        subject = subject_id(path) or stem[: -len("_dseg")]
+        metadata = {"path": str(path), "subject": subject, "origin": "file"}
         return labels_layer_data(
-            volume.data.astype("uint8"), DisplayGeometry(volume.data.shape, volume.affine), name=stem, metadata=metadata
+            volume.data.astype("uint8"), _geometry(volume), name=layer_name(subject, "labels"), metadata=metadata
         )
     volume = load_volume(path)
     ending, modality = next(((e, m) for e, m in _MODALITY_ENDINGS.items() if lower.endswith(e)), ("", None))
@@ -113,9 +126,13 @@ def read_nifti_file(path: Path) -> tuple:
         data, metadata["qsm_units_in_file"] = to_ppb(data, units), units
     if modality == "swi" and scan_parameters(read_sidecar(path)):
         metadata["scan"] = scan_parameters(read_sidecar(path))
-    return image_layer_data(
-        data, DisplayGeometry(data.shape, volume.affine), modality=modality, name=stem, metadata=metadata
-    )
+    name = layer_name(metadata["subject"], modality or "image")
+    geometry = DisplayGeometry(data.shape, volume.affine)
+    return image_layer_data(data, geometry, modality=modality, name=name, metadata=metadata)
+
+
+def _geometry(volume: Volume) -> DisplayGeometry:
+    return DisplayGeometry(volume.data.shape, volume.affine)
 
 
 def read_subject_folder(folder: Path) -> list[tuple]:
@@ -146,7 +163,7 @@ def read_subject_folder(folder: Path) -> list[tuple]:
                 subject.modality(modality),
                 geometry,
                 modality=modality,
-                name=f"{subject.name} {modality.upper()}",
+                name=layer_name(subject.name, modality),
                 metadata=metadata,
             )
             layer[1]["visible"] = modality != "qsm"  # SWI shows the lesions; QSM is one click away
@@ -155,7 +172,7 @@ def read_subject_folder(folder: Path) -> list[tuple]:
     for kind, make_layer in (("locations", locations_layer_data), ("regions", regions_layer_data)):
         if kind in files:
             volume = load_region_map(files[kind]) if kind == "regions" else load_volume(files[kind], check_values=False)
-            place = make_layer(_on_swi_grid(volume, subject), geometry, name=f"{subject.name} {kind}")
+            place = make_layer(_on_swi_grid(volume, subject), geometry, name=layer_name(subject.name, kind))
             place[1]["metadata"]["deepmir"]["subject"] = subject.name
             layers.append(place)
     if "labels" in files:
@@ -164,7 +181,7 @@ def read_subject_folder(folder: Path) -> list[tuple]:
             labels_layer_data(
                 _on_swi_grid(load_volume(files["labels"], check_values=False), subject),
                 geometry,
-                name=f"{subject.name} labels",
+                name=layer_name(subject.name, "labels"),
                 metadata=metadata,
             )
         )

@@ -1,4 +1,5 @@
-"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > napari-deepmir).
+"""npe2 sample data: a synthetic subject with known lesions (File > Open Sample > Synthetic subject (T2, SWI, QSM,
+true lesions)).
 
 The subject is pre-made by ``scripts/make_sample_subject.py`` (the phantom, seeded) and shipped as
 package data, so it opens in about a second; it reads like any subject folder.
@@ -6,9 +7,8 @@ package data, so it opens in about a second; it reads like any subject folder.
 
 from pathlib import Path
 
-from ._reader import read_subject_folder
-from .layer_data import LABEL_ROLE_STYLES, apply_role_contour
-from .widgets._busy import busy_cursor
+from ._reader import read_paths
+from .layer_data import LABEL_ROLE_STYLES, apply_role_contour, layer_name
 
 SAMPLE_SUBJECT = "sub-sample"
 SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
@@ -16,25 +16,14 @@ SAMPLE_FOLDER = Path(__file__).parent / "sample" / SAMPLE_SUBJECT
 
 def make_synthetic_subject() -> list[tuple]:
     """T2, QSM (hidden), SWI on top, the location map and the true labels of the shipped synthetic subject."""
-    layers = _read_showing_busy(read_subject_folder)
+    layers = read_paths(SAMPLE_FOLDER)  # with the wait cursor: reading takes a second or two
     for _, kwargs, _ in layers:
-        if kwargs["name"] == f"{SAMPLE_SUBJECT} labels":
-            kwargs["name"] = f"{SAMPLE_SUBJECT} true lesions"
+        if kwargs["name"] == layer_name(SAMPLE_SUBJECT, "labels"):
+            kwargs["name"] = layer_name(SAMPLE_SUBJECT, "truth")
             kwargs["metadata"]["deepmir"]["origin"] = "truth"
             kwargs.update(LABEL_ROLE_STYLES["truth"])
     _outline_the_truth_once_shown()
     return layers
-
-
-def _read_showing_busy(read) -> list[tuple]:
-    """Read the sample folder, with the wait cursor when a viewer is open (reading takes a second or two)."""
-    from qtpy.QtWidgets import QApplication
-
-    if QApplication.instance() is None:
-        return read(SAMPLE_FOLDER)
-
-    with busy_cursor():
-        return read(SAMPLE_FOLDER)
 
 
 def _outline_the_truth_once_shown() -> None:

@@ -2,9 +2,9 @@
 
 napari's save dialog preselects the first writer npe2 lists for the selected layers, and npe2 lists
 writers in the order plugins registered: napari's TIFF writers first, which refuse ``x.nii.gz``. When
-this plugin activates (its reader, a widget or the sample data is used), :func:`on_activate` lists
-its writers first, and they hand a name with another extension to the writer napari picks for that
-extension: with the preselected filter, the typed name decides the format.
+this plugin activates (its reader, a widget or the sample data is used), :func:`list_writers_first`
+(called from :mod:`._activate`) lists its writers first, and they hand a name with another extension
+to the writer napari picks for that extension: with the preselected filter, the typed name decides the format.
 """
 
 from pathlib import Path
@@ -28,7 +28,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     return _write(path, data, meta, "labels", save_labels)
 
 
-def on_activate(context) -> None:
+def list_writers_first() -> None:
     """List this plugin's NIfTI writers before napari's own, so the save dialog preselects them."""
     import npe2
 

@@ -17,6 +17,17 @@ from .io.display import DisplayGeometry
 from .regions.maps import region_lookup
 
 AXIS_LABELS = ("z (S)", "y (A)", "x (R)")
+#: What a layer shows, as the second half of its name (:func:`layer_name`); a probability layer is ``P(<class>)``.
+LAYER_ROLES = {
+    **MODALITY_TITLES,  # SWI, QSM, T2
+    "image": "image",  # a NIfTI file whose name does not tell its modality
+    "labels": "labels",  # a label map read from a file (``_dseg``)
+    "truth": "true lesions",  # the sample's true labels
+    "detection": "lesions",  # Detect's result
+    "annotation": "annotation",  # a rater's labels (Label lesions)
+    "locations": "locations",
+    "regions": "regions",
+}
 #: Probability maps take the hue of their class colour (CLASS_COLORS): red for CMB, cyan-blue for iron.
 _PROBABILITY_COLORMAPS = {1: "red", 2: "cyan"}
 #: How a class Labels layer looks by its role (``metadata['deepmir']['origin']``), so layers over the same lesion
@@ -29,6 +40,16 @@ LABEL_ROLE_STYLES = {
 }
 #: Outline width (pixels; napari's Labels ``contour``, which a layer tuple cannot carry) of each role; 0: filled.
 LABEL_ROLE_CONTOURS = {"truth": 1}
+
+
+def layer_name(subject: str, role: str) -> str:
+    """The one naming rule for every layer the plugin makes: ``<subject> <role>``, e.g. ``sub-002 SWI``.
+
+    ``subject`` is the BIDS ``sub-`` label (from the folder or the file name), else the file name without its
+    modality ending; ``role`` a key of :data:`LAYER_ROLES` or a title of its own (``P(iron deposit)``). A file
+    ``sub-002_swi.nii.gz`` and the folder ``sub-002`` both give ``sub-002 SWI``; a derived layer appends to its
+    source's name (``sub-002 lesions ids``) and napari numbers repeats (``sub-002 SWI [1]``)."""
+    return f"{subject} {LAYER_ROLES.get(role, role)}"
 
 
 def apply_role_contour(layer) -> None:
@@ -110,7 +131,8 @@ def regions_layer_data(regions: np.ndarray, geometry: DisplayGeometry, *, name: 
 
 
 def probability_layer_data(probability: np.ndarray, geometry: DisplayGeometry, *, class_value: int) -> tuple:
-    """Image layer of one class's probability (0..1), additive over the anatomy."""
+    """Image layer of one class's probability (0..1), additive over the anatomy (name: its role, see
+    :func:`layer_name`)."""
     name = f"P({CLASS_TITLES[class_value]})"
     kwargs = _base_kwargs(name, geometry, {"kind": "probability", "class": class_value})
     kwargs.update(

@@ -18,6 +18,16 @@ def busy_cursor():
         QApplication.restoreOverrideCursor()
 
 
+@contextmanager
+def busy_cursor_in_gui():
+    """:func:`busy_cursor` when a Qt application runs (napari reading a file), else nothing (a script)."""
+    if QApplication.instance() is None:
+        yield
+        return
+    with busy_cursor():
+        yield
+
+
 def shows_busy(method):
     """Decorate a widget method that works on the GUI thread: the wait cursor shows while it runs."""
 

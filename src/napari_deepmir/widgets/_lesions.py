@@ -18,7 +18,7 @@ from ..detection.pipeline import DetectionResult, iter_detect
 from ..io import InputError, Subject
 from ..io.display import DisplayGeometry
 from ..io.mask import use_brain_mask
-from ..layer_data import labels_layer_data, lesion_ids_layer_data, probability_layer_data
+from ..layer_data import labels_layer_data, layer_name, lesion_ids_layer_data, probability_layer_data
 from ..lesions.measure import label_lesions, lesion_table_features, measure_lesions
 from ._layers import add_layer, geometry_of, modality_of, subject_from_layers
 
@@ -167,7 +167,7 @@ def detect_in_layers(
 
 
 def lesions_layer_name(subject_name: str) -> str:
-    return f"{subject_name} lesions"
+    return layer_name(subject_name, "detection")
 
 
 def data_checksum(data) -> int:
@@ -203,7 +203,7 @@ def show_detection(viewer, detection: Detection, *, probabilities: bool = False)
         for value in (CMB, IRON):
             probability = detection.result.probabilities[value]
             data, kwargs, kind = probability_layer_data(probability, detection.geometry, class_value=value)
-            kwargs["name"] = f"{detection.subject.name} {kwargs['name']}"
+            kwargs["name"] = layer_name(detection.subject.name, kwargs["name"])
             added.append(add_layer(viewer, (data, kwargs, kind)))
     added.append(show_lesion_ids(viewer, detection.measurement, name=f"{name} ids"))
     data, kwargs, kind = labels_layer_data(

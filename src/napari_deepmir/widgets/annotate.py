@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 from scipy import ndimage
 
 from ..conventions import CLASS_NAMES, CLASS_TITLES, CMB, IRON
-from ..layer_data import labels_layer_data
+from ..layer_data import labels_layer_data, layer_name
 from ..lesions.candidates import BLINDED_CAP, USEFUL_SCORE_SHARE, find_candidates, grow_region
 from ..lesions.components import CONNECTIVITY_26, class_components
 from ..lesions.guidance import assess_region
@@ -155,7 +155,7 @@ class AnnotateWidget(AnnotateLayout, HooksWhileShown, TabbedPanel, QWidget):
         self._show_mode()
         locations = self._companions().locations
         self.locations = None if locations is None else self.geometry.from_display(np.asarray(locations.data))
-        name = f"{self.subject.name} annotation"
+        name = layer_name(self.subject.name, "annotation")
         metadata = {"path": str(self.session.labels_path), "origin": "annotation", "subject": self.subject.name}
         layer_data = labels_layer_data(self.session.labels, self.geometry, name=name, metadata=metadata)
         self._release_layer(save=False)
