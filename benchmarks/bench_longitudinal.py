@@ -63,7 +63,7 @@ def _one(root: Path, seed: int, index: int, args, **change) -> dict:
     labels = {}
     for role, session in zip(("baseline", "followup"), sessions):
         if args.detections == "truth":
-            labels[f"{role}_labels"] = session / f"{name}_{session.name}_dseg.nii.gz"
+            labels[f"{role}_labels"] = session / "anat" / f"{name}_{session.name}_dseg.nii.gz"
         elif session_outputs(root / "out", name, session.name).is_complete():  # detected by an earlier run
             labels[f"{role}_labels"] = session_outputs(root / "out", name, session.name).labels
     start = time.perf_counter()
@@ -96,6 +96,8 @@ def _one(root: Path, seed: int, index: int, args, **change) -> dict:
 def _scores(root: Path, args) -> tuple[list[dict], list[dict]]:
     """Scores of the changing pairs and of the no-change pairs (those of this ``--shard``)."""
     mine = range(args.shard[0], args.pairs + args.no_change, args.shard[1])
+    if args.from_scores:  # the pairs an earlier run scored
+        mine = [i for i in mine if (root / "scores" / f"sub-{i + 1:03d}.json").exists()]
     scores = [_one(root, 1000 + i, i + 1, args) for i in mine if i < args.pairs]
     calm = [_one(root, 2000 + i - args.pairs, i + 1, args, new_cmbs=0, resolved=False) for i in mine if i >= args.pairs]
     return scores, calm
