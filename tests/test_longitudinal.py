@@ -168,6 +168,7 @@ def test_lesions_the_baseline_detection_missed_but_its_image_shows_are_persistin
         (pair.changes["status"] == "persisting") & (pair.changes["class"] == "cmb")
     ).sum()
     assert set(kept["found_by"]) == {"baseline image"} and record["ARIA-H"]["Grade"] == "moderate"
+    assert record["DifferenceEvidence"]["SeenInBaselineImage"] == len(kept)
 
 
 def test_a_new_microbleed_the_follow_up_detection_missed_is_found_by_the_difference(pair, tmp_path):

@@ -170,3 +170,17 @@ def found_by_column(changes: pd.DataFrame, baseline: pd.DataFrame, followup: pd.
         added = [base.get(row.baseline_lesion_id), follow.get(row.followup_lesion_id)]
         found.append(next((a for a in added if isinstance(a, str) and a != "detection"), "detection"))
     return found
+
+
+def evidence_record(changes: pd.DataFrame) -> dict:
+    """The difference evidence's rule, thresholds and what it changed, for the comparison's record."""
+    found = changes["found_by"].value_counts() if "found_by" in changes else pd.Series(dtype=int)
+    return {
+        "Rule": "a follow-up lesion the baseline image shows at its place is persisting; a finder candidate judged "
+        "a microbleed that the baseline image lacks is new (docs/follow-up.md)",
+        "EvidenceRadiusMm": EVIDENCE_RADIUS_MM,
+        "PresentShare": PRESENT_SHARE,
+        "MinCandidateSwiContrast": MIN_CANDIDATE_SWI_CONTRAST,
+        "SeenInBaselineImage": int(found.get("baseline image", 0)),
+        "FoundByDifference": int(found.get("difference", 0)),
+    }
