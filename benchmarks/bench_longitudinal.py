@@ -110,7 +110,7 @@ def run(args) -> None:
         with tempfile.TemporaryDirectory() as folder:
             scores, calm = _scores(Path(folder), args)
     print(
-        f"\n{args.pairs} pairs, grid {tuple(args.shape)} of {tuple(args.voxel)} mm, lesions from {args.detections}, "
+        f"\n{len(scores)} pairs, grid {tuple(args.shape)} of {tuple(args.voxel)} mm, lesions from {args.detections}, "
         f"motion up to {args.max_rotation:g} deg / {args.max_shift:g} mm"
     )
     if scores:
