@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..io import InputError, Subject
 from ..io.nifti import Volume
+from ..lesions.measure import label_lesions
 from .changes import compare_lesions, new_microbleeds
 from .difference import apply_difference_evidence, found_by_column
 from .grading import AriaGrade
@@ -35,8 +36,6 @@ class Session:
 
     def lesion_id_map(self) -> np.ndarray:
         """Each voxel's lesion id (the table's ``lesion_id``; 0 outside lesions)."""
-        from ..lesions.measure import label_lesions
-
         return self.lesion_ids if self.lesion_ids is not None else label_lesions(self.labels)[0]
 
 

@@ -22,9 +22,12 @@ matching distance does (:data:`.changes.MATCH_TOLERANCE_MM`). A lesion added her
 output set as the pipeline wrote it: the added ones get lesion ids after the detection's.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
+from ..conventions import CLASS_NAMES
 from ..lesions.candidates import blob_response, find_candidates, grow_region
 from ..lesions.guidance import REJECTING_FLAGS
 from ..lesions.measure import measure_lesions
@@ -77,8 +80,6 @@ def _near(points: np.ndarray, extents: np.ndarray, point: np.ndarray, extent: fl
 def with_added_lesions(session, regions: list[tuple[np.ndarray, int]], found_by: str):
     """``session`` with ``regions`` ((mask, label value) each, where no lesion is yet) added as lesions numbered
     after its own; the table gets ``found_by`` (``detection`` for its own rows)."""
-    from dataclasses import replace
-
     ids = session.lesion_id_map()
     labels, ids, rows = session.labels.copy(), ids.copy(), []
     table = session.table.copy()
@@ -120,8 +121,6 @@ def seen_at_baseline(baseline, followup, followup_to_baseline: np.ndarray, respo
 
 def missed_at_followup(baseline, followup, followup_to_baseline: np.ndarray, responses) -> list[tuple[np.ndarray, int]]:
     """Follow-up regions of the finder's microbleed candidates that no lesion covers and the baseline lacks (rule 2)."""
-    from ..conventions import CLASS_NAMES
-
     base, follow = baseline.subject, followup.subject
     cmb = next(value for value, name in CLASS_NAMES.items() if name == "cmb")
     candidates = find_candidates(follow, max_candidates=MAX_CANDIDATES)
