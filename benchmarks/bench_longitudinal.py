@@ -16,71 +16,101 @@ share and weighted kappa, persisting lesions called new; for the no-change pairs
 """
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from napari_deepmir.io.registration import max_displacement_mm
 from napari_deepmir.longitudinal.evaluate import score_pair, summarise
+from napari_deepmir.longitudinal.outputs import session_outputs
 from napari_deepmir.longitudinal.run import run_comparison
 from napari_deepmir.phantom import Acquisition
 from napari_deepmir.phantom.sessions import generate_pair, write_pair
 
 
+def _pair(root: Path, seed: int, index: int, args, **change) -> tuple[Path, str, pd.DataFrame, dict]:
+    """Write pair ``index`` under ``root/data`` (or read it back when the cache has it): its folder, name, truth
+    change table and head motion."""
+    name = f"sub-{index:03d}"
+    folder = root / "data" / name
+    truth_path = folder / f"{name}_desc-truth_changes.tsv"
+    if not truth_path.exists():
+        acquisition = Acquisition(shape=tuple(args.shape), voxel_mm=tuple(args.voxel))
+        pair = generate_pair(
+            seed,
+            acquisition,
+            name=name,
+            fine_voxel_mm=tuple(args.fine_voxel),
+            max_rotation_deg=args.max_rotation,
+            max_shift_mm=args.max_shift,
+            **change,
+        )
+        write_pair(pair, root / "data")
+    motion = json.loads(truth_path.with_suffix(".json").read_text())["HeadMotion"]
+    return folder, name, pd.read_csv(truth_path, sep="\t"), motion
+
+
 def _one(root: Path, seed: int, index: int, args, **change) -> dict:
-    acquisition = Acquisition(shape=tuple(args.shape), voxel_mm=tuple(args.voxel))
-    pair = generate_pair(
-        seed,
-        acquisition,
-        name=f"sub-{index:03d}",
-        fine_voxel_mm=tuple(args.fine_voxel) if args.fine_voxel else (0.55, 0.55, 0.8),
-        max_rotation_deg=args.max_rotation,
-        max_shift_mm=args.max_shift,
-        **change,
-    )
-    folder = write_pair(pair, root / "data")
+    saved = root / "scores" / f"sub-{index:03d}.json"
+    if args.from_scores:
+        return json.loads(saved.read_text())
+    folder, name, truth, motion = _pair(root, seed, index, args, **change)
     sessions = [folder / "ses-1", folder / "ses-2"]
     labels = {}
-    if args.detections == "truth":
-        labels = {
-            f"{role}_labels": s / f"{pair.name}_{s.name}_dseg.nii.gz"
-            for role, s in zip(("baseline", "followup"), sessions)
-        }
+    for role, session in zip(("baseline", "followup"), sessions):
+        if args.detections == "truth":
+            labels[f"{role}_labels"] = session / "anat" / f"{name}_{session.name}_dseg.nii.gz"
+        elif session_outputs(root / "out", name, session.name).is_complete():  # detected by an earlier run
+            labels[f"{role}_labels"] = session_outputs(root / "out", name, session.name).labels
     start = time.perf_counter()
-    comparison, _ = run_comparison(*sessions, root / "out", device=args.device, **labels)
-    score = score_pair(comparison.changes, pair.changes)
+    comparison, _ = run_comparison(*sessions, root / "out", device=args.device, overwrite=True, **labels)
+    score = score_pair(comparison.changes, truth)
+    moved = np.array(motion["BaselineToFollowupRasMm"])
     score |= {
-        "rotation_deg": pair.rotation_deg,
-        "shift_mm": pair.shift_mm,
+        "rotation_deg": motion["RotationDeg"],
+        "shift_mm": motion["ShiftMm"],
         "residual_mm": comparison.registration.residual_mm,
         "error_mm": max_displacement_mm(
-            np.linalg.inv(pair.motion) @ comparison.registration.transform,
+            np.linalg.inv(moved) @ comparison.registration.transform,
             comparison.baseline.subject.mask,
             comparison.baseline.subject.affine,
         ),
         "seconds": time.perf_counter() - start,
     }
     print(
-        f"{pair.name}: motion {pair.rotation_deg:.1f} deg {pair.shift_mm:.1f} mm, registration error "
+        f"{name}: motion {score['rotation_deg']:.1f} deg {score['shift_mm']:.1f} mm, registration error "
         f"{score['error_mm']:.2f} mm (residual {score['residual_mm']:.2f}); new {score['found']}/{score['truth_new']} "
         f"found, {score['false_new']} false new, {score['persisting_called_new']} persisting called new; "
         f"grade {score['grade']} (truth {score['truth_grade']}); {score['seconds']:.0f} s",
         flush=True,
     )
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in score.items()}))
     return score
 
 
+def _scores(root: Path, args) -> tuple[list[dict], list[dict]]:
+    """Scores of the changing pairs and of the no-change pairs (those of this ``--shard``)."""
+    mine = range(args.shard[0], args.pairs + args.no_change, args.shard[1])
+    if args.from_scores:  # the pairs an earlier run scored
+        mine = [i for i in mine if (root / "scores" / f"sub-{i + 1:03d}.json").exists()]
+    scores = [_one(root, 1000 + i, i + 1, args) for i in mine if i < args.pairs]
+    calm = [_one(root, 2000 + i - args.pairs, i + 1, args, new_cmbs=0, resolved=False) for i in mine if i >= args.pairs]
+    return scores, calm
+
+
 def run(args) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        scores = [_one(root, 1000 + i, i + 1, args) for i in range(args.pairs)]
-        calm = [
-            _one(root, 2000 + i, args.pairs + i + 1, args, new_cmbs=0, resolved=False) for i in range(args.no_change)
-        ]
+    if args.cache:
+        scores, calm = _scores(Path(args.cache), args)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            scores, calm = _scores(Path(folder), args)
     print(
-        f"\n{args.pairs} pairs, grid {tuple(args.shape)} of {tuple(args.voxel)} mm, lesions from {args.detections}, "
+        f"\n{len(scores)} pairs, grid {tuple(args.shape)} of {tuple(args.voxel)} mm, lesions from {args.detections}, "
         f"motion up to {args.max_rotation:g} deg / {args.max_shift:g} mm"
     )
     if scores:
@@ -109,4 +139,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-rotation", type=float, default=5.0)
     parser.add_argument("--max-shift", type=float, default=5.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache", help="keep the pairs and the model's detections here and reuse them")
+    parser.add_argument("--from-scores", action="store_true", help="summarise the scores an earlier --cache run kept")
+    parser.add_argument("--shard", type=int, nargs=2, default=(0, 1), metavar=("K", "N"), help="run pairs i %% N == K")
     run(parser.parse_args())

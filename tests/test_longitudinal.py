@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from napari_deepmir.cli import main
 from napari_deepmir.io import save_labels
@@ -116,11 +117,18 @@ def test_deepmir_longitudinal_grades_a_moved_follow_up_and_never_overwrites(pair
     assert "already exist" in capsys.readouterr().err
 
 
-def test_a_follow_up_without_change_has_no_new_lesion_and_grade_none(tmp_path):
+@pytest.mark.parametrize("baseline_detection", ["all lesions", "none"])
+def test_a_follow_up_without_change_has_no_new_lesion_and_grade_none(baseline_detection, tmp_path):
+    """Also when the baseline's detection found nothing: the baseline image shows every lesion of the follow-up."""
     quiet = generate_pair(11, SMALL, new_cmbs=0, resolved=False, max_rotation_deg=5, max_shift_mm=5, **FAST)
     folder = write_pair(quiet, tmp_path / "data")
     assert quiet.rotation_deg > 0.5 or quiet.shift_mm > 0.5  # motion there is
-    assert main(["longitudinal", *_truth_args(folder, "sub-011"), "--out", str(tmp_path / "out")]) == 0
+    args = _truth_args(folder, "sub-011")
+    if baseline_detection == "none":
+        empty = np.zeros_like(quiet.baseline.labels)
+        empty = save_labels(tmp_path / "none_dseg.nii.gz", empty, quiet.baseline.affine)
+        args[args.index("--baseline-labels") + 1] = str(empty)
+    assert main(["longitudinal", *args, "--out", str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "sub-011_desc-longitudinal_grade.json").read_text())
     assert record["ARIA-H"]["Grade"] == "none" and record["ARIA-H"]["NewMicrobleeds"] == 0
     assert "cmb_new" not in record["Counts"] and "cmb_resolved" not in record["Counts"]
@@ -137,15 +145,46 @@ def test_labels_off_the_session_grid_are_refused_with_the_file_named(pair, tmp_p
     assert not (tmp_path / "out" / "sub-003_desc-longitudinal_grade.json").exists()
 
 
-def test_a_session_without_lesions_is_read_and_every_follow_up_lesion_is_new(pair, tmp_path):
-    """An all-zero label map (no lesion at baseline) is a valid session, not a constant-image error."""
+def _changes_and_score(args, folder, tmp_path, name="sub-003"):
+    out = tmp_path / "out"
+    truth = folder / f"{name}_desc-truth_changes.tsv"
+    assert main(["longitudinal", *args, "--out", str(out), "--truth", str(truth)]) == 0
+    record = json.loads((out / f"{name}_desc-longitudinal_grade.json").read_text())
+    return read_table(out / f"{name}_desc-longitudinal_changes.tsv"), record
+
+
+def test_lesions_the_baseline_detection_missed_but_its_image_shows_are_persisting_not_new(pair, tmp_path):
+    """An all-zero baseline map (its detection found nothing): the follow-up's lesions are looked for in the baseline
+    image at their place through the registration (head moved 5 deg / 5 mm); only the truly new ones are new."""
     pair, folder = pair
     empty = save_labels(tmp_path / "none_dseg.nii.gz", np.zeros_like(pair.baseline.labels), pair.baseline.affine)
     args = _truth_args(folder)
     args[args.index("--baseline-labels") + 1] = str(empty)
-    assert main(["longitudinal", *args, "--out", str(tmp_path / "out")]) == 0
-    changes = read_table(tmp_path / "out" / "sub-003_desc-longitudinal_changes.tsv")
-    assert set(changes["status"]) == {"new"} and len(changes) == (pair.changes["status"] != "resolved").sum()
+    changes, record = _changes_and_score(args, folder, tmp_path)
+    score = record["TruthScore"]
+    assert score["found"] == 5 and score["false_new"] == 0 and score["persisting_called_new"] == 0
+    kept = changes[changes["status"].isin(["persisting", "grown"])]
+    assert (kept["class"] == "cmb").sum() == (
+        (pair.changes["status"] == "persisting") & (pair.changes["class"] == "cmb")
+    ).sum()
+    assert set(kept["found_by"]) == {"baseline image"} and record["ARIA-H"]["Grade"] == "moderate"
+    assert record["DifferenceEvidence"]["SeenInBaselineImage"] == len(kept)
+
+
+def test_a_new_microbleed_the_follow_up_detection_missed_is_found_by_the_difference(pair, tmp_path):
+    """The follow-up's labels lack its largest new microbleed: the finder's candidate there, absent at baseline."""
+    pair, folder = pair
+    missed = pair.changes[pair.changes["status"] == "new"].sort_values("diameter_mm").iloc[-1]
+    where = [missed.followup_x_mm, missed.followup_y_mm, missed.followup_z_mm, 1]
+    centre = np.round(np.linalg.solve(pair.followup.affine, where)[:3]).astype(int)
+    components, _ = ndimage.label(pair.followup.labels > 0, structure=np.ones((3, 3, 3)))
+    labels = np.where(components == components[tuple(centre)], 0, pair.followup.labels)
+    labels = save_labels(tmp_path / "missed_dseg.nii.gz", labels, pair.followup.affine)
+    args = _truth_args(folder)
+    args[args.index("--followup-labels") + 1] = str(labels)
+    changes, record = _changes_and_score(args, folder, tmp_path)
+    assert record["TruthScore"]["found"] == 5 and record["TruthScore"]["false_new"] == 0
+    assert list(changes.loc[changes["found_by"] == "difference", "status"]) == ["new"]
 
 
 def test_deepmir_synth_sessions_writes_two_sessions_per_participant_with_the_truth(tmp_path, capsys):

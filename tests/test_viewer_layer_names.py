@@ -1,4 +1,4 @@
-"""One naming rule for the plugin's layers (``<subject> <role>``, napari_deepmir.layer_data.layer_name): a subject's files
+"""One naming rule for the plugin's layers (``<subject> <role>``, ``layer_data.layer_name``): a subject's files
 opened one by one are named like the same subject opened as a folder (they were ``sub-002_swi`` vs ``sub-002 SWI``)."""
 
 import numpy as np

@@ -47,6 +47,14 @@ CHANGE_COLUMNS: dict[str, tuple[str, str | None]] = {
     "followup_volume_mm3": ("Volume at follow-up", "mm^3"),
     "baseline_diameter_mm": ("Sphere-equivalent diameter at baseline", "mm"),
     "followup_diameter_mm": ("Sphere-equivalent diameter at follow-up", "mm"),
+    "found_by": (
+        (
+            "What found the lesion: detection (either session's), baseline image (a follow-up lesion the "
+            "baseline's detection missed but its image shows) or difference (a follow-up lesion only the "
+            "difference of the sessions found)"
+        ),
+        None,
+    ),
     "review": ("The rater's decision on a new lesion in Compare sessions: confirmed, rejected or empty", None),
     "review_reason": ("Why the rater rejected (or noted) it", None),
 }

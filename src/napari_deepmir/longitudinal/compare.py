@@ -18,8 +18,9 @@ from ..io import InputError, Subject
 from ..io.nifti import Volume
 from ..io.subject import load_subject_dir
 from ..lesions.components import load_label_map
-from ..lesions.measure import measure_lesions
+from ..lesions.measure import label_lesions, measure_lesions
 from .changes import compare_lesions, new_microbleeds
+from .difference import apply_difference_evidence, found_by_column
 from .grading import AriaGrade
 from .register import SessionRegistration, register_sessions
 
@@ -34,6 +35,11 @@ class Session:
     table: pd.DataFrame
     source: dict
     detection: object = None  # the pipeline's DetectionResult when the session was detected here
+    lesion_ids: np.ndarray | None = None  # lesion-id map (table's lesion_id) when lesions were added to the labels
+
+    def lesion_id_map(self) -> np.ndarray:
+        """Each voxel's lesion id (the table's ``lesion_id``; 0 outside lesions)."""
+        return self.lesion_ids if self.lesion_ids is not None else label_lesions(self.labels)[0]
 
 
 @dataclass
@@ -98,7 +104,8 @@ def load_session(
 
 
 def compare_sessions(baseline: Session, followup: Session) -> SessionComparison:
-    """Register the follow-up to the baseline, match their lesions and grade the follow-up."""
+    """Register the follow-up to the baseline, weigh the difference evidence (:mod:`.difference`: the sessions'
+    lesions gain those the images show), match their lesions and grade the follow-up."""
     base, follow = baseline.subject, followup.subject
     both_t2 = base.t2 is not None and follow.t2 is not None
     registration = register_sessions(
@@ -108,7 +115,9 @@ def compare_sessions(baseline: Session, followup: Session) -> SessionComparison:
         baseline_t2=Volume(base.t2, base.affine) if both_t2 else None,
         followup_t2=Volume(follow.t2, follow.affine) if both_t2 else None,
     )
+    baseline, followup = apply_difference_evidence(baseline, followup, registration.followup_to_baseline)
     changes = compare_lesions(baseline.table, followup.table, registration.followup_to_baseline)
+    changes["found_by"] = found_by_column(changes, baseline.table, followup.table)
     warnings = [*baseline.subject.warnings, *followup.subject.warnings]
     if not registration.reliable:
         warnings.append(registration.describe())

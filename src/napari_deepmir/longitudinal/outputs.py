@@ -21,6 +21,7 @@ from ..io.errors import InputError
 from ..io.outputs import OutputSet, check_can_write
 from .changes import CHANGE_COLUMNS
 from .compare import SessionComparison
+from .difference import evidence_record
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def comparison_record(comparison: SessionComparison) -> dict:
         "Counts": {f"{c}_{s}": int(n) for (c, s), n in counts.items()},
         "Sessions": sessions,
         "Registration": comparison.registration.provenance(),
+        "DifferenceEvidence": evidence_record(comparison.changes),
         "Warnings": list(dict.fromkeys(comparison.warnings)),
         **({} if comparison.score is None else {"TruthScore": comparison.score}),
         "GeneratedBy": {"Name": "napari-deepmir", "Version": __version__, "Model": _lesion_source(comparison)},

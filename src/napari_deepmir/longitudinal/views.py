@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ..io.nifti import Volume
-from ..lesions.measure import label_lesions
 from .compare import SessionComparison
 from .register import followup_on_baseline_grid
 
@@ -40,12 +39,12 @@ class ComparisonViews:
     def of(cls, comparison: SessionComparison) -> "ComparisonViews":
         base, follow = comparison.baseline.subject, comparison.followup.subject
         registration = comparison.registration
-        follow_ids, _ = label_lesions(comparison.followup.labels)
+        follow_ids = comparison.followup.lesion_id_map()
         grid = (base.shape, base.affine)
         return cls(
             base.swi,
             followup_on_baseline_grid(Volume(follow.swi, follow.affine), registration, *grid),
-            label_lesions(comparison.baseline.labels)[0],
+            comparison.baseline.lesion_id_map(),
             followup_on_baseline_grid(Volume(follow_ids, follow.affine), registration, *grid, order=0).astype(np.int32),
         )
 
