@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from magicgui.widgets import ComboBox
+from psygnal import SignalInstance
 
 from ..conventions import MODALITIES, MODALITY_TITLES
 from ..model.registry import list_models
@@ -25,6 +26,9 @@ def model_inputs(entry) -> str:
     """A model's input modalities, e.g. ``SWI+QSM``."""
     return "+".join(MODALITY_TITLES[m] for m in MODALITIES if m in entry.card.modalities)
 
+
+#: Emitted after a widget registers a new model, so every open model picker lists it (no widget looks for another).
+models_registered = SignalInstance((), name="models_registered")
 
 #: The first choice of an automatic model picker: the shipped model for the modalities that have a layer chosen.
 AUTOMATIC = "automatic (by the inputs)"

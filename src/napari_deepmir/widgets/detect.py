@@ -23,7 +23,7 @@ from ._docking import TabbedPanel, scrolling_layout
 from ._hooks import HooksWhileShown
 from ._inputs import SubjectInputs
 from ._lesions import companion_layers, detect_in_layers, lesions_layer_name, show_detection
-from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker, select_model
+from ._model_inputs import AUTOMATIC, device_picker, model_inputs, model_picker, models_registered, select_model
 
 
 class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
@@ -44,11 +44,13 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.hold_hooks(True)
 
     def hook_viewer(self) -> None:
-        """Follow the viewer's layers while the panel is open (see :mod:`._hooks`)."""
+        """Follow the viewer's layers, and models registered elsewhere, while the panel is open (see :mod:`._hooks`)."""
         self.inputs.connect_viewer()
+        models_registered.connect(self.refresh_models)
 
     def release_viewer(self) -> None:
         self.inputs.disconnect_viewer()
+        models_registered.disconnect(self.refresh_models)
 
     # ---- layout -------------------------------------------------------------------------------
     def _build(self) -> None:

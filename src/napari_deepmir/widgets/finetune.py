@@ -34,8 +34,7 @@ from ._finetune import (
 )
 from ._hooks import HooksWhileShown
 from ._inputs import QSM_UNIT_CHOICES
-from ._model_inputs import device_picker, model_picker
-from .detect import DetectWidget
+from ._model_inputs import device_picker, model_picker, models_registered
 
 #: Delay (ms) between the last edit of a labels layer and the list of annotations made again.
 EDIT_DELAY_MS = 300
@@ -348,7 +347,7 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
             self.status_label.setText("Stopped before the first step: no model was written (the base is unchanged).")
             return
         entry = register_model(result.model_path)
-        self._refresh_detect_widgets()
+        models_registered.emit()
         stopped = " (stopped early)" if result.stopped_early else ""
         self.status_label.setText(
             f"{entry.name}: {result.steps_run} steps{stopped} -> {result.model_path}\n{_metrics_text(result)}"
@@ -360,13 +359,6 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
         self.progress.setValue(1 if self.result is not None and self.result.model_path is not None else 0)
         self.start_button.setText("Start")
         self.refresh_models()
-
-    def _refresh_detect_widgets(self) -> None:
-        """The new model appears at once in any open Detect widget."""
-        window = getattr(self.viewer, "window", None)
-        for widget in getattr(window, "dock_widgets", {}).values():
-            if isinstance(widget, DetectWidget):
-                widget.refresh_models()
 
     def _report(self, message: str) -> None:
         self.status_label.setText(message)
