@@ -5,6 +5,7 @@ measurement) and :mod:`napari_deepmir.model.registry` (the models to choose from
 the chosen layers call for when the model is left automatic).
 """
 
+from functools import partial
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, Container, PushButton
@@ -42,6 +43,8 @@ class DetectWidget(HooksWhileShown, TabbedPanel, QWidget):
         self._build()
         self.refresh_models()
         self.hold_hooks(True)
+        # napari deletes a closed viewer's docks without hiding them first: let go of the model signal then too
+        self.destroyed.connect(partial(models_registered.disconnect, self.refresh_models, missing_ok=True))
 
     def hook_viewer(self) -> None:
         """Follow the viewer's layers, and models registered elsewhere, while the panel is open (see :mod:`._hooks`)."""
