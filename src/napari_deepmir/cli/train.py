@@ -11,6 +11,7 @@ from ..conventions import CLASS_NAMES
 from ..model.files import read_card
 from ..model.registry import resolve_model
 from ..progress import progress_bar, run_to_end
+from ..training.common import TrainingConfig
 from .options import add_registration_arg
 
 #: Options of the training group passed to the trainer as they are (train-verifier has some of them).
@@ -186,10 +187,10 @@ def _probability(text: str) -> float:
 
 def _training_config(args: argparse.Namespace, **fields):
     """The trainer's configuration from this command's options; ``fields``: the command's own."""
-    from ..training.config_builder import training_config  # noqa: PLC0415 (imports torch)
-
     options = {name: getattr(args, name) for name in _TRAINING_OPTIONS if name in vars(args)}
-    return training_config(args.out, args.data, command="deepmir " + " ".join(sys.argv[1:]), **options, **fields)
+    return TrainingConfig(
+        out=args.out, data=args.data, command="deepmir " + " ".join(sys.argv[1:]), **options, **fields
+    )
 
 
 def _print_validation_table(n_subjects: int, columns: dict[str, dict]) -> None:

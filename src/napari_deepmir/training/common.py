@@ -3,7 +3,6 @@ run's config, its reports and result, the annotated subjects and their split, ho
 the thresholds tried, and the start of a run (paths, output folder, device). Imports no torch.
 """
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -77,6 +76,16 @@ class TrainingConfig:
     command: str | None = None
     #: Steps of second-stage training after a fine-tune (:mod:`.verifier`); None: 300 when the base has one.
     verifier_steps: int | None = None
+
+    def __post_init__(self):
+        """Folders and model paths as ``Path`` (a CLI, a widget and the API give strings or Paths), modalities and
+        spacing as tuples (None or empty: the default)."""
+        self.out = Path(self.out)
+        self.data = [Path(folder) for folder in self.data]
+        self.samples = list(self.samples)
+        self.base = None if self.base is None else Path(self.base)
+        self.modalities = tuple(self.modalities) if self.modalities else None
+        self.spacing_mm = None if self.spacing_mm is None else tuple(self.spacing_mm)
 
     @property
     def second_stage_steps(self) -> int:
@@ -168,11 +177,6 @@ def split_subjects(subjects: list, val_share: float, seed: int) -> tuple[list, l
 def training_split(config: TrainingConfig, card) -> tuple[list[AnnotatedSubject], list[AnnotatedSubject]]:
     """(train, validation) subjects of ``config``, loaded for ``card`` and split by its seed."""
     return split_subjects(load_training_subjects(config, card), config.val_share, config.seed)
-
-
-def with_paths(config: TrainingConfig) -> TrainingConfig:
-    """``config`` with ``out`` and ``base`` as Paths."""
-    return dataclasses.replace(config, out=Path(config.out), base=None if config.base is None else Path(config.base))
 
 
 def open_destination(config: TrainingConfig, may_replace: bool):

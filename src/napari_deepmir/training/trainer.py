@@ -41,7 +41,6 @@ from .common import (
     pooled_metrics,
     training_split,
     validation_score,
-    with_paths,
 )
 from .data import AnnotatedSubject
 from .losses import LesionLoss
@@ -264,7 +263,6 @@ def _training_record(config: TrainingConfig, card: ModelCard, train_subjects: li
 def _start(config: TrainingConfig) -> _Run:
     """Phase 1: check the destination, then build the network, the subjects, the sampler and the optimizer."""
     started = time.perf_counter()
-    config = with_paths(config)
     if config.base is not None and config.out.resolve() == config.base.resolve():
         raise InputError(
             config.out, "the output folder is the base model; write the fine-tuned model to another folder"

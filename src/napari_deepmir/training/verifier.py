@@ -45,7 +45,6 @@ from .common import (
     pooled_metrics,
     training_split,
     validation_score,
-    with_paths,
 )
 from .common import THRESHOLDS as VERIFIER_THRESHOLDS  # the U-Net's threshold grid serves the verifier too
 from .data import AnnotatedSubject
@@ -420,7 +419,6 @@ def iter_train_verifier(
     started = time.perf_counter()
     if config.base is None:
         raise InputError(config.out, "a verifier is trained for a model: give the model (--model)")
-    config = with_paths(config)
     into_base = config.out.resolve() == config.base.resolve()  # the second half of a fine-tune into its own output
     device = open_destination(config, config.overwrite or into_base)
     base = load_model(config.base, device)

@@ -14,8 +14,7 @@ from napari.layers import Labels
 from ..conventions import CLASS_NAMES
 from ..io import InputError
 from ..model.registry import user_models_dir
-from ..training.common import split_subjects
-from ..training.config_builder import training_config
+from ..training.common import TrainingConfig, split_subjects
 from ..training.data import annotated_folders
 from ._inputs import source_images, subject_layer, subject_of
 from ._layers import geometry_of, modality_of, subject_from_layers
@@ -151,14 +150,13 @@ class FinetuneSettings:
     val_share: float = 0.25
 
     def config(self):
-
         if not self.samples and not self.folders:
             raise InputError(
                 "fine-tuning", "no annotated subject: select an annotation layer or add a saved subject folder"
             )
-        return training_config(
-            free_folder(user_models_dir(), self.name),
-            self.folders,
+        return TrainingConfig(
+            out=free_folder(user_models_dir(), self.name),
+            data=self.folders,
             samples=self.samples,
             base=self.base,
             name=self.name,
