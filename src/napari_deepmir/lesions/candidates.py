@@ -148,14 +148,20 @@ def grown_components(subject, seeds) -> tuple[np.ndarray, int]:
 
 
 def find_candidates(
-    subject, *, probabilities: np.ndarray | None = None, locations: np.ndarray | None = None, max_candidates: int = 200
+    subject,
+    *,
+    probabilities: np.ndarray | None = None,
+    locations: np.ndarray | None = None,
+    max_candidates: int = 200,
+    response: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Likely lesions of ``subject`` ranked best first (columns :data:`COLUMNS`).
 
     ``probabilities`` (3, *grid), a model's class probabilities, add seeds at their lesion peaks and
     raise the score of regions the model believes in; ``locations`` (a location map) gives locations
-    and the basal-ganglia rule of the guidance."""
-    response = blob_response(subject)
+    and the basal-ganglia rule of the guidance. ``response``: the subject's :func:`blob_response` when the
+    caller has it already (it is the finder's costliest step)."""
+    response = blob_response(subject) if response is None else response
     seeds = _seeds(response, subject.spacing, 3 * max_candidates)
     # then blobs next to a stronger one (a small deposit beside a dark nucleus), tried after the others
     seeds = np.concatenate([seeds, _seeds(response, subject.spacing, 3 * max_candidates, spacing_mm=0.0)])

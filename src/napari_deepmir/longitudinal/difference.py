@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..conventions import CLASS_NAMES
+from ..conventions import CMB
 from ..lesions.candidates import blob_response, find_candidates, grow_region
 from ..lesions.guidance import REJECTING_FLAGS
 from ..lesions.measure import measure_lesions
@@ -122,8 +122,7 @@ def seen_at_baseline(baseline, followup, followup_to_baseline: np.ndarray, respo
 def missed_at_followup(baseline, followup, followup_to_baseline: np.ndarray, responses) -> list[tuple[np.ndarray, int]]:
     """Follow-up regions of the finder's microbleed candidates that no lesion covers and the baseline lacks (rule 2)."""
     base, follow = baseline.subject, followup.subject
-    cmb = next(value for value, name in CLASS_NAMES.items() if name == "cmb")
-    candidates = find_candidates(follow, max_candidates=MAX_CANDIDATES)
+    candidates = find_candidates(follow, max_candidates=MAX_CANDIDATES, response=responses[1])
     rejecting = candidates["flags"].fillna("").map(lambda flags: any(f in flags for f in REJECTING_FLAGS))
     candidates = candidates[
         (candidates["suggested_class"] == "cmb")
@@ -144,7 +143,7 @@ def missed_at_followup(baseline, followup, followup_to_baseline: np.ndarray, res
         own, _ = strength_at(follow, responses[1], point)
         there, _ = strength_at(base, responses[0], carried)
         if there < PRESENT_SHARE * own:
-            regions.append((region, cmb))
+            regions.append((region, CMB))
     return regions
 
 
