@@ -16,10 +16,10 @@ from pathlib import Path
 
 import platformdirs
 
-from ._writer import list_writers_first
+from ._writer import PLUGIN_NAME, list_writers_first
 from .io.atomic import write_text_atomic
+from .io.jsonfile import read_json
 
-PLUGIN_NAME = "napari-deepmir"
 #: NIfTI files, and BIDS subject folders (``sub-*``, matched on the folder's path with a trailing separator).
 READER_PATTERNS = ("*.nii", "*.nii.gz", "*/sub-*/")
 
@@ -50,7 +50,7 @@ def prefer_this_reader() -> list[str]:
     settings = get_settings()
     preferred = settings.plugins.extension2reader
     record = offered_patterns_file()
-    offered = json.loads(record.read_text()) if record.exists() else {}
+    offered = read_json(record) if record.exists() else {}
     key = str(settings.config_path)  # napari keeps one settings file per Python environment
     new = [p for p in READER_PATTERNS if p not in preferred and p not in offered.get(key, [])]
     if new:
