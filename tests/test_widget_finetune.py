@@ -2,9 +2,11 @@
 best model, the base model is untouched, the new model is registered and detects."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QApplication, QLineEdit
 from training_scenes import TINY, write_blob_subject
 
 from napari_deepmir.detection.pipeline import predict_subject
@@ -173,3 +175,17 @@ def test_without_validation_subjects_it_says_so_and_names_what_runs_after_the_la
     assert "step 11" not in seen["stop"] and "saving the best model" in seen["stop"]
     assert widget.result.model_path is not None and widget.result.steps_run == 10
     assert "no validation subjects" in widget.status_label.text()
+
+
+def test_a_saved_subject_field_is_wide_enough_for_its_folder_name(make_napari_viewer, subjects):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deepmir", "Fine-tune model")  # alone, as from the menu
+    for folder in subjects[:2]:
+        widget.add_folder(folder)
+    QApplication.processEvents()
+
+    fields = widget.folders.native.findChildren(QLineEdit)
+    assert len(fields) == 2
+    for field in fields:  # beside the label column and a "Choose directory" button they once showed "b-001"
+        assert field.width() >= field.fontMetrics().horizontalAdvance(Path(field.text()).name), field.text()

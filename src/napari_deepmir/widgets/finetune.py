@@ -187,22 +187,15 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
             tooltip="Units of the QSM files of the annotations in the viewer (saved folders use their sidecars, else "
             "detect)",
         )
-        self.form = Container(
-            widgets=[
-                self.annotations,
-                self.folders,
-                self.base_box,
-                self.name_edit,
-                self.steps_box,
-                self.lr_box,
-                self.val_box,
-                self.device_box,
-                self.qsm_units_box,
-            ],
-            labels=True,
-        )
-        self.form.margins = (0, 0, 0, 0)
-        layout.addWidget(self.form.native)
+        # the folder fields take the panel's whole width under their title: beside the label column, with each
+        # field's "Choose directory" button, they were narrower than a subject folder's name
+        folders_title = QLabel(self.folders.label)
+        folders_title.setToolTip(self.folders.tooltip)
+        layout.addWidget(_form([self.annotations]).native)
+        layout.addWidget(folders_title)
+        layout.addWidget(_form([self.folders], labels=False).native)
+        settings = [self.base_box, self.name_edit, self.steps_box, self.lr_box, self.val_box, self.device_box]
+        layout.addWidget(_form([*settings, self.qsm_units_box]).native)
 
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Train a new model from the base on the chosen annotations; while it runs: Stop")
@@ -367,6 +360,13 @@ class FinetuneWidget(HooksWhileShown, TabbedPanel, QWidget):
     def closeEvent(self, event) -> None:
         self.stop()
         super().closeEvent(event)
+
+
+def _form(widgets: list, labels: bool = True) -> Container:
+    """A magicgui form of ``widgets`` without margins (labels on the left unless ``labels`` is False)."""
+    form = Container(widgets=widgets, labels=labels)
+    form.margins = (0, 0, 0, 0)
+    return form
 
 
 def _annotated_folders(folders) -> list[str]:
